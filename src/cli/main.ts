@@ -1,0 +1,170 @@
+/**
+ * The `cocoon` command line. Exit codes: 0 success, 1 runtime failure,
+ * 2 bad usage or configuration (with a one-line message naming the problem).
+ */
+import '../polyfills.js'
+import { parseArgs } from 'node:util'
+import { CocoonError, ConfigError } from '../errors.js'
+import { loadConfig } from '../config/load.js'
+import { packageVersion } from '../package-info.js'
+import { startNode } from '../roles/runtime.js'
+import { runDevnet } from './devnet.js'
+import { runId } from './id.js'
+import { runStatus } from './status.js'
+import type { RawConfig } from '../config/load.js'
+import type { RunningNode } from '../roles/runtime.js'
+
+export interface CliIO {
+  out(line: string): void
+  err(line: string): void
+  env: NodeJS.ProcessEnv
+}
+
+const defaultIO: CliIO = {
+  out: line => { process.stdout.write(line + '\n') },
+  err: line => { process.stderr.write(line + '\n') },
+  env: process.env
+}
+
+export const USAGE = `cocoon - a peer-to-peer network for confidential AI inference
+
+Usage:
+  cocoon node --role <bootstrap|worker|proxy|client> [options]   run a node
+  cocoon devnet [--once] [--workers N]                           run a whole local swarm in one process
+  cocoon id [--role R] [--network N] [--data-dir D] [--json]     create or show a node identity
+  cocoon status [--role R] [--network N] [--data-dir D] [--admin URL] [--json]
+                                                                 ask running nodes for their status
+  cocoon --version | --help
+
+Node options (flags > COCOON_* environment > --config file > defaults):
+  --role <name>             bootstrap, worker, proxy or client            (COCOON_ROLE)
+  --network <local|public>  local swarm (default) or the public swarm     (COCOON_NETWORK)
+  --config <file>           JSON config file                              (COCOON_CONFIG)
+  --data-dir <dir>          identity and state (default ~/.cocoon/<network>/<role>)  (COCOON_DATA_DIR)
+  --listen <multiaddr>      listen address, repeatable                    (COCOON_LISTEN, comma-separated)
+  --announce <multiaddr>    address to announce instead, repeatable       (COCOON_ANNOUNCE)
+  --bootstrap <multiaddr>   bootstrap peer with /p2p/<id>, repeatable     (COCOON_BOOTSTRAP)
+  --no-default-bootstrap    use only the --bootstrap peers given          (COCOON_USE_DEFAULT_BOOTSTRAP=false)
+  --log-level <level>       silent, error, warn, info, debug, trace       (COCOON_LOG_LEVEL)
+  --admin-port <port>       admin endpoint port on 127.0.0.1, 0 = any     (COCOON_ADMIN_PORT)
+  --no-admin                do not serve the admin endpoint               (COCOON_ADMIN_ENABLED=false)
+
+Debug logs: DEBUG=cocoon:* (add libp2p:* for the network stack).`
+
+/** Options shared by several commands, parsed strictly: unknown flags are errors. */
+const NODE_OPTIONS = {
+  role: { type: 'string' },
+  network: { type: 'string' },
+  config: { type: 'string' },
+  'data-dir': { type: 'string' },
+  listen: { type: 'string', multiple: true },
+  announce: { type: 'string', multiple: true },
+  bootstrap: { type: 'string', multiple: true },
+  'no-default-bootstrap': { type: 'boolean' },
+  'log-level': { type: 'string' },
+  'admin-port': { type: 'string' },
+  'no-admin': { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' }
+} as const
+
+export async function main (argv: string[], io: CliIO = defaultIO): Promise<number> {
+  const [command, ...rest] = argv
+  try {
+    switch (command) {
+      case undefined:
+      case '--help':
+      case '-h':
+      case 'help':
+        io.out(USAGE)
+        return command === undefined ? 2 : 0
+      case '--version':
+      case '-v':
+        io.out(packageVersion())
+        return 0
+      case 'node':
+        return await runNodeCommand(rest, io)
+      case 'id':
+        return await runId(rest, io)
+      case 'status':
+        return await runStatus(rest, io)
+      case 'devnet':
+        return await runDevnet(rest, io)
+      default:
+        io.err(`cocoon: unknown command ${JSON.stringify(command)}; expected node, devnet, id or status (see cocoon --help)`)
+        return 2
+    }
+  } catch (err) {
+    return reportError(err, io)
+  }
+}
+
+export function reportError (err: unknown, io: CliIO): number {
+  const code = (err as { code?: string }).code ?? ''
+  if (err instanceof ConfigError || (err instanceof CocoonError && err.code === 'ERR_IDENTITY')) {
+    io.err(`cocoon: ${err.message}`)
+    return 2
+  }
+  if (code.startsWith('ERR_PARSE_ARGS')) {
+    io.err(`cocoon: ${(err as Error).message.split('\n')[0]} (see cocoon --help)`)
+    return 2
+  }
+  if (err instanceof CocoonError) {
+    io.err(`cocoon: ${err.message}`)
+    return 1
+  }
+  io.err(`cocoon: ${(err as Error).stack ?? String(err)}`)
+  return 1
+}
+
+/** Turns parsed flags into a raw config layer (only the keys that were given). */
+export function flagsToConfig (values: Record<string, string | boolean | string[] | undefined>): RawConfig {
+  const raw: RawConfig = {}
+  if (values.role !== undefined) raw.role = values.role
+  if (values.network !== undefined) raw.network = values.network
+  if (values['data-dir'] !== undefined) raw.dataDir = values['data-dir']
+  if (values.listen !== undefined) raw.listen = values.listen
+  if (values.announce !== undefined) raw.announce = values.announce
+  if (values.bootstrap !== undefined) raw.bootstrap = values.bootstrap
+  if (values['no-default-bootstrap'] === true) raw.useDefaultBootstrap = false
+  if (values['log-level'] !== undefined) raw.logLevel = values['log-level']
+  const admin: RawConfig = {}
+  if (values['admin-port'] !== undefined) {
+    const port = values['admin-port'] as string
+    admin.port = /^\d+$/.test(port) ? Number(port) : port
+  }
+  if (values['no-admin'] === true) admin.enabled = false
+  if (Object.keys(admin).length > 0) raw.admin = admin
+  return raw
+}
+
+async function runNodeCommand (args: string[], io: CliIO): Promise<number> {
+  const { values } = parseArgs({ args, options: NODE_OPTIONS, strict: true, allowPositionals: false })
+  if (values.help === true) {
+    io.out(USAGE)
+    return 0
+  }
+  const { config } = await loadConfig({ flags: flagsToConfig(values), env: io.env, configPath: values.config })
+  const node = await startNode(config, { consoleWrite: io.err })
+  await waitForShutdown(node, io)
+  return 0
+}
+
+/** Resolves once the node has stopped after SIGINT/SIGTERM; a second signal exits at once. */
+export async function waitForShutdown (node: Pick<RunningNode, 'stop'>, io: CliIO): Promise<void> {
+  await new Promise<void>(resolve => {
+    let signals = 0
+    const onSignal = (signal: NodeJS.Signals): void => {
+      signals++
+      if (signals > 1) {
+        io.err(`cocoon: ${signal} again, exiting now`)
+        process.exit(130)
+      }
+      node.stop().then(resolve, err => {
+        io.err(`cocoon: shutdown failed: ${(err as Error).message}`)
+        resolve()
+      })
+    }
+    process.on('SIGINT', onSignal)
+    process.on('SIGTERM', onSignal)
+  })
+}

@@ -1,0 +1,87 @@
+/**
+ * Typed errors. Every error a user or a peer can cause carries a stable `code`
+ * to match on, says what went wrong, and where possible what to do about it.
+ */
+export type CocoonErrorCode =
+  | 'ERR_CONFIG'
+  | 'ERR_IDENTITY'
+  | 'ERR_FRAME_TOO_LARGE'
+  | 'ERR_MALFORMED_MESSAGE'
+  | 'ERR_DEADLINE'
+  | 'ERR_STREAM_CLOSED'
+  | 'ERR_REMOTE'
+  | 'ERR_NODE_NOT_RUNNING'
+
+export class CocoonError extends Error {
+  readonly code: CocoonErrorCode
+
+  constructor (code: CocoonErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+    this.name = new.target.name
+  }
+}
+
+/** A configuration value is missing or has the wrong form. `key` names it. */
+export class ConfigError extends CocoonError {
+  readonly key: string
+  constructor (key: string, message: string, options?: { cause?: unknown }) {
+    super('ERR_CONFIG', key === '' ? message : `${key}: ${message}`, options)
+    this.key = key
+  }
+}
+
+/** The node identity (private key file) cannot be read, parsed or written. */
+export class IdentityError extends CocoonError {
+  readonly path: string
+  constructor (path: string, message: string, options?: { cause?: unknown }) {
+    super('ERR_IDENTITY', `identity ${path}: ${message}`, options)
+    this.path = path
+  }
+}
+
+/** A frame on a protocol stream was larger than the protocol allows. */
+export class FrameTooLargeError extends CocoonError {
+  constructor (protocol: string, maxBytes: number, options?: { cause?: unknown }) {
+    super('ERR_FRAME_TOO_LARGE', `${protocol}: frame exceeds the maximum of ${maxBytes} bytes`, options)
+  }
+}
+
+/** Bytes on a protocol stream did not decode as the expected message. */
+export class MalformedMessageError extends CocoonError {
+  constructor (protocol: string, detail: string, options?: { cause?: unknown }) {
+    super('ERR_MALFORMED_MESSAGE', `${protocol}: malformed message: ${detail}`, options)
+  }
+}
+
+/** A message did not arrive before its deadline. */
+export class DeadlineError extends CocoonError {
+  constructor (protocol: string, deadlineMs: number, options?: { cause?: unknown }) {
+    super('ERR_DEADLINE', `${protocol}: no message within ${deadlineMs} ms`, options)
+  }
+}
+
+/** The remote side closed the stream before the expected message. */
+export class StreamClosedError extends CocoonError {
+  constructor (protocol: string, options?: { cause?: unknown }) {
+    super('ERR_STREAM_CLOSED', `${protocol}: stream closed before the expected message`, options)
+  }
+}
+
+/** The remote side answered with an error frame. `remoteCode` is its code. */
+export class RemoteError extends CocoonError {
+  readonly remoteCode: string
+  readonly retryAfterMs: number
+  constructor (protocol: string, remoteCode: string, message: string, retryAfterMs = 0) {
+    super('ERR_REMOTE', `${protocol}: remote error ${remoteCode}: ${message}`)
+    this.remoteCode = remoteCode
+    this.retryAfterMs = retryAfterMs
+  }
+}
+
+/** No running node answered at the expected admin endpoint. */
+export class NodeNotRunningError extends CocoonError {
+  constructor (message: string, options?: { cause?: unknown }) {
+    super('ERR_NODE_NOT_RUNNING', message, options)
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * `<dataDir>/node.json`: written by a running node, removed when it stops.
+ * It tells `cocoon status` where the node's admin endpoint is, and lets a
+ * local node find the local bootstrap node without flags.
+ */
+import { readFile, rename, unlink, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+
+export const NODE_FILE = 'node.json'
+
+export interface NodeFile {
+  pid: number
+  peerId: string
+  role: string
+  network: string
+  version: string
+  /** Full multiaddrs including /p2p/<peer-id>. */
+  addrs: string[]
+  /** Admin endpoint base URL, e.g. http://127.0.0.1:40123, or null when disabled. */
+  admin: string | null
+  startedAt: string
+}
+
+export async function writeNodeFile (dataDir: string, info: NodeFile): Promise<void> {
+  const path = join(dataDir, NODE_FILE)
+  const tmp = `${path}.${process.pid}.tmp`
+  await writeFile(tmp, JSON.stringify(info, null, 2) + '\n', { mode: 0o644 })
+  await rename(tmp, path)
+}
+
+export async function removeNodeFile (dataDir: string, pid = process.pid): Promise<void> {
+  const existing = await readNodeFile(dataDir)
+  if (existing?.pid === pid) {
+    await unlink(join(dataDir, NODE_FILE)).catch(() => {})
+  }
+}
+
+/** The node file if present and its process is alive; undefined otherwise. */
+export async function readNodeFile (dataDir: string): Promise<NodeFile | undefined> {
+  let parsed: NodeFile
+  try {
+    parsed = JSON.parse(await readFile(join(dataDir, NODE_FILE), 'utf8')) as NodeFile
+  } catch {
+    return undefined
+  }
+  if (typeof parsed.pid !== 'number' || !isAlive(parsed.pid)) return undefined
+  return parsed
+}
+
+function isAlive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}

@@ -1,0 +1,51 @@
+/** Every protocol-level tunable in one place, each with its unit in the name. */
+
+export const COCOON_KAD_PROTOCOL = '/cocoon/kad/1.0.0'
+export const AMINO_KAD_PROTOCOL = '/ipfs/kad/1.0.0'
+export const INFO_PROTOCOL = '/cocoon/info/1.0.0'
+
+export const PRESENCE_TOPIC = 'cocoon/1/presence'
+export const CAPACITY_TOPIC = 'cocoon/1/capacity'
+/** Topics this node tracks subscriptions for; others are ignored by gossipsub. */
+export const KNOWN_TOPICS = [PRESENCE_TOPIC, CAPACITY_TOPIC]
+
+/** Largest frame accepted on /cocoon/info. */
+export const INFO_MAX_FRAME_BYTES = 8 * 1024
+/** Deadline for one /cocoon/info request or response. */
+export const INFO_DEADLINE_MS = 5_000
+
+/** Default deadline for one framed message when a protocol sets none. */
+export const DEFAULT_MESSAGE_DEADLINE_MS = 10_000
+/** Upper bound on any frame on any Cocoon protocol. */
+export const ABSOLUTE_MAX_FRAME_BYTES = 16 * 1024 * 1024
+/** How long a handler waits for the peer to read an error frame before resetting the stream. */
+export const ERROR_FRAME_GRACE_MS = 1_000
+
+/** Presence heartbeats: interval, the largest message and how stale one may be. */
+export const PRESENCE_INTERVAL_MS = 30_000
+export const PRESENCE_MAX_BYTES = 2 * 1024
+export const PRESENCE_MAX_ADDRS = 32
+export const PRESENCE_MAX_CLOCK_SKEW_MS = 60_000
+/** A peer not heard from for this long is dropped from the directory. */
+export const PRESENCE_EXPIRY_MS = 3 * PRESENCE_INTERVAL_MS
+
+/** Largest gossipsub RPC accepted from a peer. */
+export const GOSSIP_MAX_RPC_BYTES = 1024 * 1024
+
+/** DHT provider records (role keys, later model keys): lifetime and refresh. */
+export const DHT_PROVIDE_VALIDITY_MS = 60 * 60 * 1000
+export const DHT_REPROVIDE_THRESHOLD_MS = 20 * 60 * 1000
+export const DHT_REPROVIDE_INTERVAL_MS = 5 * 60 * 1000
+
+/** Public-swarm rendezvous in the Amino DHT. */
+export const RENDEZVOUS_NAMESPACE = 'cocoon-p2p/rendezvous/v1'
+export const RENDEZVOUS_INITIAL_DELAY_MS = 1_000
+export const RENDEZVOUS_INTERVAL_MS = 5 * 60 * 1000
+export const RENDEZVOUS_FAST_INTERVAL_MS = 15_000
+/** Below this many Cocoon peers, rendezvous runs at the fast interval. */
+export const RENDEZVOUS_MIN_COCOON_PEERS = 3
+export const RENDEZVOUS_MAX_DIALS_PER_ROUND = 20
+export const RENDEZVOUS_QUERY_TIMEOUT_MS = 60_000
+
+/** Shutdown: how long to wait for a graceful stop before exiting anyway. */
+export const SHUTDOWN_TIMEOUT_MS = 10_000

@@ -1,0 +1,118 @@
+/**
+ * Gossipsub settings for Cocoon topics. Scores are derived from the rate each
+ * topic is expected to carry, so they hold both on a loopback swarm (many
+ * peers on one IP, few messages) and on the internet.
+ */
+import { gossipsub } from '@libp2p/gossipsub'
+import { createPeerScoreParams, createTopicScoreParams } from '@libp2p/gossipsub/score'
+import { CAPACITY_TOPIC, GOSSIP_MAX_RPC_BYTES, KNOWN_TOPICS, PRESENCE_INTERVAL_MS, PRESENCE_TOPIC } from './constants.js'
+import type { PeerScoreParams, PeerScoreThresholds, TopicScoreParams } from '@libp2p/gossipsub/score'
+
+export { TopicValidatorResult } from '@libp2p/gossipsub'
+export type { TopicValidatorFn, GossipSub } from '@libp2p/gossipsub'
+
+/** Score decays are computed per this interval (gossipsub's default). */
+const DECAY_INTERVAL_MS = 1_000
+
+/** Per-tick decay factor that brings a counter to 1% of its value after `ms`. */
+export function decayOver (ms: number): number {
+  return Math.pow(0.01, DECAY_INTERVAL_MS / ms)
+}
+
+export interface TopicProfile {
+  /** Messages per second the whole topic carries in normal operation. */
+  expectedMessagesPerSecond: number
+  /** Relative weight of the topic in a peer's score. */
+  weight: number
+}
+
+/** Expected rates: presence every 30 s per peer; capacity every few seconds per worker. */
+export const TOPIC_PROFILES: Record<string, TopicProfile> = {
+  [PRESENCE_TOPIC]: { expectedMessagesPerSecond: 1000 / PRESENCE_INTERVAL_MS, weight: 0.5 },
+  [CAPACITY_TOPIC]: { expectedMessagesPerSecond: 1, weight: 1 }
+}
+
+/**
+ * Topic score parameters from an expected rate.
+ *
+ * - P1 (time in mesh) counts in seconds, not gossipsub's 1 ms default, which
+ *   would saturate at once and hide every penalty.
+ * - P2 (first deliveries) rewards forwarding new messages, capped at what an
+ *   honest peer could deliver in ten minutes.
+ * - P3 (mesh delivery deficit) is off: these topics are slow and bursty
+ *   (a new worker, a price change), so a quiet mesh peer is not a bad one.
+ * - P4 (invalid messages) is steep: three rejected messages take a peer below
+ *   the graylist threshold, and the count decays over an hour.
+ */
+export function topicScoreParams (profile: TopicProfile): TopicScoreParams {
+  const perTenMinutes = Math.max(10, profile.expectedMessagesPerSecond * 600)
+  return createTopicScoreParams({
+    topicWeight: profile.weight,
+    timeInMeshWeight: 0.01,
+    timeInMeshQuantum: 1_000,
+    timeInMeshCap: 3_600,
+    firstMessageDeliveriesWeight: 10 / perTenMinutes,
+    firstMessageDeliveriesDecay: decayOver(60 * 60_000),
+    firstMessageDeliveriesCap: perTenMinutes,
+    meshMessageDeliveriesWeight: 0,
+    meshMessageDeliveriesDecay: decayOver(60_000),
+    meshMessageDeliveriesCap: 10,
+    meshMessageDeliveriesThreshold: 1,
+    meshMessageDeliveriesWindow: 100,
+    meshMessageDeliveriesActivation: 60_000,
+    meshFailurePenaltyWeight: 0,
+    meshFailurePenaltyDecay: decayOver(60_000),
+    invalidMessageDeliveriesWeight: -30 / profile.weight,
+    invalidMessageDeliveriesDecay: decayOver(60 * 60_000)
+  })
+}
+
+export const SCORE_THRESHOLDS: PeerScoreThresholds = {
+  gossipThreshold: -10,
+  publishThreshold: -50,
+  graylistThreshold: -80,
+  acceptPXThreshold: 10,
+  opportunisticGraftThreshold: 2
+}
+
+export interface GossipInit {
+  /**
+   * IPs that host many honest peers (loopback in a local swarm). Gossipsub
+   * otherwise penalises more than ten peers on one IP.
+   */
+  colocationWhitelist: string[]
+}
+
+export function peerScoreParams (init: GossipInit): Partial<PeerScoreParams> {
+  const topics: Record<string, TopicScoreParams> = {}
+  for (const [topic, profile] of Object.entries(TOPIC_PROFILES)) {
+    topics[topic] = topicScoreParams(profile)
+  }
+  return createPeerScoreParams({
+    topics,
+    topicScoreCap: 50,
+    IPColocationFactorWeight: -20,
+    IPColocationFactorThreshold: 10,
+    IPColocationFactorWhitelist: new Set(init.colocationWhitelist),
+    behaviourPenaltyWeight: -10,
+    behaviourPenaltyThreshold: 6,
+    behaviourPenaltyDecay: decayOver(10 * 60_000),
+    decayInterval: DECAY_INTERVAL_MS,
+    decayToZero: 0.01,
+    retainScore: 60 * 60_000
+  })
+}
+
+/** The gossipsub service for a Cocoon node: signed messages only, Cocoon topics only. */
+export function cocoonGossipsub (init: GossipInit): ReturnType<typeof gossipsub> {
+  return gossipsub({
+    globalSignaturePolicy: 'StrictSign',
+    allowPublishToZeroTopicPeers: true,
+    emitSelf: false,
+    floodPublish: true,
+    allowedTopics: KNOWN_TOPICS,
+    maxInboundDataLength: GOSSIP_MAX_RPC_BYTES,
+    scoreParams: peerScoreParams(init),
+    scoreThresholds: SCORE_THRESHOLDS
+  })
+}

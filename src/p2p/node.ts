@@ -1,0 +1,169 @@
+/**
+ * The one libp2p node factory every role is built on: TCP and WebSockets,
+ * noise, yamux, identify, ping, the private Cocoon Kademlia DHT, gossipsub,
+ * bootstrap discovery, a relay server where asked, and on the public network
+ * the Amino DHT (rendezvous only), relay reservations, hole punching and
+ * AutoNAT.
+ */
+import '../polyfills.js'
+import { autoNAT } from '@libp2p/autonat'
+import { bootstrap } from '@libp2p/bootstrap'
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { dcutr } from '@libp2p/dcutr'
+import { identify, identifyPush } from '@libp2p/identify'
+import { kadDHT, passthroughMapper, removePrivateAddressesMapper } from '@libp2p/kad-dht'
+import { noise } from '@libp2p/noise'
+import { ping } from '@libp2p/ping'
+import { prometheusMetrics } from '@libp2p/prometheus-metrics'
+import { tcp } from '@libp2p/tcp'
+import { isLoopback, isPrivate } from '@libp2p/utils'
+import { webSockets } from '@libp2p/websockets'
+import { yamux } from '@libp2p/yamux'
+import { createLibp2p } from 'libp2p'
+import {
+  AMINO_KAD_PROTOCOL, COCOON_KAD_PROTOCOL, DHT_PROVIDE_VALIDITY_MS, DHT_REPROVIDE_INTERVAL_MS,
+  DHT_REPROVIDE_THRESHOLD_MS
+} from './constants.js'
+import { cocoonGossipsub } from './gossip.js'
+import { AMINO_BOOTSTRAP_PEERS, NETWORK_PRESETS } from './networks.js'
+import type { GossipSub } from './gossip.js'
+import type { AddressFilter, NetworkId } from './networks.js'
+import type { Identify, IdentifyPush } from '@libp2p/identify'
+import type { ComponentLogger, Libp2p, PrivateKey } from '@libp2p/interface'
+import type { ServiceFactoryMap } from 'libp2p'
+import type { KadDHT } from '@libp2p/kad-dht'
+import type { Ping } from '@libp2p/ping'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import type { Registry } from 'prom-client'
+
+export interface CocoonServices extends Record<string, unknown> {
+  identify: Identify
+  identifyPush: IdentifyPush
+  ping: Ping
+  dht: KadDHT
+  pubsub: GossipSub
+  /** Present on public-network nodes only. */
+  amino?: KadDHT
+  relay?: unknown
+  autoNAT?: unknown
+  dcutr?: unknown
+}
+
+export type CocoonLibp2p = Libp2p<CocoonServices>
+
+export interface CocoonNodeInit {
+  privateKey: PrivateKey
+  network: NetworkId
+  /** Multiaddrs to listen on. */
+  listen: string[]
+  /** Multiaddrs to announce instead of the listen addresses (e.g. behind port forwarding). */
+  announce?: string[]
+  /** Cocoon bootstrap peers (multiaddrs with /p2p/). */
+  bootstrap: string[]
+  /** Amino bootstrap peers for the public network; defaults to the well-known list. */
+  aminoBootstrap?: string[]
+  /** Answer DHT queries (bootstrap, proxy, worker) or only ask them (client). */
+  dhtServer: boolean
+  /** Serve circuit-relay reservations for nodes behind NAT (bootstrap nodes). */
+  relayServer: boolean
+  /** Which addresses enter the DHTs; `all` keeps loopback/LAN addresses. */
+  addressFilter: AddressFilter
+  /** Collect libp2p metrics into this registry (one registry per node). */
+  metricsRegistry?: Registry
+  /** Component logger, e.g. prefixLogger per in-process node. */
+  logger?: ComponentLogger
+  /** Agent version sent in identify. */
+  userAgent?: string
+  /** Connection limit. */
+  maxConnections?: number
+}
+
+const LOOPBACK_ALLOW = ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128']
+
+export async function createCocoonNode (init: CocoonNodeInit): Promise<CocoonLibp2p> {
+  const preset = NETWORK_PRESETS[init.network]
+  const keepPrivate = init.addressFilter === 'all'
+  const mapper = keepPrivate ? passthroughMapper : removePrivateAddressesMapper
+  const bootstrapList = [...init.bootstrap]
+  if (preset.amino) {
+    bootstrapList.push(...(init.aminoBootstrap ?? AMINO_BOOTSTRAP_PEERS))
+  }
+
+  const services: ServiceFactoryMap<CocoonServices> = {
+    identify: identify(),
+    identifyPush: identifyPush(),
+    ping: ping(),
+    dht: kadDHT({
+      protocol: COCOON_KAD_PROTOCOL,
+      clientMode: !init.dhtServer,
+      peerInfoMapper: mapper,
+      logPrefix: 'cocoon:kad',
+      datastorePrefix: '/cocoon-dht',
+      metricsPrefix: 'cocoon_kad',
+      // a private DHT starts empty: let queries run as soon as one peer is known
+      allowQueryWithZeroPeers: false,
+      initialQuerySelfInterval: 500,
+      providers: { provideValidity: DHT_PROVIDE_VALIDITY_MS / 1000 },
+      reprovide: {
+        validity: DHT_PROVIDE_VALIDITY_MS,
+        threshold: DHT_REPROVIDE_THRESHOLD_MS,
+        interval: DHT_REPROVIDE_INTERVAL_MS
+      }
+    }),
+    pubsub: cocoonGossipsub({
+      colocationWhitelist: keepPrivate ? ['127.0.0.1', '::1'] : []
+    })
+  }
+  if (preset.amino) {
+    // Only a client of the public DHT: we publish and look up one rendezvous
+    // record there and never serve the IPFS network's queries.
+    services.amino = kadDHT({
+      protocol: AMINO_KAD_PROTOCOL,
+      clientMode: true,
+      peerInfoMapper: mapper,
+      logPrefix: 'cocoon:amino',
+      datastorePrefix: '/amino-dht',
+      metricsPrefix: 'cocoon_amino'
+    })
+  }
+  if (init.relayServer) {
+    services.relay = circuitRelayServer({ reservations: { maxReservations: 128 } })
+  }
+  if (preset.natTraversal) {
+    services.autoNAT = autoNAT()
+    services.dcutr = dcutr()
+  }
+
+  const node = await createLibp2p({
+    privateKey: init.privateKey,
+    nodeInfo: init.userAgent == null ? undefined : { userAgent: init.userAgent },
+    addresses: {
+      listen: init.listen,
+      announce: init.announce ?? []
+    },
+    transports: [
+      tcp(),
+      webSockets(),
+      ...(preset.natTraversal ? [circuitRelayTransport()] : [])
+    ],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    peerDiscovery: bootstrapList.length > 0 ? [bootstrap({ list: bootstrapList, timeout: 100 })] : [],
+    connectionManager: {
+      maxConnections: init.maxConnections ?? 300,
+      // everything on loopback shares one IP; don't rate-limit a local swarm
+      allow: keepPrivate ? LOOPBACK_ALLOW : []
+    },
+    connectionGater: {
+      // On the public network never dial private or loopback addresses that
+      // peers hand us: that would let anyone scan the operator's LAN.
+      denyDialMultiaddr: (ma: Multiaddr) => !keepPrivate && (isPrivate(ma) || isLoopback(ma))
+    },
+    metrics: init.metricsRegistry == null
+      ? undefined
+      : prometheusMetrics({ registry: init.metricsRegistry, preserveExistingMetrics: true, collectDefaultMetrics: true }),
+    logger: init.logger,
+    services
+  })
+  return node as unknown as CocoonLibp2p
+}

@@ -1,0 +1,96 @@
+/**
+ * What this node knows about other Cocoon peers: role, network, version and
+ * addresses, learned from presence gossip or the /cocoon/info protocol.
+ * Pure bookkeeping, no I/O.
+ */
+import { TypedEventEmitter } from 'main-event'
+import { PRESENCE_EXPIRY_MS } from './constants.js'
+import { Role } from './protos/node.js'
+
+export { Role }
+
+export interface PeerRecord {
+  peerId: string
+  role: Role
+  network: string
+  version: string
+  addrs: string[]
+  /** Local time the record was last refreshed, ms. */
+  lastSeenMs: number
+  /** Highest presence sequence number seen, 0 if none. */
+  seq: bigint
+  source: 'presence' | 'info'
+}
+
+export interface PeerDirectoryEvents {
+  'peer:updated': CustomEvent<PeerRecord>
+  'peer:expired': CustomEvent<string>
+}
+
+export class PeerDirectory extends TypedEventEmitter<PeerDirectoryEvents> {
+  private readonly peers = new Map<string, PeerRecord>()
+  private readonly now: () => number
+
+  constructor (options: { now?: () => number } = {}) {
+    super()
+    this.now = options.now ?? Date.now
+  }
+
+  get (peerId: string): PeerRecord | undefined {
+    return this.peers.get(peerId)
+  }
+
+  /** Highest presence sequence number seen from a peer (0 when none). */
+  lastSeq (peerId: string): bigint {
+    return this.peers.get(peerId)?.seq ?? 0n
+  }
+
+  upsert (record: Omit<PeerRecord, 'lastSeenMs'>): PeerRecord {
+    const previous = this.peers.get(record.peerId)
+    const next: PeerRecord = {
+      ...record,
+      seq: previous != null && previous.seq > record.seq ? previous.seq : record.seq,
+      lastSeenMs: this.now()
+    }
+    this.peers.set(record.peerId, next)
+    this.safeDispatch('peer:updated', next)
+    return next
+  }
+
+  /** Drops records not refreshed within `maxAgeMs`, except `keep` (e.g. connected peers). */
+  expire (keep: (peerId: string) => boolean = () => false, maxAgeMs = PRESENCE_EXPIRY_MS): string[] {
+    const cutoff = this.now() - maxAgeMs
+    const expired: string[] = []
+    for (const [id, record] of this.peers) {
+      if (record.lastSeenMs < cutoff && !keep(id)) {
+        this.peers.delete(id)
+        expired.push(id)
+        this.safeDispatch('peer:expired', id)
+      }
+    }
+    return expired
+  }
+
+  list (): PeerRecord[] {
+    return [...this.peers.values()].sort((a, b) => a.peerId.localeCompare(b.peerId))
+  }
+
+  countByRole (): Record<string, number> {
+    const counts: Record<string, number> = {}
+    for (const record of this.peers.values()) {
+      counts[record.role] = (counts[record.role] ?? 0) + 1
+    }
+    return counts
+  }
+
+  get size (): number {
+    return this.peers.size
+  }
+
+  // a listener that throws must not break gossip validation
+  private safeDispatch<K extends keyof PeerDirectoryEvents> (type: K, detail: PeerDirectoryEvents[K]['detail']): void {
+    try {
+      this.dispatchEvent(new CustomEvent(type, { detail }))
+    } catch {}
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * Presence: every node publishes a small signed heartbeat (role, network,
+ * version, addresses) on `cocoon/1/presence` at start, on address changes and
+ * every PRESENCE_INTERVAL_MS. The topic validator checks each one before it is
+ * forwarded: forgers are rejected (and lose gossip score), stale or replayed
+ * messages are ignored (honest-but-late must not be punished).
+ */
+import { multiaddr } from '@multiformats/multiaddr'
+import {
+  PRESENCE_INTERVAL_MS, PRESENCE_MAX_ADDRS, PRESENCE_MAX_BYTES, PRESENCE_MAX_CLOCK_SKEW_MS, PRESENCE_TOPIC
+} from './constants.js'
+import { TopicValidatorResult } from './gossip.js'
+import { Presence, Role } from './protos/node.js'
+import type { GossipSub } from './gossip.js'
+import type { NodeMetrics } from './metrics.js'
+import type { PeerDirectory } from './peer-directory.js'
+import type { Message } from '@libp2p/gossipsub'
+import type { Logger, PeerId } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+
+export interface PresenceHost {
+  peerId: PeerId
+  getMultiaddrs(): Multiaddr[]
+  services: { pubsub: GossipSub }
+  addEventListener(type: 'self:peer:update', listener: () => void): void
+  removeEventListener(type: 'self:peer:update', listener: () => void): void
+}
+
+export interface PresenceInit {
+  role: Role
+  network: string
+  version: string
+  intervalMs?: number
+  now?: () => number
+  log: Logger
+  metrics?: NodeMetrics
+}
+
+/** Why a presence message was not accepted; label values for metrics. */
+export type PresenceVerdict =
+  | { result: TopicValidatorResult.Accept, presence: Presence }
+  | { result: TopicValidatorResult.Ignore | TopicValidatorResult.Reject, reason: string }
+
+export class PresenceService {
+  private readonly host: PresenceHost
+  private readonly directory: PeerDirectory
+  private readonly init: PresenceInit
+  private readonly now: () => number
+  private timer?: ReturnType<typeof setInterval>
+  private lastSeq = 0n
+  private readonly onAddressChange = (): void => { this.announceSoon() }
+  private pending?: ReturnType<typeof setTimeout>
+
+  constructor (host: PresenceHost, directory: PeerDirectory, init: PresenceInit) {
+    this.host = host
+    this.directory = directory
+    this.init = init
+    this.now = init.now ?? Date.now
+  }
+
+  start (): void {
+    const pubsub = this.host.services.pubsub
+    pubsub.topicValidators.set(PRESENCE_TOPIC, (_from, message) => this.validateAndRecord(message))
+    pubsub.subscribe(PRESENCE_TOPIC)
+    this.host.addEventListener('self:peer:update', this.onAddressChange)
+    this.timer = setInterval(() => { void this.announce() }, this.init.intervalMs ?? PRESENCE_INTERVAL_MS)
+    this.timer.unref?.()
+    this.announceSoon()
+  }
+
+  stop (): void {
+    clearInterval(this.timer)
+    clearTimeout(this.pending)
+    this.host.removeEventListener('self:peer:update', this.onAddressChange)
+    const pubsub = this.host.services.pubsub
+    pubsub.topicValidators.delete(PRESENCE_TOPIC)
+    pubsub.unsubscribe(PRESENCE_TOPIC)
+  }
+
+  /** Publishes a heartbeat now. Returns how many peers it was sent to. */
+  async announce (): Promise<number> {
+    // Unix-time based, so it keeps increasing across restarts without storage.
+    const seq = BigInt(this.now()) * 1000n
+    this.lastSeq = seq > this.lastSeq ? seq : this.lastSeq + 1n
+    const message: Presence = {
+      peerId: this.host.peerId.toMultihash().bytes,
+      role: this.init.role,
+      network: this.init.network,
+      version: this.init.version,
+      addrs: this.host.getMultiaddrs().slice(0, PRESENCE_MAX_ADDRS).map(ma => ma.decapsulateCode(421).bytes),
+      timestampMs: BigInt(this.now()),
+      seq: this.lastSeq
+    }
+    try {
+      const result = await this.host.services.pubsub.publish(PRESENCE_TOPIC, Presence.encode(message))
+      return result.recipients.length
+    } catch (err) {
+      this.init.log.error('presence publish failed - %e', err)
+      return 0
+    }
+  }
+
+  private announceSoon (): void {
+    clearTimeout(this.pending)
+    // coalesce bursts of address changes at start-up into one message
+    this.pending = setTimeout(() => { void this.announce() }, 200)
+    this.pending.unref?.()
+  }
+
+  /** The topic validator: decides, counts, and records accepted presence. */
+  validateAndRecord (message: Message): TopicValidatorResult {
+    const verdict = this.validate(message)
+    const reason = verdict.result === TopicValidatorResult.Accept ? 'ok' : verdict.reason
+    this.init.metrics?.gossipValidation.inc({ topic: PRESENCE_TOPIC, result: verdict.result, reason })
+    if (verdict.result === TopicValidatorResult.Accept) {
+      const p = verdict.presence
+      if (message.type === 'signed') {
+        this.directory.upsert({
+          peerId: message.from.toString(),
+          role: p.role,
+          network: p.network,
+          version: p.version,
+          addrs: p.addrs.map(bytes => multiaddr(bytes).toString()),
+          seq: p.seq,
+          source: 'presence'
+        })
+      }
+    } else {
+      this.init.log('presence %s: %s', verdict.result, reason)
+    }
+    return verdict.result
+  }
+
+  validate (message: Message): PresenceVerdict {
+    const reject = (reason: string): PresenceVerdict => ({ result: TopicValidatorResult.Reject, reason })
+    const ignore = (reason: string): PresenceVerdict => ({ result: TopicValidatorResult.Ignore, reason })
+    if (message.type !== 'signed') return reject('unsigned')
+    if (message.data.byteLength > PRESENCE_MAX_BYTES) return reject('too_large')
+    let presence: Presence
+    try {
+      presence = Presence.decode(message.data, { limits: { addrs: PRESENCE_MAX_ADDRS } })
+    } catch {
+      return reject('malformed')
+    }
+    if (!bytesEqual(presence.peerId, message.from.toMultihash().bytes)) return reject('signer_mismatch')
+    if (presence.role === Role.ROLE_UNSPECIFIED || !Object.values(Role).includes(presence.role)) return reject('bad_role')
+    for (const bytes of presence.addrs) {
+      try {
+        multiaddr(bytes)
+      } catch {
+        return reject('bad_addr')
+      }
+    }
+    // From here on the message is well-formed and really from its sender;
+    // anything else is at worst late or from another network: ignore.
+    if (presence.network !== this.init.network) return ignore('other_network')
+    const skew = Number(presence.timestampMs) - this.now()
+    if (Math.abs(skew) > PRESENCE_MAX_CLOCK_SKEW_MS) return ignore('stale')
+    if (presence.seq <= this.directory.lastSeq(message.from.toString())) return ignore('replayed')
+    return { result: TopicValidatorResult.Accept, presence }
+  }
+}
+
+function bytesEqual (a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false
+  for (let i = 0; i < a.byteLength; i++) {
+    if (a[i] !== b[i]) return false
+  }
+  return true
+}

@@ -1,0 +1,22 @@
+// Node 20 lacks Promise.withResolvers (ES2024), which the libp2p 3 stack calls.
+// Node 22+ has it natively; this module is a no-op there.
+declare global {
+  interface PromiseConstructor {
+    withResolvers<T>(): { promise: Promise<T>, resolve: (value: T | PromiseLike<T>) => void, reject: (reason?: unknown) => void }
+  }
+}
+
+if (typeof Promise.withResolvers !== 'function') {
+  Object.defineProperty(Promise, 'withResolvers', {
+    configurable: true,
+    writable: true,
+    value: function withResolvers<T> () {
+      let resolve!: (value: T | PromiseLike<T>) => void
+      let reject!: (reason?: unknown) => void
+      const promise = new Promise<T>((res, rej) => { resolve = res; reject = rej })
+      return { promise, resolve, reject }
+    }
+  })
+}
+
+export {}

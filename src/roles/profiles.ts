@@ -1,0 +1,31 @@
+import { Role } from '../p2p/protos/node.js'
+import type { RoleName } from './names.js'
+
+/** What each role needs from the node core. */
+export interface RoleProfile {
+  wireRole: Role
+  /** Answer DHT queries: every role that others need to find. */
+  dhtServer: boolean
+  /** Serve circuit-relay reservations for peers behind NAT. */
+  relayServer: boolean
+  /** Publish the public-network rendezvous record. */
+  provideRendezvous: boolean
+}
+
+export const ROLE_PROFILES: Record<RoleName, RoleProfile> = {
+  bootstrap: { wireRole: Role.BOOTSTRAP, dhtServer: true, relayServer: true, provideRendezvous: true },
+  worker: { wireRole: Role.WORKER, dhtServer: true, relayServer: false, provideRendezvous: true },
+  proxy: { wireRole: Role.PROXY, dhtServer: true, relayServer: false, provideRendezvous: true },
+  // clients only ask: they are not listed in the DHT and do not route for others
+  client: { wireRole: Role.CLIENT, dhtServer: false, relayServer: false, provideRendezvous: false }
+}
+
+export function roleName (role: Role): string {
+  switch (role) {
+    case Role.BOOTSTRAP: return 'bootstrap'
+    case Role.WORKER: return 'worker'
+    case Role.PROXY: return 'proxy'
+    case Role.CLIENT: return 'client'
+    default: return 'unknown'
+  }
+}

@@ -1,0 +1,323 @@
+/**
+ * Runs one node in one role: identity, libp2p node, presence and info
+ * services, the role's own behaviour, public rendezvous, the admin endpoint
+ * and a node file in the data dir. `stop()` shuts it all down in order.
+ */
+import '../polyfills.js'
+import { prefixLogger } from '@libp2p/logger'
+import { Registry } from 'prom-client'
+import { SHUTDOWN_TIMEOUT_MS, COCOON_KAD_PROTOCOL } from '../p2p/constants.js'
+import { loadOrCreateIdentity } from '../p2p/identity.js'
+import { InfoService } from '../p2p/info.js'
+import { NodeMetrics } from '../p2p/metrics.js'
+import { NETWORK_PRESETS } from '../p2p/networks.js'
+import { createCocoonNode } from '../p2p/node.js'
+import { PeerDirectory } from '../p2p/peer-directory.js'
+import { PresenceService } from '../p2p/presence.js'
+import { RendezvousService } from '../p2p/rendezvous.js'
+import { packageVersion } from '../package-info.js'
+import { startAdminServer } from '../ops/admin-server.js'
+import { createConsoleLog, enableDebugLogs } from '../ops/console-log.js'
+import { removeNodeFile, writeNodeFile } from '../ops/node-file.js'
+import { ProxyFinder } from './client/proxy-finder.js'
+import { ROLE_PROFILES, roleName } from './profiles.js'
+import { ProxyRole } from './proxy/proxy-role.js'
+import type { NodeConfig } from '../config/schema.js'
+import type { CocoonLibp2p } from '../p2p/node.js'
+import type { AdminServer } from '../ops/admin-server.js'
+import type { ConsoleLog } from '../ops/console-log.js'
+import type { RoleBehaviour, RoleContext } from './role.js'
+import type { ComponentLogger, Logger, PeerId } from '@libp2p/interface'
+
+export interface StartNodeOptions {
+  /** Where lifecycle lines go (stderr by default). */
+  consoleWrite?: (line: string) => void
+  /** Prefix for debug logs, handy with several nodes in one process. */
+  logPrefix?: string
+  /** Amino bootstrap peers for the public network, replacing the well-known list. */
+  aminoBootstrap?: string[]
+  /** Collect Prometheus metrics (default true). */
+  metrics?: boolean
+}
+
+export interface PeerStatus {
+  peerId: string
+  role: string
+  direction: string
+  remoteAddr: string
+  openedAt: string
+}
+
+export interface NodeStatus {
+  peerId: string
+  role: string
+  network: string
+  version: string
+  pid: number
+  startedAt: string
+  uptimeSec: number
+  addrs: string[]
+  peers: PeerStatus[]
+  knownPeers: Array<{ peerId: string, role: string, version: string, lastSeen: string, source: string }>
+  dht: { protocol: string, mode: string, routingTableSize: number }
+  amino: { routingTableSize: number, rendezvous: unknown } | null
+  topics: Array<{ topic: string, subscribers: number }>
+  roleStatus: Record<string, unknown>
+}
+
+export class RunningNode {
+  readonly config: NodeConfig
+  readonly node: CocoonLibp2p
+  readonly directory: PeerDirectory
+  readonly presence: PresenceService
+  readonly info: InfoService
+  readonly metrics: NodeMetrics
+  readonly role: RoleBehaviour
+  readonly rendezvous?: RendezvousService
+  readonly startedAtMs: number
+  adminUrl: string | null = null
+  private admin?: AdminServer
+  private readonly console: ConsoleLog
+  private readonly log: Logger
+  private stopping?: Promise<void>
+  private expiryTimer?: ReturnType<typeof setInterval>
+  private peerLogTimer?: ReturnType<typeof setTimeout>
+  private lastPeerCount = -1
+
+  constructor (init: {
+    config: NodeConfig, node: CocoonLibp2p, directory: PeerDirectory, presence: PresenceService, info: InfoService,
+    metrics: NodeMetrics, role: RoleBehaviour, rendezvous?: RendezvousService, console: ConsoleLog, log: Logger, startedAtMs: number
+  }) {
+    this.config = init.config
+    this.node = init.node
+    this.directory = init.directory
+    this.presence = init.presence
+    this.info = init.info
+    this.metrics = init.metrics
+    this.role = init.role
+    this.rendezvous = init.rendezvous
+    this.console = init.console
+    this.log = init.log
+    this.startedAtMs = init.startedAtMs
+  }
+
+  get peerId (): PeerId {
+    return this.node.peerId
+  }
+
+  get stopped (): boolean {
+    return this.stopping != null
+  }
+
+  /** Full multiaddrs (with /p2p/) the node listens on. */
+  addrs (): string[] {
+    return this.node.getMultiaddrs().map(ma => ma.toString())
+  }
+
+  async start (): Promise<void> {
+    await this.info.start()
+    this.presence.start()
+    await this.role.start()
+    this.rendezvous?.start()
+    this.expiryTimer = setInterval(() => {
+      this.directory.expire(id => this.node.getConnections().some(c => c.remotePeer.toString() === id))
+      this.updatePeerGauge()
+    }, 10_000)
+    this.expiryTimer.unref()
+    this.directory.addEventListener('peer:updated', () => { this.updatePeerGauge() })
+    this.node.addEventListener('connection:open', () => { this.schedulePeerLog() })
+    this.node.addEventListener('connection:close', () => { this.schedulePeerLog() })
+    this.metrics.lifecycle.set({ state: 'running' }, 1)
+
+    if (this.config.admin.enabled) {
+      this.admin = await startAdminServer(this.config.admin.host, this.config.admin.port, {
+        healthy: () => !this.stopped && this.node.status === 'started',
+        status: async () => this.status(),
+        metrics: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() })
+      })
+      this.adminUrl = this.admin.url
+    }
+    await writeNodeFile(this.config.dataDir, {
+      pid: process.pid,
+      peerId: this.peerId.toString(),
+      role: this.config.role,
+      network: this.config.network,
+      version: packageVersion(),
+      addrs: this.addrs(),
+      admin: this.adminUrl,
+      startedAt: new Date(this.startedAtMs).toISOString()
+    })
+    this.console.info(`${this.config.role} ${this.peerId.toString()} started on the ${this.config.network} network`)
+    for (const addr of this.addrs()) this.console.info(`listening on ${addr}`)
+    if (this.adminUrl != null) this.console.info(`admin endpoint ${this.adminUrl} (/healthz /status /metrics)`)
+    if (this.config.bootstrap.length === 0 && this.config.network === 'local' && this.config.role !== 'bootstrap') {
+      this.console.warn('no bootstrap peers: start a bootstrap node first, or pass --bootstrap <multiaddr>')
+    }
+  }
+
+  /**
+   * Graceful shutdown: stop accepting new work, stop the role and services,
+   * close every connection (aborting open streams), remove the node file.
+   * Bounded by SHUTDOWN_TIMEOUT_MS; after that the node stops hard.
+   */
+  async stop (): Promise<void> {
+    if (this.stopping != null) return this.stopping
+    this.stopping = (async () => {
+      this.console.info('stopping')
+      clearInterval(this.expiryTimer)
+      clearTimeout(this.peerLogTimer)
+      const graceful = (async () => {
+        await this.role.stop().catch(err => { this.log.error('role stop failed - %e', err) })
+        this.rendezvous?.stop()
+        this.presence.stop()
+        await this.info.stop().catch(() => {})
+        await this.node.stop()
+      })()
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const timeout = new Promise<'timeout'>(resolve => { timer = setTimeout(() => { resolve('timeout') }, SHUTDOWN_TIMEOUT_MS) })
+      const outcome = await Promise.race([graceful.then(() => 'done' as const), timeout])
+      clearTimeout(timer)
+      if (outcome === 'timeout') {
+        this.console.warn(`graceful shutdown took over ${SHUTDOWN_TIMEOUT_MS} ms; closing connections hard`)
+        await Promise.all(this.node.getConnections().map(c => { c.abort(new Error('shutdown')); return undefined }))
+      }
+      await this.admin?.close()
+      await removeNodeFile(this.config.dataDir)
+      this.metrics.lifecycle.set({ state: 'running' }, 0)
+      this.console.info('stopped')
+    })()
+    return this.stopping
+  }
+
+  async status (): Promise<NodeStatus> {
+    const dht = this.node.services.dht as unknown as { routingTable?: { size: number }, getMode(): string }
+    const amino = this.node.services.amino as unknown as { routingTable?: { size: number } } | undefined
+    const pubsub = this.node.services.pubsub
+    // one line per peer: simultaneous dials can leave two connections to one peer
+    const byPeer = new Map<string, PeerStatus>()
+    for (const c of this.node.getConnections()) {
+      const peerId = c.remotePeer.toString()
+      if (byPeer.has(peerId)) continue
+      byPeer.set(peerId, {
+        peerId,
+        role: this.roleOf(peerId),
+        direction: c.direction,
+        remoteAddr: c.remoteAddr.toString(),
+        openedAt: new Date(c.timeline.open).toISOString()
+      })
+    }
+    const peers = [...byPeer.values()]
+    return {
+      peerId: this.peerId.toString(),
+      role: this.config.role,
+      network: this.config.network,
+      version: packageVersion(),
+      pid: process.pid,
+      startedAt: new Date(this.startedAtMs).toISOString(),
+      uptimeSec: Math.round((Date.now() - this.startedAtMs) / 1000),
+      addrs: this.addrs(),
+      peers,
+      knownPeers: this.directory.list().map(r => ({
+        peerId: r.peerId, role: roleName(r.role), version: r.version, lastSeen: new Date(r.lastSeenMs).toISOString(), source: r.source
+      })),
+      dht: { protocol: COCOON_KAD_PROTOCOL, mode: dht.getMode(), routingTableSize: dht.routingTable?.size ?? 0 },
+      amino: amino == null ? null : { routingTableSize: amino.routingTable?.size ?? 0, rendezvous: this.rendezvous?.status ?? null },
+      topics: pubsub.getTopics().map(topic => ({ topic, subscribers: pubsub.getSubscribers(topic).length })),
+      roleStatus: this.role.status()
+    }
+  }
+
+  private roleOf (peerId: string): string {
+    const record = this.directory.get(peerId)
+    return record == null ? 'unknown' : roleName(record.role)
+  }
+
+  private updatePeerGauge (): void {
+    this.metrics.knownPeers.reset()
+    for (const [role, count] of Object.entries(this.directory.countByRole())) {
+      this.metrics.knownPeers.set({ role: roleName(role as never) }, count)
+    }
+  }
+
+  private schedulePeerLog (): void {
+    clearTimeout(this.peerLogTimer)
+    this.peerLogTimer = setTimeout(() => {
+      const count = new Set(this.node.getConnections().map(c => c.remotePeer.toString())).size
+      if (count !== this.lastPeerCount && !this.stopped) {
+        this.lastPeerCount = count
+        this.console.info(`connected to ${count} peer${count === 1 ? '' : 's'}`)
+      }
+    }, 1_000)
+    this.peerLogTimer.unref()
+  }
+}
+
+function createRoleBehaviour (ctx: RoleContext, role: NodeConfig['role']): RoleBehaviour {
+  switch (role) {
+    case 'proxy': return new ProxyRole(ctx)
+    case 'client': return new ProxyFinder(ctx)
+    // bootstrap: the relay server and DHT server mode are all it adds.
+    // worker: capacity announcements arrive with attestation.
+    default: return { start: async () => {}, stop: async () => {}, status: () => ({}) }
+  }
+}
+
+/** Creates and starts a node from a validated configuration. */
+export async function startNode (config: NodeConfig, options: StartNodeOptions = {}): Promise<RunningNode> {
+  enableDebugLogs(config.logLevel)
+  const startedAtMs = Date.now()
+  const identity = await loadOrCreateIdentity(config.dataDir)
+  const console = createConsoleLog(config.logLevel, config.role, options.consoleWrite)
+  if (identity.created) console.info(`created a new identity in ${identity.path}`)
+  const profile = ROLE_PROFILES[config.role]
+  const preset = NETWORK_PRESETS[config.network]
+  const addressFilter = config.dht.addressFilter === 'auto' ? preset.addressFilter : config.dht.addressFilter
+  const registry = new Registry()
+  const metrics = new NodeMetrics(registry)
+  const logger: ComponentLogger = prefixLogger(options.logPrefix ?? `${config.role}`)
+  const log = logger.forComponent(`cocoon:${config.role}`)
+
+  const node = await createCocoonNode({
+    privateKey: identity.privateKey,
+    network: config.network,
+    listen: config.listen,
+    announce: config.announce,
+    bootstrap: config.bootstrap,
+    aminoBootstrap: options.aminoBootstrap ?? (config.useDefaultBootstrap ? undefined : []),
+    dhtServer: profile.dhtServer,
+    relayServer: profile.relayServer,
+    addressFilter,
+    metricsRegistry: options.metrics === false ? undefined : registry,
+    logger,
+    userAgent: `cocoon-p2p/${packageVersion()} ${config.role}`,
+    maxConnections: config.maxConnections
+  })
+
+  const directory = new PeerDirectory()
+  const common = { role: profile.wireRole, network: config.network, version: packageVersion(), metrics }
+  const presence = new PresenceService(node, directory, { ...common, log: logger.forComponent('cocoon:presence') })
+  const info = new InfoService(node, directory, { ...common, startedAtMs, log: logger.forComponent('cocoon:info') })
+  const ctx: RoleContext = { node, directory, log, console }
+  const rendezvous = preset.amino
+    ? new RendezvousService(node, { network: config.network, provide: profile.provideRendezvous, log: logger.forComponent('cocoon:rendezvous') })
+    : undefined
+  const running = new RunningNode({
+    config, node, directory, presence, info, metrics, role: createRoleBehaviour(ctx, config.role), rendezvous, console, log, startedAtMs
+  })
+  try {
+    await running.start()
+  } catch (err) {
+    await running.stop().catch(() => {})
+    throw err
+  }
+  return running
+}
+
+/** True when `peer` is known to speak the Cocoon DHT protocol. */
+export async function speaksCocoon (node: CocoonLibp2p, peer: PeerId): Promise<boolean> {
+  try {
+    return (await node.peerStore.get(peer)).protocols.includes(COCOON_KAD_PROTOCOL)
+  } catch {
+    return false
+  }
+}
