@@ -25,6 +25,10 @@ export interface RendezvousInit {
   /** Publish our own record (nodes that serve the Cocoon DHT). */
   provide: boolean
   log: Logger
+  /** Overrides for the round schedule, in ms (tests and simulations). */
+  initialDelayMs?: number
+  fastIntervalMs?: number
+  intervalMs?: number
 }
 
 export interface RendezvousStatus {
@@ -55,7 +59,7 @@ export class RendezvousService {
     }
     this.controller = new AbortController()
     this.running = true
-    this.schedule(RENDEZVOUS_INITIAL_DELAY_MS)
+    this.schedule(this.init.initialDelayMs ?? RENDEZVOUS_INITIAL_DELAY_MS)
   }
 
   stop (): void {
@@ -135,7 +139,7 @@ export class RendezvousService {
         .catch(err => { this.init.log.error('rendezvous round failed - %e', err) })
         .finally(() => {
           const few = this.cocoonPeerCount() < RENDEZVOUS_MIN_COCOON_PEERS
-          this.schedule(few ? RENDEZVOUS_FAST_INTERVAL_MS : RENDEZVOUS_INTERVAL_MS)
+          this.schedule(few ? (this.init.fastIntervalMs ?? RENDEZVOUS_FAST_INTERVAL_MS) : (this.init.intervalMs ?? RENDEZVOUS_INTERVAL_MS))
         })
     }, delayMs)
     this.timer.unref?.()

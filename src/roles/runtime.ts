@@ -38,6 +38,8 @@ export interface StartNodeOptions {
   aminoBootstrap?: string[]
   /** Collect Prometheus metrics (default true). */
   metrics?: boolean
+  /** Rendezvous schedule overrides (public network), in ms. */
+  rendezvous?: { initialDelayMs?: number, fastIntervalMs?: number, intervalMs?: number }
 }
 
 export interface PeerStatus {
@@ -299,7 +301,7 @@ export async function startNode (config: NodeConfig, options: StartNodeOptions =
   const info = new InfoService(node, directory, { ...common, startedAtMs, log: logger.forComponent('cocoon:info') })
   const ctx: RoleContext = { node, directory, log, console }
   const rendezvous = preset.amino
-    ? new RendezvousService(node, { network: config.network, provide: profile.provideRendezvous, log: logger.forComponent('cocoon:rendezvous') })
+    ? new RendezvousService(node, { ...options.rendezvous, network: config.network, provide: profile.provideRendezvous, log: logger.forComponent('cocoon:rendezvous') })
     : undefined
   const running = new RunningNode({
     config, node, directory, presence, info, metrics, role: createRoleBehaviour(ctx, config.role), rendezvous, console, log, startedAtMs

@@ -1,0 +1,92 @@
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { expect } from 'chai'
+import { ConfigError } from '../../src/errors.js'
+import { BOOTSTRAP_TCP_PORT, loadConfig } from '../../src/config/load.js'
+import { cleanupTempDirs, tempDir } from '../helpers.js'
+
+const PEER = '/ip4/127.0.0.1/tcp/4100/p2p/12D3KooWCQNUWMpbdWrFSN6TAx1aVPMYLyscpbLp6EfnAcA4zqGV'
+
+describe('configuration', () => {
+  let home: string
+  before(async () => { home = await tempDir() })
+  after(cleanupTempDirs)
+
+  const env = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({ COCOON_HOME: home, ...extra })
+
+  async function configError (promise: Promise<unknown>): Promise<ConfigError> {
+    const err = await promise.catch(e => e)
+    expect(err).to.be.instanceOf(ConfigError)
+    return err as ConfigError
+  }
+
+  it('fills defaults from the role and network', async () => {
+    const { config } = await loadConfig({ flags: { role: 'bootstrap' }, env: env() })
+    expect(config.network).to.equal('local')
+    expect(config.dataDir).to.equal(join(home, 'local', 'bootstrap'))
+    expect(config.listen).to.deep.equal([`/ip4/127.0.0.1/tcp/${BOOTSTRAP_TCP_PORT}`, `/ip4/127.0.0.1/tcp/${BOOTSTRAP_TCP_PORT + 1}/ws`])
+    expect(config.admin).to.deep.equal({ enabled: true, host: '127.0.0.1', port: 0 })
+    const worker = await loadConfig({ flags: { role: 'worker', network: 'public' }, env: env() })
+    expect(worker.config.listen).to.include('/p2p-circuit')
+    expect(worker.config.listen).to.include('/ip4/0.0.0.0/tcp/0')
+  })
+
+  it('applies flags over environment over file over defaults', async () => {
+    const file = join(await tempDir(), 'cocoon.json')
+    await writeFile(file, JSON.stringify({ role: 'proxy', logLevel: 'debug', maxConnections: 50, admin: { port: 9000 } }))
+    const fromFile = await loadConfig({ configPath: file, env: env() })
+    expect(fromFile.config).to.include({ role: 'proxy', logLevel: 'debug', maxConnections: 50 })
+    expect(fromFile.config.admin.port).to.equal(9000)
+    expect(fromFile.config.admin.host).to.equal('127.0.0.1')
+
+    const fromEnv = await loadConfig({ configPath: file, env: env({ COCOON_LOG_LEVEL: 'warn', COCOON_ADMIN_PORT: '9100', COCOON_BOOTSTRAP: `${PEER}` }) })
+    expect(fromEnv.config.logLevel).to.equal('warn')
+    expect(fromEnv.config.admin.port).to.equal(9100)
+    expect(fromEnv.config.bootstrap).to.deep.equal([PEER])
+
+    const fromFlags = await loadConfig({ configPath: file, env: env({ COCOON_LOG_LEVEL: 'warn', COCOON_CONFIG: '/nonexistent' }), flags: { logLevel: 'error', role: 'worker' } })
+    expect(fromFlags.config.logLevel).to.equal('error')
+    expect(fromFlags.config.role).to.equal('worker')
+  })
+
+  it('names the key and the expected form for bad values', async () => {
+    const role = await configError(loadConfig({ flags: { role: 'miner' }, env: env() }))
+    expect(role.key).to.equal('role')
+    expect(role.message).to.equal('role: expected one of bootstrap, worker, proxy, client (got "miner")')
+
+    const listen = await configError(loadConfig({ flags: { role: 'worker', listen: ['/ip4/127.0.0.1/tcp/0', 'tcp://1.2.3.4'] }, env: env() }))
+    expect(listen.key).to.equal('listen[1]')
+    expect(listen.message).to.match(/expected a multiaddr/)
+
+    const bootstrap = await configError(loadConfig({ flags: { role: 'worker', bootstrap: ['/ip4/127.0.0.1/tcp/4100'] }, env: env() }))
+    expect(bootstrap.key).to.equal('bootstrap[0]')
+    expect(bootstrap.message).to.match(/ends in \/p2p\/<peer-id>/)
+
+    const port = await configError(loadConfig({ flags: { role: 'worker' }, env: env({ COCOON_ADMIN_PORT: '70000' }) }))
+    expect(port.key).to.equal('admin.port')
+
+    const host = await configError(loadConfig({ flags: { role: 'worker', admin: { host: '0.0.0.0' } }, env: env() }))
+    expect(host.key).to.equal('admin.host')
+    expect(host.message).to.include('loopback')
+
+    const network = await configError(loadConfig({ flags: { role: 'worker', network: 'mainnet' }, env: env() }))
+    expect(network.key).to.equal('network')
+
+    const missing = await configError(loadConfig({ env: env() }))
+    expect(missing.key).to.equal('role')
+  })
+
+  it('rejects unknown keys and unreadable or invalid config files', async () => {
+    const dir = await tempDir()
+    const unknown = join(dir, 'unknown.json')
+    await writeFile(unknown, JSON.stringify({ role: 'worker', dht: { addressFilter: 'all', bucket: 3 } }))
+    const err = await configError(loadConfig({ configPath: unknown, env: env() }))
+    expect(err.key).to.equal('dht.bucket')
+    expect(err.message).to.include('unknown key')
+
+    const broken = join(dir, 'broken.json')
+    await writeFile(broken, '{ "role": ')
+    expect((await configError(loadConfig({ configPath: broken, env: env() }))).message).to.include('not valid JSON')
+    expect((await configError(loadConfig({ configPath: join(dir, 'missing.json'), env: env() }))).message).to.include('ENOENT')
+  })
+})

@@ -1,0 +1,112 @@
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import { expect } from 'chai'
+import { validatePeerScoreParams, validatePeerScoreThresholds, createPeerScoreThresholds } from '@libp2p/gossipsub/score'
+import { PRESENCE_TOPIC } from '../../src/p2p/constants.js'
+import { SCORE_THRESHOLDS, TOPIC_PROFILES, TopicValidatorResult, peerScoreParams } from '../../src/p2p/gossip.js'
+import { PeerDirectory } from '../../src/p2p/peer-directory.js'
+import { PresenceService } from '../../src/p2p/presence.js'
+import { Presence, Role } from '../../src/p2p/protos/node.js'
+import type { Message } from '@libp2p/gossipsub'
+import type { Logger, PeerId } from '@libp2p/interface'
+
+const noLog = Object.assign(() => {}, { error: () => {}, trace: () => {}, enabled: false }) as unknown as Logger
+
+describe('presence validation', () => {
+  let alice: PeerId
+  let mallory: PeerId
+  let now: number
+  let directory: PeerDirectory
+  let service: PresenceService
+
+  before(async () => {
+    alice = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    mallory = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+  })
+
+  beforeEach(() => {
+    now = 1_800_000_000_000
+    directory = new PeerDirectory({ now: () => now })
+    service = new PresenceService({} as never, directory, { role: Role.PROXY, network: 'local', version: '1', log: noLog, now: () => now })
+  })
+
+  function presence (over: Partial<Presence> = {}): Presence {
+    return {
+      peerId: alice.toMultihash().bytes,
+      role: Role.WORKER,
+      network: 'local',
+      version: '0.1.0',
+      addrs: [multiaddr('/ip4/127.0.0.1/tcp/4000').bytes],
+      timestampMs: BigInt(now),
+      seq: BigInt(now) * 1000n,
+      ...over
+    }
+  }
+
+  function signed (from: PeerId, data: Uint8Array): Message {
+    return { type: 'signed', from, topic: PRESENCE_TOPIC, data, sequenceNumber: 1n, signature: new Uint8Array(64), key: from.publicKey! }
+  }
+
+  it('accepts a well-formed heartbeat from its own peer and records it', () => {
+    expect(service.validateAndRecord(signed(alice, Presence.encode(presence())))).to.equal(TopicValidatorResult.Accept)
+    const record = directory.get(alice.toString())
+    expect(record?.role).to.equal(Role.WORKER)
+    expect(record?.addrs).to.deep.equal(['/ip4/127.0.0.1/tcp/4000'])
+  })
+
+  it('rejects forgeries: another peer\'s id, garbage, oversized, bad role, bad address, unsigned', () => {
+    const cases: Array<[Message, string]> = [
+      [signed(mallory, Presence.encode(presence())), 'signer_mismatch'],
+      [signed(alice, Uint8Array.from([0x0a, 0xff])), 'malformed'],
+      [signed(alice, new Uint8Array(4096)), 'too_large'],
+      [signed(alice, Presence.encode(presence({ role: Role.ROLE_UNSPECIFIED }))), 'bad_role'],
+      [signed(alice, Presence.encode(presence({ addrs: [Uint8Array.from([0xff, 0xff, 0xff])] }))), 'bad_addr'],
+      [{ type: 'unsigned', topic: PRESENCE_TOPIC, data: Presence.encode(presence()) }, 'unsigned']
+    ]
+    for (const [message, reason] of cases) {
+      expect(service.validate(message), reason).to.deep.equal({ result: TopicValidatorResult.Reject, reason })
+    }
+    expect(directory.size).to.equal(0)
+  })
+
+  it('ignores, without punishing, stale, replayed and other-network heartbeats', () => {
+    expect(service.validateAndRecord(signed(alice, Presence.encode(presence())))).to.equal(TopicValidatorResult.Accept)
+    const replay = service.validate(signed(alice, Presence.encode(presence())))
+    expect(replay).to.deep.equal({ result: TopicValidatorResult.Ignore, reason: 'replayed' })
+    const stale = service.validate(signed(alice, Presence.encode(presence({ timestampMs: BigInt(now - 120_000), seq: BigInt(now) * 2000n }))))
+    expect(stale).to.deep.equal({ result: TopicValidatorResult.Ignore, reason: 'stale' })
+    const other = service.validate(signed(alice, Presence.encode(presence({ network: 'public', seq: BigInt(now) * 2000n }))))
+    expect(other).to.deep.equal({ result: TopicValidatorResult.Ignore, reason: 'other_network' })
+    now += 30_000
+    expect(service.validate(signed(alice, Presence.encode(presence())))).to.have.property('result', TopicValidatorResult.Accept)
+  })
+
+  it('expires peers that stop announcing unless they stay connected', () => {
+    service.validateAndRecord(signed(alice, Presence.encode(presence())))
+    now += 10 * 60_000
+    expect(directory.expire(id => id === alice.toString())).to.deep.equal([])
+    expect(directory.expire()).to.deep.equal([alice.toString()])
+  })
+})
+
+describe('gossip scoring parameters', () => {
+  it('are valid for gossipsub on loopback and on the internet', () => {
+    expect(() => { validatePeerScoreParams(peerScoreParams({ colocationWhitelist: ['127.0.0.1'] }) as never) }).to.not.throw()
+    expect(() => { validatePeerScoreParams(peerScoreParams({ colocationWhitelist: [] }) as never) }).to.not.throw()
+    expect(() => { validatePeerScoreThresholds(createPeerScoreThresholds(SCORE_THRESHOLDS)) }).to.not.throw()
+  })
+
+  it('take a peer below the graylist threshold after two rejected messages per topic, not one', () => {
+    const params = peerScoreParams({ colocationWhitelist: [] })
+    for (const topic of Object.keys(TOPIC_PROFILES)) {
+      const t = params.topics![topic]
+      const score = (invalid: number): number => t.topicWeight * t.invalidMessageDeliveriesWeight * invalid * invalid
+      expect(score(1), topic).to.be.above(SCORE_THRESHOLDS.graylistThreshold)
+      expect(score(1), topic).to.be.below(SCORE_THRESHOLDS.gossipThreshold)
+      expect(score(2), topic).to.be.below(SCORE_THRESHOLDS.graylistThreshold)
+      // time in mesh counts seconds, so an hour in the mesh cannot hide forgeries
+      expect(t.timeInMeshQuantum).to.equal(1_000)
+    }
+  })
+})
