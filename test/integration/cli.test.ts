@@ -1,0 +1,145 @@
+import { spawn, execFile } from 'node:child_process'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { expect } from 'chai'
+import { BOOTSTRAP_TCP_PORT } from '../../src/config/load.js'
+import { readNodeFile } from '../../src/ops/node-file.js'
+import { cleanupTempDirs, tempDir, waitFor } from '../helpers.js'
+import type { ChildProcess } from 'node:child_process'
+import type { NodeFile } from '../../src/ops/node-file.js'
+
+const BIN = fileURLToPath(new URL('../../../bin/cocoon.js', import.meta.url))
+
+interface Result { code: number | null, stdout: string, stderr: string }
+
+async function cocoon (args: string[], env: NodeJS.ProcessEnv, timeoutMs = 15_000): Promise<Result> {
+  return new Promise(resolve => {
+    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, timeout: timeoutMs }, (err, stdout, stderr) => {
+      resolve({ code: err == null ? 0 : (typeof err.code === 'number' ? err.code : null), stdout, stderr })
+    })
+  })
+}
+
+async function portIsFree (port: number): Promise<boolean> {
+  return new Promise(resolve => {
+    const server = createServer()
+    server.once('error', () => { resolve(false) })
+    server.listen(port, '127.0.0.1', () => { server.close(() => { resolve(true) }) })
+  })
+}
+
+describe('the cocoon command', function () {
+  this.timeout(60_000)
+  const children: ChildProcess[] = []
+  let home: string
+  let env: NodeJS.ProcessEnv
+
+  before(async () => {
+    home = await tempDir()
+    env = { COCOON_HOME: home, DEBUG: '' }
+  })
+
+  after(async () => {
+    for (const child of children) if (child.exitCode == null) child.kill('SIGKILL')
+    await cleanupTempDirs()
+  })
+
+  function start (args: string[]): { child: ChildProcess, output: () => string, exited: Promise<number | null> } {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    children.push(child)
+    let output = ''
+    child.stdout?.on('data', d => { output += String(d) })
+    child.stderr?.on('data', d => { output += String(d) })
+    const exited = new Promise<number | null>(resolve => { child.once('exit', code => { resolve(code) }) })
+    return { child, output: () => output, exited }
+  }
+
+  async function nodeFile (role: string, proc: { output: () => string }): Promise<NodeFile> {
+    let file: NodeFile | undefined
+    await waitFor(async () => { file = await readNodeFile(join(home, 'local', role)); return file != null }, 20_000, `the ${role} node to start; its output:\n${proc.output()}`)
+    return file!
+  }
+
+  it('runs a bootstrap and a worker as processes that join, and reports both in status', async () => {
+    expect(await portIsFree(BOOTSTRAP_TCP_PORT), `port ${BOOTSTRAP_TCP_PORT} (the bootstrap default) must be free for this test`).to.equal(true)
+    const boot = start(['node', '--role', 'bootstrap'])
+    const bootFile = await nodeFile('bootstrap', boot)
+    expect(bootFile.addrs).to.include(`/ip4/127.0.0.1/tcp/${BOOTSTRAP_TCP_PORT}/p2p/${bootFile.peerId}`)
+    const bootAddr = bootFile.addrs.find(a => a.includes(`/tcp/${BOOTSTRAP_TCP_PORT}/p2p/`))!
+
+    const worker = start(['node', '--role', 'worker', '--bootstrap', bootAddr])
+    const workerFile = await nodeFile('worker', worker)
+
+    await waitFor(async () => {
+      const r = await cocoon(['status', '--role', 'worker'], env)
+      return r.code === 0 && r.stdout.includes(bootFile.peerId)
+    }, 10_000, 'cocoon status on the worker to list the bootstrap node')
+    await waitFor(async () => {
+      const r = await cocoon(['status', '--role', 'bootstrap'], env)
+      return r.code === 0 && r.stdout.includes(workerFile.peerId)
+    }, 10_000, 'cocoon status on the bootstrap node to list the worker')
+
+    const bootStatus = await cocoon(['status', '--role', 'bootstrap'], env)
+    expect(bootStatus.stdout).to.match(new RegExp(`worker\\s+${workerFile.peerId}`))
+    expect(bootStatus.stdout).to.include('/cocoon/kad/1.0.0 server mode')
+    const all = await cocoon(['status', '--json'], env)
+    expect(all.code).to.equal(0)
+    const parsed = JSON.parse(all.stdout) as Array<{ peerId: string }>
+    expect(parsed.map(s => s.peerId).sort()).to.deep.equal([bootFile.peerId, workerFile.peerId].sort())
+
+    // graceful shutdown on SIGTERM and SIGINT: exit 0 and remove the node file
+    worker.child.kill('SIGTERM')
+    boot.child.kill('SIGINT')
+    expect(await worker.exited).to.equal(0)
+    expect(await boot.exited).to.equal(0)
+    expect(await readNodeFile(join(home, 'local', 'worker'))).to.equal(undefined)
+    expect(worker.output()).to.include('stopped')
+
+    // the same identity on the next start
+    const id = await cocoon(['id', '--role', 'worker'], env)
+    expect(id.stdout.trim()).to.equal(workerFile.peerId)
+  })
+
+  it('rejects bad input with a one-line error and exit code 2', async () => {
+    const role = await cocoon(['node', '--role', 'miner'], env)
+    expect(role.code).to.equal(2)
+    expect(role.stderr.trim()).to.equal('cocoon: role: expected one of bootstrap, worker, proxy, client (got "miner")')
+
+    const addr = await cocoon(['node', '--role', 'worker', '--listen', '/ip4/127.0.0.1/tcp/0', '--listen', '127.0.0.1:4000'], env)
+    expect(addr.code).to.equal(2)
+    expect(addr.stderr.trim().split('\n')).to.have.length(1)
+    expect(addr.stderr).to.match(/^cocoon: listen\[1\]: expected a multiaddr/)
+
+    const bootstrap = await cocoon(['node', '--role', 'worker', '--bootstrap', '/ip4/127.0.0.1/tcp/4100'], env)
+    expect(bootstrap.code).to.equal(2)
+    expect(bootstrap.stderr).to.match(/^cocoon: bootstrap\[0\]: expected a multiaddr that ends in \/p2p\/<peer-id>/)
+
+    const badKeyDir = join(await tempDir(), 'node')
+    await mkdir(badKeyDir, { recursive: true })
+    await writeFile(join(badKeyDir, 'identity.key'), 'garbage', { mode: 0o600 })
+    const key = await cocoon(['node', '--role', 'worker', '--data-dir', badKeyDir, '--listen', '/ip4/127.0.0.1/tcp/0'], env)
+    expect(key.code).to.equal(2)
+    expect(key.stderr).to.match(/^cocoon: identity .*identity\.key: is not a libp2p private key/)
+
+    const flag = await cocoon(['node', '--role', 'worker', '--colour'], env)
+    expect(flag.code).to.equal(2)
+    expect(flag.stderr).to.match(/^cocoon: Unknown option '--colour'/)
+
+    const command = await cocoon(['launch'], env)
+    expect(command.code).to.equal(2)
+
+    const nothing = await cocoon(['status'], { COCOON_HOME: await tempDir() })
+    expect(nothing.code).to.equal(1)
+    expect(nothing.stderr).to.match(/no running node found/)
+  })
+
+  it('prints help and version', async () => {
+    const help = await cocoon(['--help'], env)
+    expect(help.code).to.equal(0)
+    expect(help.stdout).to.include('cocoon node --role <bootstrap|worker|proxy|client>')
+    const version = await cocoon(['--version'], env)
+    expect(version.stdout.trim()).to.match(/^\d+\.\d+\.\d+/)
+  })
+})

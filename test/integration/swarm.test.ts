@@ -1,0 +1,161 @@
+import { join } from 'node:path'
+import { expect } from 'chai'
+import * as varint from 'uint8-varint'
+import { RemoteError } from '../../src/errors.js'
+import { INFO_PROTOCOL, PRESENCE_TOPIC } from '../../src/p2p/constants.js'
+import { proxyKey } from '../../src/p2p/dht-keys.js'
+import { ErrorCode, FramedStream } from '../../src/p2p/framing.js'
+import { NodeInfo, Role } from '../../src/p2p/protos/node.js'
+import { startNode } from '../../src/roles/runtime.js'
+import { cleanupTempDirs, tempDir, testConfig, waitFor } from '../helpers.js'
+import type { RoleName } from '../../src/roles/names.js'
+import type { RunningNode } from '../../src/roles/runtime.js'
+import type { PeerId } from '@libp2p/interface'
+
+/** Runs a real DHT query (not a peer-store lookup) for `target`; true when it returns the peer. */
+async function dhtFindsPeer (from: RunningNode, target: PeerId): Promise<boolean> {
+  for await (const event of from.node.services.dht.findPeer(target, { signal: AbortSignal.timeout(3_000) })) {
+    if (event.name === 'FINAL_PEER' && event.peer.id.equals(target) && event.peer.multiaddrs.length > 0) return true
+  }
+  return false
+}
+
+describe('a loopback swarm of every role', function () {
+  this.timeout(60_000)
+  const nodes: RunningNode[] = []
+  let root: string
+  let bootstrap: RunningNode
+  let others: RunningNode[]
+
+  before(async () => {
+    root = await tempDir()
+    bootstrap = await startNode(testConfig('bootstrap', join(root, 'bootstrap'), [], { admin: { enabled: true, host: '127.0.0.1', port: 0 } }), { logPrefix: 'bootstrap' })
+    nodes.push(bootstrap)
+    const plan: Array<[RoleName, string]> = [['proxy', 'proxy'], ['worker', 'worker-1'], ['worker', 'worker-2'], ['client', 'client']]
+    others = await Promise.all(plan.map(async ([role, name]) => startNode(testConfig(role, join(root, name), bootstrap.addrs()), { logPrefix: name })))
+    nodes.push(...others)
+  })
+
+  after(async () => {
+    await Promise.all(nodes.map(async n => { await n.stop() }))
+    await cleanupTempDirs()
+  })
+
+  it('finds every node through the DHT within 5 s', async () => {
+    const servers = nodes.filter(n => n.config.role !== 'client')
+    const client = nodes.find(n => n.config.role === 'client')!
+    const elapsed = await waitFor(async () => {
+      for (const from of nodes) {
+        for (const target of servers) {
+          if (from !== target && !(await dhtFindsPeer(from, target.peerId))) return false
+        }
+      }
+      return true
+    }, 5_000, 'every node to find every DHT server through a DHT query')
+    expect(elapsed).to.be.below(5_000)
+
+    // servers run the DHT in server mode, the client only as a client
+    for (const n of servers) expect(n.node.services.dht.getMode()).to.equal('server')
+    expect(client.node.services.dht.getMode()).to.equal('client')
+    // the client also finds the proxy by its provider record
+    const key = await proxyKey()
+    const proxy = nodes.find(n => n.config.role === 'proxy')!
+    await waitFor(async () => {
+      for await (const p of client.node.contentRouting.findProviders(key, { signal: AbortSignal.timeout(2_000) })) {
+        if (p.id.equals(proxy.peerId)) return true
+      }
+      return false
+    }, 5_000, 'the client to find the proxy provider record')
+    // and everyone, the client included, is known to everyone through presence
+    await waitFor(() => nodes.every(n => nodes.every(m => m === n || n.directory.get(m.peerId.toString()) != null)), 5_000, 'presence from every node at every node')
+    expect(nodes.every(n => n.directory.get(client.peerId.toString()) == null || n === client || n.directory.get(client.peerId.toString())?.role === Role.CLIENT)).to.equal(true)
+  })
+
+  it('delivers a gossip message to every node in under 1 s', async () => {
+    await waitFor(() => nodes.every(n => n.node.services.pubsub.getSubscribers(PRESENCE_TOPIC).length > 0), 5_000, 'presence subscriptions')
+    const sender = others[1]
+    const id = sender.peerId.toString()
+    const receivers = nodes.filter(n => n !== sender)
+    const before = new Map(receivers.map(n => [n, n.directory.lastSeq(id)]))
+    const arrived = new Map<RunningNode, number>()
+    const started = performance.now()
+    const listeners = receivers.map(n => {
+      const listener = (evt: CustomEvent<{ peerId: string, seq: bigint }>): void => {
+        if (evt.detail.peerId === id && evt.detail.seq > (before.get(n) ?? 0n) && !arrived.has(n)) arrived.set(n, performance.now() - started)
+      }
+      n.directory.addEventListener('peer:updated', listener)
+      return () => { n.directory.removeEventListener('peer:updated', listener) }
+    })
+    try {
+      await sender.presence.announce()
+      await waitFor(() => arrived.size === receivers.length, 1_000, 'the heartbeat at every node')
+    } finally {
+      listeners.forEach(off => { off() })
+    }
+    const slowest = Math.max(...arrived.values())
+    expect(slowest).to.be.below(1_000)
+  })
+
+  it('answers oversized and malformed frames on /cocoon/info with an error and keeps serving', async () => {
+    const client = nodes.find(n => n.config.role === 'client')!
+    const target = others[0]
+    const send = async (bytes: Uint8Array): Promise<unknown> => {
+      const stream = await client.node.dialProtocol(target.peerId, INFO_PROTOCOL)
+      stream.send(bytes)
+      return new FramedStream(stream, { protocol: INFO_PROTOCOL, maxFrameBytes: 64 * 1024, deadlineMs: 3_000 }).read(NodeInfo).catch(e => e)
+    }
+    const oversized = await send(varint.encode(1024 * 1024))
+    expect(oversized).to.be.instanceOf(RemoteError)
+    expect((oversized as RemoteError).remoteCode).to.equal(ErrorCode.TOO_LARGE)
+
+    const garbage = Uint8Array.from([3, 0x0a, 0x7f, 0x01])
+    const malformed = await send(garbage)
+    expect(malformed).to.be.instanceOf(RemoteError)
+    expect((malformed as RemoteError).remoteCode).to.equal(ErrorCode.BAD_REQUEST)
+
+    // a flood of junk bigger than the read buffer: the stream is reset, the node lives on
+    const stream = await client.node.dialProtocol(target.peerId, INFO_PROTOCOL)
+    const junk = new Uint8Array(64 * 1024).fill(0xff)
+    for (let i = 0; i < 8 && stream.writeStatus === 'writable'; i++) {
+      if (!stream.send(junk)) await stream.onDrain({ signal: AbortSignal.timeout(2_000) }).catch(() => {})
+    }
+
+    const info = await client.info.fetch(target.peerId)
+    expect(info.role).to.equal(Role.PROXY)
+    expect(target.node.status).to.equal('started')
+    const metrics = await target.metrics.registry.getSingleMetricAsString('cocoon_protocol_errors_total')
+    expect(metrics).to.match(/code="TOO_LARGE"\} 1/)
+    expect(metrics).to.match(/code="BAD_REQUEST"\} 1/)
+  })
+
+  it('serves /healthz, /status and /metrics on the admin endpoint', async () => {
+    const url = bootstrap.adminUrl!
+    expect(url).to.match(/^http:\/\/127\.0\.0\.1:\d+$/)
+    const health = await fetch(`${url}/healthz`)
+    expect(health.status).to.equal(200)
+    const status = await (await fetch(`${url}/status`)).json() as { role: string, peers: Array<{ peerId: string, role: string }>, dht: { routingTableSize: number }, topics: Array<{ topic: string }> }
+    expect(status.role).to.equal('bootstrap')
+    for (const other of others) {
+      expect(status.peers.map(p => p.peerId)).to.include(other.peerId.toString())
+    }
+    expect(status.peers.find(p => p.peerId === others[0].peerId.toString())?.role).to.equal('proxy')
+    // proxy and two workers; the client runs the DHT in client mode and is not listed
+    expect(status.dht.routingTableSize).to.equal(3)
+    expect(status.topics.map(t => t.topic)).to.include(PRESENCE_TOPIC)
+    const metrics = await (await fetch(`${url}/metrics`)).text()
+    expect(metrics).to.include('cocoon_gossip_validation_total')
+    expect(metrics).to.include('cocoon_known_peers')
+    expect(metrics).to.match(/libp2p_/)
+    expect((await fetch(`${url}/nope`)).status).to.equal(404)
+  })
+
+  it('keeps its PeerId when restarted on the same data dir', async () => {
+    const worker = others[2]
+    const id = worker.peerId.toString()
+    await worker.stop()
+    const again = await startNode(testConfig('worker', worker.config.dataDir, bootstrap.addrs()), { logPrefix: 'worker-2b' })
+    nodes.push(again)
+    expect(again.peerId.toString()).to.equal(id)
+    await waitFor(() => again.node.getConnections().length > 0, 5_000, 'the restarted worker to reconnect')
+  })
+})
