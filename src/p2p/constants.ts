@@ -26,6 +26,10 @@ export const PRESENCE_INTERVAL_MS = 30_000
 export const PRESENCE_MAX_BYTES = 2 * 1024
 export const PRESENCE_MAX_ADDRS = 32
 export const PRESENCE_MAX_CLOCK_SKEW_MS = 60_000
+/** At most one extra heartbeat per this interval when new peers subscribe. */
+export const PRESENCE_NEWCOMER_MIN_GAP_MS = 5_000
+/** Bursts of triggers (address changes, newcomers) within this window send one heartbeat. */
+export const PRESENCE_COALESCE_MS = 200
 /** A peer not heard from for this long is dropped from the directory. */
 export const PRESENCE_EXPIRY_MS = 3 * PRESENCE_INTERVAL_MS
 

@@ -7,7 +7,7 @@
  */
 import { multiaddr } from '@multiformats/multiaddr'
 import {
-  PRESENCE_INTERVAL_MS, PRESENCE_MAX_ADDRS, PRESENCE_MAX_BYTES, PRESENCE_MAX_CLOCK_SKEW_MS, PRESENCE_TOPIC
+  PRESENCE_INTERVAL_MS, PRESENCE_MAX_ADDRS, PRESENCE_NEWCOMER_MIN_GAP_MS, PRESENCE_COALESCE_MS, PRESENCE_MAX_BYTES, PRESENCE_MAX_CLOCK_SKEW_MS, PRESENCE_TOPIC
 } from './constants.js'
 import { TopicValidatorResult } from './gossip.js'
 import { Presence, Role } from './protos/node.js'
@@ -49,6 +49,14 @@ export class PresenceService {
   private timer?: ReturnType<typeof setInterval>
   private lastSeq = 0n
   private readonly onAddressChange = (): void => { this.announceSoon() }
+  private lastAnnounceMs = 0
+  // A newcomer would otherwise wait up to a full interval to hear from us.
+  // Re-announce for it, but at most once per PRESENCE_NEWCOMER_MIN_GAP_MS so
+  // churn cannot turn presence into a flood.
+  private readonly onSubscriptionChange = (evt: CustomEvent<{ subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
+    const joined = evt.detail.subscriptions.some(s => s.topic === PRESENCE_TOPIC && s.subscribe)
+    if (joined && this.now() - this.lastAnnounceMs >= PRESENCE_NEWCOMER_MIN_GAP_MS) this.announceSoon()
+  }
   private pending?: ReturnType<typeof setTimeout>
 
   constructor (host: PresenceHost, directory: PeerDirectory, init: PresenceInit) {
@@ -63,6 +71,7 @@ export class PresenceService {
     pubsub.topicValidators.set(PRESENCE_TOPIC, (_from, message) => this.validateAndRecord(message))
     pubsub.subscribe(PRESENCE_TOPIC)
     this.host.addEventListener('self:peer:update', this.onAddressChange)
+    pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
     this.timer = setInterval(() => { void this.announce() }, this.init.intervalMs ?? PRESENCE_INTERVAL_MS)
     this.timer.unref?.()
     this.announceSoon()
@@ -73,6 +82,7 @@ export class PresenceService {
     clearTimeout(this.pending)
     this.host.removeEventListener('self:peer:update', this.onAddressChange)
     const pubsub = this.host.services.pubsub
+    pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
     pubsub.topicValidators.delete(PRESENCE_TOPIC)
     pubsub.unsubscribe(PRESENCE_TOPIC)
   }
@@ -80,6 +90,7 @@ export class PresenceService {
   /** Publishes a heartbeat now. Returns how many peers it was sent to. */
   async announce (): Promise<number> {
     // Unix-time based, so it keeps increasing across restarts without storage.
+    this.lastAnnounceMs = this.now()
     const seq = BigInt(this.now()) * 1000n
     this.lastSeq = seq > this.lastSeq ? seq : this.lastSeq + 1n
     const message: Presence = {
@@ -103,7 +114,7 @@ export class PresenceService {
   private announceSoon (): void {
     clearTimeout(this.pending)
     // coalesce bursts of address changes at start-up into one message
-    this.pending = setTimeout(() => { void this.announce() }, 200)
+    this.pending = setTimeout(() => { void this.announce() }, PRESENCE_COALESCE_MS)
     this.pending.unref?.()
   }
 
