@@ -81,6 +81,16 @@ describe('the cocoon command', function () {
       return r.code === 0 && r.stdout.includes(workerFile.peerId)
     }, 10_000, 'cocoon status on the bootstrap node to list the worker')
 
+    // on the same machine a node finds the running local bootstrap node without --bootstrap
+    const proxy = start(['node', '--role', 'proxy'])
+    await nodeFile('proxy', proxy)
+    await waitFor(async () => {
+      const r = await cocoon(['status', '--role', 'proxy'], env)
+      return r.code === 0 && r.stdout.includes(bootFile.peerId)
+    }, 10_000, 'the proxy, started without --bootstrap, to join the local bootstrap node')
+    proxy.child.kill('SIGTERM')
+    expect(await proxy.exited).to.equal(0)
+
     const bootStatus = await cocoon(['status', '--role', 'bootstrap'], env)
     expect(bootStatus.stdout).to.match(new RegExp(`worker\\s+${workerFile.peerId}`))
     expect(bootStatus.stdout).to.include('/cocoon/kad/1.0.0 server mode')
