@@ -196,8 +196,8 @@ export function errorCodeFor (err: unknown): ErrorCode {
 
 /** The narrow part of a libp2p node the handlers need. */
 export interface ProtocolHost {
-  handle(protocol: string, handler: (stream: Stream, connection: Connection) => void | Promise<void>, options?: { maxInboundStreams?: number, maxOutboundStreams?: number }): Promise<void>
-  dialProtocol(peer: PeerId | Multiaddr, protocols: string | string[], options?: AbortOptions): Promise<Stream>
+  handle(protocol: string, handler: (stream: Stream, connection: Connection) => void | Promise<void>, options?: { maxInboundStreams?: number, maxOutboundStreams?: number, runOnLimitedConnection?: boolean }): Promise<void>
+  dialProtocol(peer: PeerId | Multiaddr, protocols: string | string[], options?: AbortOptions & { runOnLimitedConnection?: boolean }): Promise<Stream>
 }
 
 export interface RequestContext {
@@ -212,6 +212,11 @@ export interface RequestHandlerInit<Req, Res> extends FramingOptions {
   handler(request: Req, context: RequestContext): Promise<Partial<Res>>
   /** Concurrent inbound streams per connection. */
   maxInboundStreams?: number
+  /**
+   * Also serve on limited (relayed) connections. Only for small messages:
+   * relays cap the bytes and the lifetime of such connections.
+   */
+  runOnLimitedConnection?: boolean
   log?: Logger
   /** Called once per rejected or failed request, for metrics. */
   onError?(code: ErrorCode, err: unknown): void
@@ -240,7 +245,7 @@ export async function handleRequests<Req, Res> (host: Pick<ProtocolHost, 'handle
       init.log?.('%s request from %p failed with %s: %s', init.protocol, connection.remotePeer, code, (err as Error).message)
       await answerWithError(framed, code, err)
     }
-  }, { maxInboundStreams: init.maxInboundStreams ?? 8 })
+  }, { maxInboundStreams: init.maxInboundStreams ?? 8, runOnLimitedConnection: init.runOnLimitedConnection ?? false })
 }
 
 /** Sends an error frame and closes; resets the stream if that cannot finish quickly. */
@@ -263,6 +268,8 @@ export async function answerWithError (framed: FramedStream, code: ErrorCode, er
 export interface RequestOptions extends AbortOptions {
   maxFrameBytes: number
   deadlineMs?: number
+  /** Use an existing limited (relayed) connection instead of requiring a direct one. */
+  runOnLimitedConnection?: boolean
 }
 
 /**
@@ -282,7 +289,7 @@ export async function request<Req, Res> (
   const signal = options.signal == null ? deadline : AbortSignal.any([options.signal, deadline])
   let stream: Stream
   try {
-    stream = await host.dialProtocol(peer, protocol, { signal })
+    stream = await host.dialProtocol(peer, protocol, { signal, runOnLimitedConnection: options.runOnLimitedConnection })
   } catch (err) {
     if (deadline.aborted) throw new DeadlineError(protocol, deadlineMs, { cause: err })
     throw err

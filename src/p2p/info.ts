@@ -57,6 +57,8 @@ export class InfoService {
       request: InfoRequest,
       response: NodeInfo,
       log: this.init.log,
+      // a few hundred bytes: fine on a relayed connection, where a NAT'd peer may only be reachable
+      runOnLimitedConnection: true,
       onError: (code) => { this.init.metrics?.protocolErrors.inc({ protocol: INFO_PROTOCOL, code }) },
       handler: async (req) => this.describe(req.nonce)
     })
@@ -86,7 +88,8 @@ export class InfoService {
     const info = await request(this.host, peer, INFO_PROTOCOL, { request: InfoRequest, response: NodeInfo }, { nonce }, {
       ...options,
       maxFrameBytes: INFO_MAX_FRAME_BYTES,
-      deadlineMs: INFO_DEADLINE_MS
+      deadlineMs: INFO_DEADLINE_MS,
+      runOnLimitedConnection: true
     })
     if (info.nonce !== nonce) {
       throw new Error(`${INFO_PROTOCOL}: answer does not echo our nonce`)

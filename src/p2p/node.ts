@@ -159,9 +159,14 @@ export async function createCocoonNode (init: CocoonNodeInit): Promise<CocoonLib
       // peers hand us: that would let anyone scan the operator's LAN.
       denyDialMultiaddr: (ma: Multiaddr) => !keepPrivate && (isPrivate(ma) || isLoopback(ma))
     },
+    // prometheus-metrics caches metric objects in a module-global map; with
+    // preserveExistingMetrics a second in-process node would reuse the first
+    // node's metrics and its own registry would stay empty. Clearing gives each
+    // node fresh metrics in its own registry (prom-client's global registry,
+    // which it also clears, is not used here).
     metrics: init.metricsRegistry == null
       ? undefined
-      : prometheusMetrics({ registry: init.metricsRegistry, preserveExistingMetrics: true, collectDefaultMetrics: true }),
+      : prometheusMetrics({ registry: init.metricsRegistry, preserveExistingMetrics: false, collectDefaultMetrics: true }),
     logger: init.logger,
     services
   })
