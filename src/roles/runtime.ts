@@ -314,12 +314,3 @@ export async function startNode (config: NodeConfig, options: StartNodeOptions =
   }
   return running
 }
-
-/** True when `peer` is known to speak the Cocoon DHT protocol. */
-export async function speaksCocoon (node: CocoonLibp2p, peer: PeerId): Promise<boolean> {
-  try {
-    return (await node.peerStore.get(peer)).protocols.includes(COCOON_KAD_PROTOCOL)
-  } catch {
-    return false
-  }
-}
