@@ -10,18 +10,14 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { identify } from '@libp2p/identify'
-import { noise } from '@libp2p/noise'
 import { ping } from '@libp2p/ping'
-import { tcp } from '@libp2p/tcp'
-import { yamux } from '@libp2p/yamux'
 import { createLibp2p } from 'libp2p'
 import { validate } from '../src/config/load.js'
 import { packageRoot } from '../src/package-info.js'
 import { startNode } from '../src/roles/runtime.js'
+import { heartbeatArrivals, plainLoopbackNode } from '../test/helpers.js'
 import type { RoleName } from '../src/roles/names.js'
 import type { RunningNode } from '../src/roles/runtime.js'
-import type { Libp2p } from '@libp2p/interface'
-import type { Ping } from '@libp2p/ping'
 
 const NODES = Number(process.env.BENCH_NODES ?? 20)
 const BASELINE_NODES = 10
@@ -52,15 +48,8 @@ async function waitFor (check: () => boolean, timeoutMs: number, what: string): 
   return performance.now() - start
 }
 
-async function bareNode (): Promise<Libp2p<{ identify: unknown, ping: Ping }>> {
-  return createLibp2p({
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8'] },
-    services: { identify: identify(), ping: ping() }
-  })
+async function bareNode () {
+  return createLibp2p({ ...plainLoopbackNode(), services: { identify: identify(), ping: ping() } })
 }
 
 async function main (): Promise<void> {
@@ -136,23 +125,9 @@ async function main (): Promise<void> {
     const gossipMs: number[] = []
     let missing = 0
     for (const sender of nodes) {
-      const id = sender.peerId.toString()
-      const receivers = nodes.filter(n => n !== sender)
-      const before = new Map(receivers.map(n => [n, n.directory.lastSeq(id)]))
-      const arrivals = new Map<RunningNode, number>()
-      const t0 = performance.now()
-      const offs = receivers.map(n => {
-        const listener = (evt: CustomEvent<{ peerId: string, seq: bigint }>): void => {
-          if (evt.detail.peerId === id && evt.detail.seq > (before.get(n) ?? 0n) && !arrivals.has(n)) arrivals.set(n, performance.now() - t0)
-        }
-        n.directory.addEventListener('peer:updated', listener)
-        return () => { n.directory.removeEventListener('peer:updated', listener) }
-      })
-      await sender.presence.announce()
-      await waitFor(() => arrivals.size === receivers.length, 5_000, 'gossip arrival').catch(() => {})
-      offs.forEach(off => { off() })
-      missing += receivers.length - arrivals.size
-      gossipMs.push(...arrivals.values())
+      const delivery = await heartbeatArrivals(sender, nodes.filter(n => n !== sender), 5_000)
+      gossipMs.push(...delivery.arrivalsMs)
+      missing += delivery.missing
       await new Promise(resolve => setTimeout(resolve, 20))
     }
 

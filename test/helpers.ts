@@ -3,7 +3,13 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { validate } from '../src/config/load.js'
+import { noise } from '@libp2p/noise'
+import { tcp } from '@libp2p/tcp'
+import { yamux } from '@libp2p/yamux'
 import type { NodeConfig } from '../src/config/schema.js'
+import type { PeerRecord } from '../src/p2p/peer-directory.js'
+import type { RunningNode } from '../src/roles/runtime.js'
+import type { Libp2pOptions } from 'libp2p'
 import type { RoleName } from '../src/roles/names.js'
 
 /** A fresh temporary directory; `cleanup()` removes every one made. */
@@ -43,4 +49,41 @@ export async function waitFor (check: () => boolean | Promise<boolean>, timeoutM
     await new Promise(resolve => setTimeout(resolve, 20))
   }
   return performance.now() - start
+}
+
+/**
+ * Publishes one presence heartbeat from `sender` and records, for each
+ * receiver, how many ms after the publish it was accepted there. Receivers
+ * that did not get it within `timeoutMs` are counted as missing.
+ */
+export async function heartbeatArrivals (sender: RunningNode, receivers: RunningNode[], timeoutMs: number): Promise<{ arrivalsMs: number[], missing: number }> {
+  const id = sender.peerId.toString()
+  const before = new Map(receivers.map(n => [n, n.directory.lastSeq(id)]))
+  const arrived = new Map<RunningNode, number>()
+  const started = performance.now()
+  const offs = receivers.map(n => {
+    const listener = (evt: CustomEvent<PeerRecord>): void => {
+      if (evt.detail.peerId === id && evt.detail.seq > (before.get(n) ?? 0n) && !arrived.has(n)) arrived.set(n, performance.now() - started)
+    }
+    n.directory.addEventListener('peer:updated', listener)
+    return () => { n.directory.removeEventListener('peer:updated', listener) }
+  })
+  try {
+    await sender.presence.announce()
+    await waitFor(() => arrived.size === receivers.length, timeoutMs, 'the heartbeat at every receiver').catch(() => {})
+  } finally {
+    offs.forEach(off => { off() })
+  }
+  return { arrivalsMs: [...arrived.values()], missing: receivers.length - arrived.size }
+}
+
+/** Transport, encryption and muxer of a plain libp2p node on loopback (baselines, emulated public peers). */
+export function plainLoopbackNode (): Pick<Libp2pOptions, 'addresses' | 'transports' | 'connectionEncrypters' | 'streamMuxers' | 'connectionManager'> {
+  return {
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8'] }
+  }
 }

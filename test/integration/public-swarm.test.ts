@@ -7,27 +7,20 @@
 import { join } from 'node:path'
 import { identify } from '@libp2p/identify'
 import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
-import { noise } from '@libp2p/noise'
 import { ping } from '@libp2p/ping'
-import { tcp } from '@libp2p/tcp'
-import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
 import { expect } from 'chai'
 import { createLibp2p } from 'libp2p'
 import { AMINO_KAD_PROTOCOL, COCOON_KAD_PROTOCOL } from '../../src/p2p/constants.js'
 import { startNode } from '../../src/roles/runtime.js'
-import { cleanupTempDirs, tempDir, testConfig, waitFor } from '../helpers.js'
+import { cleanupTempDirs, plainLoopbackNode, tempDir, testConfig, waitFor } from '../helpers.js'
 import type { RoleName } from '../../src/roles/names.js'
 import type { RunningNode } from '../../src/roles/runtime.js'
 import type { Libp2p } from '@libp2p/interface'
 
 async function aminoEmulator (): Promise<Libp2p> {
   return createLibp2p({
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8'] },
+    ...plainLoopbackNode(),
     services: {
       identify: identify(),
       ping: ping(),
