@@ -14,8 +14,8 @@ import { ping } from '@libp2p/ping'
 import { createLibp2p } from 'libp2p'
 import { validate } from '../src/config/load.js'
 import { packageRoot } from '../src/package-info.js'
-import { startNode } from '../src/roles/runtime.js'
-import { heartbeatArrivals, plainLoopbackNode } from '../test/helpers.js'
+import { knowEachOther, startNode } from '../src/roles/runtime.js'
+import { heartbeatArrivals, plainLoopbackNode, waitFor } from '../test/helpers.js'
 import type { RoleName } from '../src/roles/names.js'
 import type { RunningNode } from '../src/roles/runtime.js'
 
@@ -39,14 +39,6 @@ async function settle (): Promise<void> {
   if (gc != null) { gc(); gc() }
 }
 
-async function waitFor (check: () => boolean, timeoutMs: number, what: string): Promise<number> {
-  const start = performance.now()
-  while (!check()) {
-    if (performance.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 5))
-  }
-  return performance.now() - start
-}
 
 async function bareNode () {
   return createLibp2p({ ...plainLoopbackNode(), services: { identify: identify(), ping: ping() } })
@@ -103,7 +95,7 @@ async function main (): Promise<void> {
       nodes.push(await startNode(config(role, `${role}-${i}`, boot.addrs()), { metrics: false }))
       startMs.push(performance.now() - t)
     }
-    await waitFor(() => nodes.every(n => n.directory.size >= NODES - 1), 60_000, 'every node to know every other')
+    await waitFor(() => knowEachOther(nodes), 60_000, 'every node to know every other', 5)
     const formedAfterMs = performance.now() - swarmStart
     await settle()
     const rssAfter = process.memoryUsage().rss

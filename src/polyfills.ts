@@ -19,7 +19,6 @@ if (typeof Promise.withResolvers !== 'function') {
   })
 }
 
-export {}
 
 // Node 20 has no global WebSocket (Node 22 does), so @libp2p/websockets could
 // listen on /ws but not dial it. The `ws` package provides a compatible class.
@@ -27,3 +26,5 @@ if (typeof globalThis.WebSocket === 'undefined' && typeof process !== 'undefined
   const { WebSocket } = await import('ws')
   Object.defineProperty(globalThis, 'WebSocket', { configurable: true, writable: true, value: WebSocket })
 }
+
+export {}

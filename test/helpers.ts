@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { validate } from '../src/config/load.js'
+import { waitFor } from '../src/ops/wait-for.js'
 import { noise } from '@libp2p/noise'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
@@ -41,15 +42,7 @@ export function testConfig (role: RoleName, dataDir: string, bootstrap: string[]
   })
 }
 
-/** Polls `check` every 20 ms; fails with `what` after `timeoutMs`. Returns the elapsed ms. */
-export async function waitFor (check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
-  const start = performance.now()
-  while (!(await check())) {
-    if (performance.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 20))
-  }
-  return performance.now() - start
-}
+export { waitFor }
 
 /**
  * Publishes one presence heartbeat from `sender` and records, for each

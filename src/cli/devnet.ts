@@ -8,7 +8,8 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { ConfigError } from '../errors.js'
 import { cocoonHome, validate } from '../config/load.js'
-import { startNode } from '../roles/runtime.js'
+import { waitFor } from '../ops/wait-for.js'
+import { knowEachOther, startNode } from '../roles/runtime.js'
 import { waitForShutdown } from './main.js'
 import type { CliIO } from './main.js'
 import type { NodeConfig } from '../config/schema.js'
@@ -59,10 +60,10 @@ export async function runDevnet (args: string[], io: CliIO): Promise<number> {
     nodes.push(...await Promise.all(plan.map(async ([role, name]) => startNode(configFor(role, name, bootAddrs), { consoleWrite: io.err, logPrefix: name }))))
     const startedMs = performance.now() - t0
 
-    await waitUntil(() => everyoneKnowsEveryone(nodes), MEET_TIMEOUT_MS, 'every node to learn every other through presence gossip')
+    await waitFor(() => knowEachOther(nodes), MEET_TIMEOUT_MS, 'every node to learn every other through presence gossip')
     const meshMs = performance.now() - t0
     const client = nodes[nodes.length - 1]
-    await waitUntil(() => ((client.role.status().proxies as unknown[] | undefined)?.length ?? 0) > 0, MEET_TIMEOUT_MS, 'the client to find the proxy in the DHT')
+    await waitFor(() => ((client.role.status().proxies as unknown[] | undefined)?.length ?? 0) > 0, MEET_TIMEOUT_MS, 'the client to find the proxy in the DHT')
     const proxyFoundMs = performance.now() - t0
 
     io.out(`devnet: ${nodes.length} nodes on loopback (data in ${root})`)
@@ -82,17 +83,5 @@ export async function runDevnet (args: string[], io: CliIO): Promise<number> {
   } catch (err) {
     await stopAll().catch(() => {})
     throw err
-  }
-}
-
-function everyoneKnowsEveryone (nodes: RunningNode[]): boolean {
-  return nodes.every(n => nodes.every(m => m === n || n.directory.get(m.peerId.toString()) != null))
-}
-
-async function waitUntil (check: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`devnet: timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 50))
   }
 }

@@ -1,8 +1,7 @@
 import { parseArgs } from 'node:util'
 import { ConfigError } from '../errors.js'
-import { defaultDataDir } from '../config/load.js'
+import { checkValue, defaultDataDir } from '../config/load.js'
 import { loadOrCreateIdentity } from '../p2p/identity.js'
-import { ROLE_NAMES } from '../roles/names.js'
 import type { CliIO } from './main.js'
 
 /** `cocoon id`: create (if needed) and show the identity of a data dir. */
@@ -33,12 +32,7 @@ export function resolveDataDir (values: { role?: string, network?: string, 'data
   if (env.COCOON_DATA_DIR != null && env.COCOON_DATA_DIR !== '') return env.COCOON_DATA_DIR
   const role = values.role ?? env.COCOON_ROLE
   if (role == null) throw new ConfigError('role', 'missing; expected --role bootstrap|worker|proxy|client or --data-dir <dir>')
-  if (!(ROLE_NAMES as readonly string[]).includes(role)) {
-    throw new ConfigError('role', `expected one of ${ROLE_NAMES.join(', ')} (got ${JSON.stringify(role)})`)
-  }
-  const network = values.network ?? env.COCOON_NETWORK ?? 'local'
-  if (network !== 'local' && network !== 'public') {
-    throw new ConfigError('network', `expected one of local, public (got ${JSON.stringify(network)})`)
-  }
-  return defaultDataDir(network, role, env)
+  const validRole = checkValue('role', role)
+  const network = checkValue('network', values.network ?? env.COCOON_NETWORK ?? 'local')
+  return defaultDataDir(network, validRole, env)
 }

@@ -143,7 +143,7 @@ async function runNodeCommand (args: string[], io: CliIO): Promise<number> {
     io.out(USAGE)
     return 0
   }
-  const { config } = await loadConfig({ flags: flagsToConfig(values), env: io.env, configPath: values.config })
+  const config = await loadConfig({ flags: flagsToConfig(values), env: io.env, configPath: values.config })
   const node = await startNode(config, { consoleWrite: io.err })
   await waitForShutdown(node, io)
   return 0

@@ -13,6 +13,7 @@ import { readNodeFile } from '../ops/node-file.js'
 import { NodeConfigSchema } from './schema.js'
 import type { NodeConfig } from './schema.js'
 import type { NetworkId } from '../p2p/networks.js'
+import { ROLE_NAMES } from '../roles/names.js'
 import type { RoleName } from '../roles/names.js'
 import type { z } from 'zod'
 
@@ -122,14 +123,7 @@ export interface ConfigSources {
   configPath?: string
 }
 
-/** The resolved configuration plus the defaults it picked up (for logs). */
-export interface ResolvedConfig {
-  config: NodeConfig
-  /** Bootstrap peers found without being configured (networks/*.json, the local bootstrap node). */
-  discoveredBootstrap: string[]
-}
-
-export async function loadConfig (sources: ConfigSources = {}): Promise<ResolvedConfig> {
+export async function loadConfig (sources: ConfigSources = {}): Promise<NodeConfig> {
   const env = sources.env ?? process.env
   const flags = sources.flags ?? {}
   const configPath = sources.configPath ?? (env.COCOON_CONFIG != null && env.COCOON_CONFIG !== '' ? env.COCOON_CONFIG : undefined)
@@ -143,18 +137,26 @@ export async function loadConfig (sources: ConfigSources = {}): Promise<Resolved
     throw new ConfigError('role', 'missing; expected --role bootstrap|worker|proxy|client (or COCOON_ROLE, or "role" in the config file)')
   }
   const network = (layered.network ?? 'local') as NetworkId
-  const base = defaults(NETWORK_PRESETS[network] != null ? network : 'local', isRole(role) ? role : 'client', env)
+  // an invalid role or network still needs some defaults; the schema then reports the bad value
+  const base = defaults(NETWORK_PRESETS[network] != null ? network : 'local', ROLE_NAMES.includes(role) ? role : 'client', env)
   const config = validate(merge(base, layered))
 
-  const discoveredBootstrap = config.useDefaultBootstrap ? await defaultBootstrap(config, env) : []
-  const bootstrap = [...new Set([...config.bootstrap, ...discoveredBootstrap])]
-  return { config: { ...config, dataDir: resolve(config.dataDir), bootstrap }, discoveredBootstrap }
+  const discovered = config.useDefaultBootstrap ? await defaultBootstrap(config, env) : []
+  const bootstrap = [...new Set([...config.bootstrap, ...discovered])]
+  return { ...config, dataDir: resolve(config.dataDir), bootstrap }
 }
 
 export function validate (raw: RawConfig): NodeConfig {
   const result = NodeConfigSchema.safeParse(raw)
   if (result.success) return result.data
   throw toConfigError(result.error)
+}
+
+/** Validates one top-level key on its own, with the same message the full schema gives. */
+export function checkValue<K extends keyof NodeConfig> (key: K, value: unknown): NodeConfig[K] {
+  const result = NodeConfigSchema.shape[key].safeParse(value)
+  if (result.success) return result.data as NodeConfig[K]
+  throw new ConfigError(key, result.error.issues[0].message)
 }
 
 function toConfigError (error: z.ZodError): ConfigError {
@@ -185,10 +187,6 @@ async function defaultBootstrap (config: NodeConfig, env: NodeJS.ProcessEnv): Pr
     }
   }
   return peers
-}
-
-function isRole (value: string): value is RoleName {
-  return ['bootstrap', 'worker', 'proxy', 'client'].includes(value)
 }
 
 function isPlainObject (value: unknown): value is RawConfig {

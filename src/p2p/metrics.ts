@@ -10,7 +10,9 @@ export class NodeMetrics {
   readonly gossipValidation: Counter<'topic' | 'result' | 'reason'>
   readonly protocolErrors: Counter<'protocol' | 'code'>
   readonly knownPeers: Gauge<'role'>
-  readonly lifecycle: Gauge<'state'>
+  readonly up: Gauge
+  /** Counts of known peers by role, read when metrics are scraped. */
+  knownPeersByRole: () => Record<string, number> = () => ({})
 
   constructor (registry: Registry = new Registry()) {
     this.registry = registry
@@ -26,16 +28,21 @@ export class NodeMetrics {
       labelNames: ['protocol', 'code'],
       registers: [registry]
     })
+    const metrics = this
     this.knownPeers = new Gauge({
       name: 'cocoon_known_peers',
       help: 'Cocoon peers in the directory, by role',
       labelNames: ['role'],
-      registers: [registry]
+      registers: [registry],
+      // computed per scrape, not per gossip message
+      collect () {
+        this.reset()
+        for (const [role, count] of Object.entries(metrics.knownPeersByRole())) this.set({ role }, count)
+      }
     })
-    this.lifecycle = new Gauge({
+    this.up = new Gauge({
       name: 'cocoon_node_up',
       help: '1 while the node is running',
-      labelNames: ['state'],
       registers: [registry]
     })
   }

@@ -100,8 +100,6 @@ export async function createCocoonNode (init: CocoonNodeInit): Promise<CocoonLib
       logPrefix: 'cocoon:kad',
       datastorePrefix: '/cocoon-dht',
       metricsPrefix: 'cocoon_kad',
-      // a private DHT starts empty: let queries run as soon as one peer is known
-      allowQueryWithZeroPeers: false,
       initialQuerySelfInterval: 500,
       providers: { provideValidity: DHT_PROVIDE_VALIDITY_MS / 1000 },
       reprovide: {

@@ -75,10 +75,10 @@ export class PeerDirectory extends TypedEventEmitter<PeerDirectoryEvents> {
     return [...this.peers.values()].sort((a, b) => a.peerId.localeCompare(b.peerId))
   }
 
-  countByRole (): Record<string, number> {
-    const counts: Record<string, number> = {}
+  countByRole (): Map<Role, number> {
+    const counts = new Map<Role, number>()
     for (const record of this.peers.values()) {
-      counts[record.role] = (counts[record.role] ?? 0) + 1
+      counts.set(record.role, (counts.get(record.role) ?? 0) + 1)
     }
     return counts
   }

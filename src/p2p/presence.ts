@@ -31,6 +31,8 @@ export interface PresenceInit {
   network: string
   version: string
   intervalMs?: number
+  /** Minimum gap between heartbeats sent for newcomers (default PRESENCE_NEWCOMER_MIN_GAP_MS). */
+  newcomerMinGapMs?: number
   now?: () => number
   log: Logger
   metrics?: NodeMetrics
@@ -51,13 +53,15 @@ export class PresenceService {
   private readonly onAddressChange = (): void => { this.announceSoon() }
   private lastAnnounceMs = 0
   // A newcomer would otherwise wait up to a full interval to hear from us.
-  // Re-announce for it, but at most once per PRESENCE_NEWCOMER_MIN_GAP_MS so
-  // churn cannot turn presence into a flood.
+  // Re-announce for it, at most once per PRESENCE_NEWCOMER_MIN_GAP_MS so churn
+  // cannot turn presence into a flood: inside the gap the heartbeat is
+  // deferred to the gap's end (one for every newcomer meanwhile), not dropped.
   private readonly onSubscriptionChange = (evt: CustomEvent<{ subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
-    const joined = evt.detail.subscriptions.some(s => s.topic === PRESENCE_TOPIC && s.subscribe)
-    if (joined && this.now() - this.lastAnnounceMs >= PRESENCE_NEWCOMER_MIN_GAP_MS) this.announceSoon()
+    if (!evt.detail.subscriptions.some(s => s.topic === PRESENCE_TOPIC && s.subscribe)) return
+    this.announceIn(Math.max(PRESENCE_COALESCE_MS, this.lastAnnounceMs + (this.init.newcomerMinGapMs ?? PRESENCE_NEWCOMER_MIN_GAP_MS) - this.now()))
   }
   private pending?: ReturnType<typeof setTimeout>
+  private pendingAtMs = 0
 
   constructor (host: PresenceHost, directory: PeerDirectory, init: PresenceInit) {
     this.host = host
@@ -80,6 +84,7 @@ export class PresenceService {
   stop (): void {
     clearInterval(this.timer)
     clearTimeout(this.pending)
+    this.pending = undefined
     this.host.removeEventListener('self:peer:update', this.onAddressChange)
     const pubsub = this.host.services.pubsub
     pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
@@ -112,9 +117,23 @@ export class PresenceService {
   }
 
   private announceSoon (): void {
+    this.announceIn(PRESENCE_COALESCE_MS)
+  }
+
+  /**
+   * Schedules one heartbeat `delayMs` from now unless one is already due
+   * sooner, so a burst of triggers (address changes at start-up, several
+   * newcomers) sends a single message.
+   */
+  private announceIn (delayMs: number): void {
+    const at = this.now() + delayMs
+    if (this.pending != null && this.pendingAtMs <= at) return
     clearTimeout(this.pending)
-    // coalesce bursts of address changes at start-up into one message
-    this.pending = setTimeout(() => { void this.announce() }, PRESENCE_COALESCE_MS)
+    this.pendingAtMs = at
+    this.pending = setTimeout(() => {
+      this.pending = undefined
+      void this.announce()
+    }, delayMs)
     this.pending.unref?.()
   }
 

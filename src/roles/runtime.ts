@@ -122,14 +122,18 @@ export class RunningNode {
     await this.role.start()
     this.rendezvous?.start()
     this.expiryTimer = setInterval(() => {
-      this.directory.expire(id => this.node.getConnections().some(c => c.remotePeer.toString() === id))
-      this.updatePeerGauge()
+      const connected = new Set(this.node.getConnections().map(c => c.remotePeer.toString()))
+      this.directory.expire(id => connected.has(id))
     }, 10_000)
     this.expiryTimer.unref()
-    this.directory.addEventListener('peer:updated', () => { this.updatePeerGauge() })
+    this.metrics.knownPeersByRole = () => {
+      const byName: Record<string, number> = {}
+      for (const [role, count] of this.directory.countByRole()) byName[roleName(role)] = count
+      return byName
+    }
     this.node.addEventListener('connection:open', () => { this.schedulePeerLog() })
     this.node.addEventListener('connection:close', () => { this.schedulePeerLog() })
-    this.metrics.lifecycle.set({ state: 'running' }, 1)
+    this.metrics.up.set(1)
 
     if (this.config.admin.enabled) {
       this.admin = await startAdminServer(this.config.admin.host, this.config.admin.port, {
@@ -181,11 +185,11 @@ export class RunningNode {
       clearTimeout(timer)
       if (outcome === 'timeout') {
         this.console.warn(`graceful shutdown took over ${SHUTDOWN_TIMEOUT_MS} ms; closing connections hard`)
-        await Promise.all(this.node.getConnections().map(c => { c.abort(new Error('shutdown')); return undefined }))
+        for (const connection of this.node.getConnections()) connection.abort(new Error('shutdown'))
       }
       await this.admin?.close()
       await removeNodeFile(this.config.dataDir)
-      this.metrics.lifecycle.set({ state: 'running' }, 0)
+      this.metrics.up.set(0)
       this.console.info('stopped')
     })()
     return this.stopping
@@ -232,13 +236,6 @@ export class RunningNode {
   private roleOf (peerId: string): string {
     const record = this.directory.get(peerId)
     return record == null ? 'unknown' : roleName(record.role)
-  }
-
-  private updatePeerGauge (): void {
-    this.metrics.knownPeers.reset()
-    for (const [role, count] of Object.entries(this.directory.countByRole())) {
-      this.metrics.knownPeers.set({ role: roleName(role as never) }, count)
-    }
   }
 
   private schedulePeerLog (): void {
@@ -313,4 +310,9 @@ export async function startNode (config: NodeConfig, options: StartNodeOptions =
     throw err
   }
   return running
+}
+
+/** True when every node has a directory record of every other node. */
+export function knowEachOther (nodes: RunningNode[]): boolean {
+  return nodes.every(n => nodes.every(m => m === n || n.directory.get(m.peerId.toString()) != null))
 }

@@ -12,7 +12,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { expect } from 'chai'
 import { createLibp2p } from 'libp2p'
 import { AMINO_KAD_PROTOCOL, COCOON_KAD_PROTOCOL } from '../../src/p2p/constants.js'
-import { startNode } from '../../src/roles/runtime.js'
+import { knowEachOther, startNode } from '../../src/roles/runtime.js'
 import { cleanupTempDirs, plainLoopbackNode, tempDir, testConfig, waitFor } from '../helpers.js'
 import type { RoleName } from '../../src/roles/names.js'
 import type { RunningNode } from '../../src/roles/runtime.js'
@@ -68,7 +68,7 @@ describe('the public network, emulated on loopback', function () {
 
     // the servers find each other in the private DHT; the client reaches both
     await waitFor(() => routingTableSize(worker) >= 1 && routingTableSize(proxy) >= 1, 20_000, 'worker and proxy in each other\'s Cocoon routing table')
-    await waitFor(() => nodes.every(n => nodes.every(m => m === n || n.directory.get(m.peerId.toString()) != null)), 20_000, 'presence from every Cocoon node at every other')
+    await waitFor(() => knowEachOther(nodes), 20_000, 'presence from every Cocoon node at every other')
     expect(client.node.getConnections(worker.peerId).length + client.node.getConnections(proxy.peerId).length).to.be.above(0)
 
     // Amino peers never enter the Cocoon DHT, and a Cocoon node never serves Amino

@@ -6,7 +6,7 @@ import { INFO_PROTOCOL, PRESENCE_TOPIC } from '../../src/p2p/constants.js'
 import { proxyKey } from '../../src/p2p/dht-keys.js'
 import { ErrorCode, FramedStream } from '../../src/p2p/framing.js'
 import { NodeInfo, Role } from '../../src/p2p/protos/node.js'
-import { startNode } from '../../src/roles/runtime.js'
+import { knowEachOther, startNode } from '../../src/roles/runtime.js'
 import { cleanupTempDirs, heartbeatArrivals, tempDir, testConfig, waitFor } from '../helpers.js'
 import type { RoleName } from '../../src/roles/names.js'
 import type { RunningNode } from '../../src/roles/runtime.js'
@@ -67,8 +67,10 @@ describe('a loopback swarm of every role', function () {
       return false
     }, 5_000, 'the client to find the proxy provider record')
     // and everyone, the client included, is known to everyone through presence
-    await waitFor(() => nodes.every(n => nodes.every(m => m === n || n.directory.get(m.peerId.toString()) != null)), 5_000, 'presence from every node at every node')
-    expect(nodes.every(n => n.directory.get(client.peerId.toString()) == null || n === client || n.directory.get(client.peerId.toString())?.role === Role.CLIENT)).to.equal(true)
+    await waitFor(() => knowEachOther(nodes), 5_000, 'presence from every node at every node')
+    for (const n of nodes.filter(n => n !== client)) {
+      expect(n.directory.get(client.peerId.toString())?.role, `client role as seen by the ${n.config.role}`).to.equal(Role.CLIENT)
+    }
   })
 
   it('delivers a gossip message to every node in under 1 s', async () => {
@@ -128,7 +130,11 @@ describe('a loopback swarm of every role', function () {
     expect(status.topics.map(t => t.topic)).to.include(PRESENCE_TOPIC)
     const metrics = await (await fetch(`${url}/metrics`)).text()
     expect(metrics).to.include('cocoon_gossip_validation_total')
-    expect(metrics).to.include('cocoon_known_peers')
+    // the bootstrap knows the proxy, both workers and the client
+    expect(metrics).to.include('cocoon_known_peers{role="worker"} 2')
+    expect(metrics).to.include('cocoon_known_peers{role="proxy"} 1')
+    expect(metrics).to.include('cocoon_known_peers{role="client"} 1')
+    expect(metrics).to.include('cocoon_node_up 1')
     expect(metrics).to.match(/libp2p_/)
     expect((await fetch(`${url}/nope`)).status).to.equal(404)
   })

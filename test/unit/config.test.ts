@@ -21,32 +21,32 @@ describe('configuration', () => {
   }
 
   it('fills defaults from the role and network', async () => {
-    const { config } = await loadConfig({ flags: { role: 'bootstrap' }, env: env() })
+    const config = await loadConfig({ flags: { role: 'bootstrap' }, env: env() })
     expect(config.network).to.equal('local')
     expect(config.dataDir).to.equal(join(home, 'local', 'bootstrap'))
     expect(config.listen).to.deep.equal([`/ip4/127.0.0.1/tcp/${BOOTSTRAP_TCP_PORT}`, `/ip4/127.0.0.1/tcp/${BOOTSTRAP_TCP_PORT + 1}/ws`])
     expect(config.admin).to.deep.equal({ enabled: true, host: '127.0.0.1', port: 0 })
     const worker = await loadConfig({ flags: { role: 'worker', network: 'public' }, env: env() })
-    expect(worker.config.listen).to.include('/p2p-circuit')
-    expect(worker.config.listen).to.include('/ip4/0.0.0.0/tcp/0')
+    expect(worker.listen).to.include('/p2p-circuit')
+    expect(worker.listen).to.include('/ip4/0.0.0.0/tcp/0')
   })
 
   it('applies flags over environment over file over defaults', async () => {
     const file = join(await tempDir(), 'cocoon.json')
     await writeFile(file, JSON.stringify({ role: 'proxy', logLevel: 'debug', maxConnections: 50, admin: { port: 9000 } }))
     const fromFile = await loadConfig({ configPath: file, env: env() })
-    expect(fromFile.config).to.include({ role: 'proxy', logLevel: 'debug', maxConnections: 50 })
-    expect(fromFile.config.admin.port).to.equal(9000)
-    expect(fromFile.config.admin.host).to.equal('127.0.0.1')
+    expect(fromFile).to.include({ role: 'proxy', logLevel: 'debug', maxConnections: 50 })
+    expect(fromFile.admin.port).to.equal(9000)
+    expect(fromFile.admin.host).to.equal('127.0.0.1')
 
     const fromEnv = await loadConfig({ configPath: file, env: env({ COCOON_LOG_LEVEL: 'warn', COCOON_ADMIN_PORT: '9100', COCOON_BOOTSTRAP: `${PEER}` }) })
-    expect(fromEnv.config.logLevel).to.equal('warn')
-    expect(fromEnv.config.admin.port).to.equal(9100)
-    expect(fromEnv.config.bootstrap).to.deep.equal([PEER])
+    expect(fromEnv.logLevel).to.equal('warn')
+    expect(fromEnv.admin.port).to.equal(9100)
+    expect(fromEnv.bootstrap).to.deep.equal([PEER])
 
     const fromFlags = await loadConfig({ configPath: file, env: env({ COCOON_LOG_LEVEL: 'warn', COCOON_CONFIG: '/nonexistent' }), flags: { logLevel: 'error', role: 'worker' } })
-    expect(fromFlags.config.logLevel).to.equal('error')
-    expect(fromFlags.config.role).to.equal('worker')
+    expect(fromFlags.logLevel).to.equal('error')
+    expect(fromFlags.role).to.equal('worker')
   })
 
   it('names the key and the expected form for bad values', async () => {

@@ -7,6 +7,7 @@ import { PRESENCE_TOPIC } from '../../src/p2p/constants.js'
 import { SCORE_THRESHOLDS, TOPIC_PROFILES, TopicValidatorResult, peerScoreParams } from '../../src/p2p/gossip.js'
 import { PeerDirectory } from '../../src/p2p/peer-directory.js'
 import { PresenceService } from '../../src/p2p/presence.js'
+import type { PresenceHost } from '../../src/p2p/presence.js'
 import { Presence, Role } from '../../src/p2p/protos/node.js'
 import type { Message } from '@libp2p/gossipsub'
 import type { Logger, PeerId } from '@libp2p/interface'
@@ -107,6 +108,53 @@ describe('gossip scoring parameters', () => {
       expect(score(2), topic).to.be.below(SCORE_THRESHOLDS.graylistThreshold)
       // time in mesh counts seconds, so an hour in the mesh cannot hide forgeries
       expect(t.timeInMeshQuantum).to.equal(1_000)
+    }
+  })
+})
+
+describe('presence heartbeat scheduling', () => {
+  /** A host whose gossipsub only records what is published and lets the test fire subscription events. */
+  async function fakeHost (): Promise<{ host: PresenceHost, published: number[], newcomer: () => void }> {
+    const peerId = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    const published: number[] = []
+    const pubsub = Object.assign(new EventTarget(), {
+      topicValidators: new Map(),
+      subscribe: () => {},
+      unsubscribe: () => {},
+      publish: async () => { published.push(Date.now()); return { recipients: [] } }
+    })
+    const host = {
+      peerId,
+      getMultiaddrs: () => [],
+      services: { pubsub },
+      addEventListener: () => {},
+      removeEventListener: () => {}
+    } as unknown as PresenceHost
+    const newcomer = (): void => {
+      pubsub.dispatchEvent(new CustomEvent('subscription-change', { detail: { peerId, subscriptions: [{ topic: PRESENCE_TOPIC, subscribe: true }] } }))
+    }
+    return { host, published, newcomer }
+  }
+
+  const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+
+  it('defers, never drops, the heartbeat for a newcomer that arrives inside the gap, and sends one for a burst', async () => {
+    const { host, published, newcomer } = await fakeHost()
+    const service = new PresenceService(host, new PeerDirectory(), { role: Role.WORKER, network: 'local', version: '1', log: noLog, newcomerMinGapMs: 400 })
+    service.start()
+    try {
+      await sleep(300) // the start-up heartbeat goes out after the coalescing delay
+      expect(published).to.have.length(1)
+      const first = published[0]
+      newcomer() // inside the gap: must be deferred to its end
+      newcomer() // a burst of newcomers: still one heartbeat
+      await sleep(150)
+      expect(published, 'nothing before the gap ends').to.have.length(1)
+      await sleep(400)
+      expect(published, 'one deferred heartbeat').to.have.length(2)
+      expect(published[1] - first).to.be.at.least(380)
+    } finally {
+      service.stop()
     }
   })
 })
