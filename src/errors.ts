@@ -11,6 +11,8 @@ export type CocoonErrorCode =
   | 'ERR_STREAM_CLOSED'
   | 'ERR_REMOTE'
   | 'ERR_NODE_NOT_RUNNING'
+  | 'ERR_ATTESTATION'
+  | 'ERR_GPU_DISCOVERY'
 
 export class CocoonError extends Error {
   readonly code: CocoonErrorCode
@@ -83,5 +85,25 @@ export class RemoteError extends CocoonError {
 export class NodeNotRunningError extends CocoonError {
   constructor (message: string, options?: { cause?: unknown }) {
     super('ERR_NODE_NOT_RUNNING', message, options)
+  }
+}
+
+/** Why attestation evidence was refused; stable label values for metrics. */
+export type AttestationFailure =
+  | 'malformed' // not a quote of the expected layout
+  | 'signature' // the quote's signature chain does not verify
+  | 'collateral' // collateral missing, expired or unobtainable
+  | 'tcb' // the platform's TCB status is not accepted
+  | 'binding' // REPORTDATA does not commit to this peer, job key and freshness
+  | 'freshness' // nonce or epoch is not the expected one
+  | 'policy' // kind, measurements or debug mode not allowed by the network's policy
+  | 'unavailable' // this node cannot produce evidence of the requested kind
+
+/** Attestation evidence could not be produced or did not verify. */
+export class AttestationError extends CocoonError {
+  readonly reason: AttestationFailure
+  constructor (reason: AttestationFailure, message: string, options?: { cause?: unknown }) {
+    super('ERR_ATTESTATION', `attestation (${reason}): ${message}`, options)
+    this.reason = reason
   }
 }

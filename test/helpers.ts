@@ -2,7 +2,7 @@ import '../src/polyfills.js'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { validate } from '../src/config/load.js'
+import { defaults, merge, validate } from '../src/config/load.js'
 import { waitFor } from '../src/ops/wait-for.js'
 import { noise } from '@libp2p/noise'
 import { tcp } from '@libp2p/tcp'
@@ -26,7 +26,7 @@ export async function cleanupTempDirs (): Promise<void> {
 
 /** A validated loopback config for an in-process test node. */
 export function testConfig (role: RoleName, dataDir: string, bootstrap: string[] = [], overrides: Record<string, unknown> = {}): NodeConfig {
-  return validate({
+  return validate(merge(merge(defaults('local', role, {}), {
     role,
     network: 'local',
     dataDir,
@@ -37,9 +37,8 @@ export function testConfig (role: RoleName, dataDir: string, bootstrap: string[]
     logLevel: 'silent',
     admin: { enabled: false, host: '127.0.0.1', port: 0 },
     dht: { addressFilter: 'all' },
-    maxConnections: 300,
-    ...overrides
-  })
+    maxConnections: 300
+  }), overrides))
 }
 
 export { waitFor }

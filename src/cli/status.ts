@@ -6,6 +6,8 @@ import { cocoonHome } from '../config/load.js'
 import { readNodeFile } from '../ops/node-file.js'
 import { resolveDataDir } from './id.js'
 import type { CliIO } from './main.js'
+import type { ProxyRoleStatus } from '../roles/proxy/proxy-role.js'
+import type { WorkerRoleStatus } from '../roles/worker/worker-role.js'
 import type { NodeStatus } from '../roles/runtime.js'
 
 const STATUS_TIMEOUT_MS = 3_000
@@ -98,7 +100,51 @@ export function formatStatus (s: NodeStatus): string {
     lines.push(`  known      ${unconnected.length} more through gossip`)
     for (const k of unconnected) lines.push(`    ${k.role.padEnd(9)} ${k.peerId}  last seen ${k.lastSeen}`)
   }
-  const roleKeys = Object.keys(s.roleStatus)
-  if (roleKeys.length > 0) lines.push(`  ${s.role.padEnd(10)} ${JSON.stringify(s.roleStatus)}`)
+  if (s.role === 'proxy') lines.push(...formatProxy(s.roleStatus as unknown as ProxyRoleStatus))
+  else if (s.role === 'worker') lines.push(...formatWorker(s.roleStatus as unknown as WorkerRoleStatus))
+  else if (Object.keys(s.roleStatus).length > 0) lines.push(`  ${s.role.padEnd(10)} ${JSON.stringify(s.roleStatus)}`)
   return lines.join('\n')
+}
+
+function table (rows: string[][]): string[] {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map(r => r[i].length)))
+  return rows.map(r => `    ${r.map((cell, i) => i === r.length - 1 ? cell : cell.padEnd(widths[i])).join('  ')}`)
+}
+
+function age (ms: number): string {
+  return ms < 60_000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.round(ms / 60_000)}m`
+}
+
+function formatProxy (p: ProxyRoleStatus): string[] {
+  const up = p.workers.filter(w => w.state === 'up').length
+  const lines = [`  workers    ${p.workers.length} known, ${up} up${p.models.length > 0 ? `; models: ${p.models.map(m => `${m.model} (${m.workers} worker${m.workers === 1 ? '' : 's'}, ${m.freeSlots} free slots)`).join(', ')}` : ''}`]
+  const rows = [['MODEL', 'PRICE IN/OUT (nanoTON per 1M)', 'FREE', 'ATTESTATION', 'AGE', 'STATE', 'OK%', 'WORKER']]
+  for (const w of p.workers) {
+    for (const m of w.models) {
+      rows.push([m.name, `${m.pricePromptPerM}/${m.priceCompletionPerM}`, `${m.freeSlots}/${m.maxConcurrent}`, `${w.attestation.kind} ${w.attestation.tcbStatus}`,
+        age(w.ageMs), `${w.state}${w.source === 'dht' ? ' (dht)' : ''}`, `${Math.round(w.successRate * 100)}`, w.peerId])
+    }
+  }
+  if (rows.length > 1) lines.push(...table(rows))
+  const listed = p.dht.find(k => k.name === 'proxy')
+  lines.push(`  dht        ${listed?.provided === true ? 'listed as a proxy' : 'not yet listed as a proxy'}`)
+  return lines
+}
+
+function formatWorker (w: WorkerRoleStatus): string[] {
+  const a = w.announcing
+  const lines = [
+    `  announces  ${a.gossip ? `on gossip, ${a.published} published` : 'through the DHT only (gossip off)'}, seq ${a.seq ?? '-'}, last ${a.lastAnnouncedAt ?? 'never'}; linked to ${w.proxies.length} prox${w.proxies.length === 1 ? 'y' : 'ies'}`
+  ]
+  const provided = new Map(a.dht.map(k => [k.name, k.provided]))
+  const rows = [['MODEL', 'CONTEXT', 'PRICE IN/OUT (nanoTON per 1M)', 'FREE', 'DHT']]
+  for (const m of a.models) {
+    rows.push([m.name, String(m.contextLength), `${m.pricePromptPerM}/${m.priceCompletionPerM}`, `${m.freeSlots}/${m.maxConcurrent}`, provided.get(`model:${m.name}`) === true ? 'provided' : 'pending'])
+  }
+  if (rows.length > 1) lines.push(...table(rows))
+  for (const [i, acc] of w.accelerators.entries()) {
+    lines.push(`  ${i === 0 ? 'hardware' : '        '}   ${acc.kind} ${acc.name}, ${acc.memoryUsedMiB}/${acc.memoryTotalMiB} MiB, ${acc.utilizationPct}% busy${i === 0 && w.acceleratorSource != null ? ` (${w.acceleratorSource})` : ''}`)
+  }
+  lines.push(`  attestation ${w.attestation.kind}, image ${w.attestation.imageHash.slice(0, 16)}…, digest ${w.attestation.digest.slice(0, 16)}…`)
+  return lines
 }

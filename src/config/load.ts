@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { ConfigError } from '../errors.js'
+import { CAPACITY_INTERVAL_MS, DEFAULT_PCCS_URL, DEFAULT_TSM_PATH } from '../p2p/constants.js'
 import { NETWORK_PRESETS } from '../p2p/networks.js'
 import { packageRoot } from '../package-info.js'
 import { readNodeFile } from '../ops/node-file.js'
@@ -45,7 +46,8 @@ export function defaultListen (network: NetworkId, role: RoleName): string[] {
   return addrs
 }
 
-function defaults (network: NetworkId, role: RoleName, env: NodeJS.ProcessEnv): RawConfig {
+/** Every key's default for a role on a network (before any source is applied). */
+export function defaults (network: NetworkId, role: RoleName, env: NodeJS.ProcessEnv): RawConfig {
   return {
     role,
     network,
@@ -57,8 +59,31 @@ function defaults (network: NetworkId, role: RoleName, env: NodeJS.ProcessEnv): 
     logLevel: 'info',
     admin: { enabled: true, host: '127.0.0.1', port: 0 },
     dht: { addressFilter: 'auto' },
-    maxConnections: 300
+    maxConnections: 300,
+    attestation: {
+      provider: 'auto',
+      tsmPath: DEFAULT_TSM_PATH,
+      pccsUrl: DEFAULT_PCCS_URL,
+      acceptSimulated: null,
+      allowedMrtd: [],
+      allowedImageHashes: []
+    },
+    worker: {
+      models: [DEFAULT_MODEL],
+      accelerators: 'auto',
+      announceIntervalMs: CAPACITY_INTERVAL_MS,
+      gossip: true
+    }
   }
+}
+
+/** What a worker serves when its config names no model. */
+export const DEFAULT_MODEL = {
+  name: 'cocoon-synthetic',
+  contextLength: 2048,
+  pricePromptPerM: 20_000_000,
+  priceCompletionPerM: 80_000_000,
+  maxConcurrent: 4
 }
 
 const ENV_KEYS: Record<string, { key: string, kind: 'string' | 'list' | 'bool' | 'number' }> = {
@@ -74,7 +99,10 @@ const ENV_KEYS: Record<string, { key: string, kind: 'string' | 'list' | 'bool' |
   COCOON_ADMIN_HOST: { key: 'admin.host', kind: 'string' },
   COCOON_ADMIN_PORT: { key: 'admin.port', kind: 'number' },
   COCOON_DHT_ADDRESS_FILTER: { key: 'dht.addressFilter', kind: 'string' },
-  COCOON_MAX_CONNECTIONS: { key: 'maxConnections', kind: 'number' }
+  COCOON_MAX_CONNECTIONS: { key: 'maxConnections', kind: 'number' },
+  COCOON_ATTESTATION_PROVIDER: { key: 'attestation.provider', kind: 'string' },
+  COCOON_TSM_PATH: { key: 'attestation.tsmPath', kind: 'string' },
+  COCOON_PCCS_URL: { key: 'attestation.pccsUrl', kind: 'string' }
 }
 
 /** Converts a string from the environment or a flag into the key's type; leaves bad input for the schema to report. */

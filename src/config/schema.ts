@@ -38,6 +38,44 @@ const peerAddr = z.string().refine(v => isMultiaddr(v) && hasPeerId(v), {
 
 const LOOPBACK_HOSTS = ['127.0.0.1', '::1', 'localhost']
 
+function wholeNumber (what: string, min: number, max: number): z.ZodNumber {
+  const error = `expected ${what}, a whole number from ${min} to ${max}`
+  return z.number({ error }).int({ error }).min(min, { error }).max(max, { error })
+}
+
+/** Model names: what clients ask for and what the DHT key `model:<name>` is made from. */
+export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,127}$/
+/** Upper bounds a proxy also enforces on announcements (1M TON per 1M tokens is absurd, not malicious-proof). */
+export const MAX_PRICE_NANOTON_PER_M = 1_000_000_000_000_000
+export const MAX_CONTEXT_LENGTH = 10_000_000
+export const MAX_CONCURRENT_JOBS = 1024
+export const MAX_MODELS_PER_WORKER = 16
+
+const modelOffer = z.strictObject({
+  name: z.string().regex(MODEL_NAME_PATTERN, {
+    error: (issue) => `expected a model name of letters, digits and . _ : / + - (at most 128), such as llama-3.1-8b-instruct (got ${JSON.stringify(issue.input)})`
+  }),
+  path: z.string().min(1, { error: 'expected the path of the weights file' }).optional(),
+  contextLength: wholeNumber('a context length in tokens', 1, MAX_CONTEXT_LENGTH),
+  pricePromptPerM: wholeNumber('a price in nanoTON per 1M prompt tokens', 0, MAX_PRICE_NANOTON_PER_M),
+  priceCompletionPerM: wholeNumber('a price in nanoTON per 1M completion tokens', 0, MAX_PRICE_NANOTON_PER_M),
+  maxConcurrent: wholeNumber('the most jobs run at once', 1, MAX_CONCURRENT_JOBS)
+})
+
+const acceleratorOverride = z.strictObject({
+  kind: z.enum(['gpu', 'cpu']).default('gpu'),
+  name: z.string().min(1, { error: 'expected the accelerator name' }).max(128),
+  memoryTotalMiB: wholeNumber('memory in MiB', 1, 16_777_216),
+  memoryUsedMiB: wholeNumber('memory in MiB', 0, 16_777_216).default(0),
+  utilizationPct: wholeNumber('a utilisation percentage', 0, 100).default(0),
+  driver: z.string().max(64).default(''),
+  computeCapability: z.string().max(16).default('')
+})
+
+const hexOf = (bytes: number, what: string): z.ZodString => z.string().regex(new RegExp(`^[0-9a-f]{${bytes * 2}}$`), {
+  error: (issue) => `expected ${what} as ${bytes * 2} lower-case hex digits (got ${JSON.stringify(issue.input)})`
+})
+
 export const NodeConfigSchema = z.strictObject({
   role: z.enum(ROLE_NAMES, { error: (issue) => `expected one of ${ROLE_NAMES.join(', ')} (got ${JSON.stringify(issue.input)})` }),
   network: z.enum(NETWORK_IDS, { error: (issue) => `expected one of ${NETWORK_IDS.join(', ')} (got ${JSON.stringify(issue.input)})` }),
@@ -64,7 +102,27 @@ export const NodeConfigSchema = z.strictObject({
   }),
   maxConnections: z.number({ error: 'expected a whole number of connections, at least 8' })
     .int({ error: 'expected a whole number of connections, at least 8' })
-    .min(8, { error: 'expected a whole number of connections, at least 8' })
+    .min(8, { error: 'expected a whole number of connections, at least 8' }),
+  attestation: z.strictObject({
+    /** auto: tdx where the kernel offers configfs-tsm, else simulated. */
+    provider: z.enum(['auto', 'tdx', 'simulated'], { error: (issue) => `expected auto, tdx or simulated (got ${JSON.stringify(issue.input)})` }),
+    tsmPath: z.string().min(1, { error: 'expected the configfs-tsm report directory' }),
+    pccsUrl: z.url({ error: (issue) => `expected the URL of a PCCS, such as https://pccs.example/sgx/certification/v4/ (got ${JSON.stringify(issue.input)})` }),
+    /** Policy: null keeps the network's default (local yes, public no). */
+    acceptSimulated: z.boolean({ error: 'expected true, false or null' }).nullable(),
+    allowedMrtd: z.array(hexOf(48, 'an MRTD')),
+    allowedImageHashes: z.array(hexOf(32, 'an image hash'))
+  }),
+  worker: z.strictObject({
+    models: z.array(modelOffer).max(MAX_MODELS_PER_WORKER, { error: `expected at most ${MAX_MODELS_PER_WORKER} models` }),
+    /** auto: nvidia-smi, else the CPU; or 'cpu'; or an explicit list. */
+    accelerators: z.union([z.enum(['auto', 'cpu']), z.array(acceleratorOverride).min(1).max(16)], {
+      error: 'expected auto, cpu, or a list of { name, memoryTotalMiB, ... }'
+    }),
+    announceIntervalMs: wholeNumber('an interval in ms', 1_000, 600_000),
+    /** false: be found through the DHT and /cocoon/attest only, never announced on gossip. */
+    gossip: z.boolean({ error: 'expected true or false' })
+  })
 })
 
 export type NodeConfig = z.infer<typeof NodeConfigSchema>

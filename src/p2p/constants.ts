@@ -53,3 +53,36 @@ export const RENDEZVOUS_QUERY_TIMEOUT_MS = 60_000
 
 /** Shutdown: how long to wait for a graceful stop before exiting anyway. */
 export const SHUTDOWN_TIMEOUT_MS = 10_000
+
+/** Attestation: the configfs-tsm report directory and where DCAP collateral comes from by default. */
+export const DEFAULT_TSM_PATH = '/sys/kernel/config/tsm/report'
+export const DEFAULT_PCCS_URL = 'https://api.trustedservices.intel.com'
+export const ATTEST_PROTOCOL = '/cocoon/attest/1.0.0'
+/** A quote is ~5 KiB; a capacity announcement under 4 KiB; the rest is headroom. */
+export const ATTEST_MAX_FRAME_BYTES = 32 * 1024
+/** Real TDX quote generation can take a while; this bounds it. */
+export const ATTEST_DEADLINE_MS = 10_000
+/** Quotes produced at once per node; more callers wait (and time out), they do not pile up. */
+export const ATTEST_MAX_CONCURRENT = 4
+/** A verified attestation is trusted this long before the worker is challenged again. */
+export const ATTESTATION_TTL_MS = 60 * 60_000
+/** Evidence that failed verification is refused without a new fetch for this long. */
+export const ATTESTATION_FAILURE_TTL_MS = 5 * 60_000
+
+/** Capacity announcements: cadence, size bound, clock tolerance. */
+export const CAPACITY_INTERVAL_MS = 5_000
+export const CAPACITY_MAX_BYTES = 4 * 1024
+export const CAPACITY_MAX_CLOCK_SKEW_MS = 30_000
+/** Changes within this window (load, start-up) go out as one announcement. */
+export const CAPACITY_COALESCE_MS = 100
+/** A worker not heard from for this many intervals leaves the registry. */
+export const CAPACITY_TTL_INTERVALS = 3
+/** How long the topic validator waits for a worker's evidence before ignoring its message. */
+export const CAPACITY_ATTEST_TIMEOUT_MS = 3_000
+/** A worker keeps direct connections to at most this many proxies. */
+export const WORKER_MAX_PROXY_LINKS = 16
+/** A proxy keeps direct connections to at most this many workers it hears of. */
+export const PROXY_MAX_WORKER_LINKS = 200
+/** DHT fallback: how long a findProviders for a model may take, and how many workers it attests. */
+export const MODEL_LOOKUP_TIMEOUT_MS = 10_000
+export const MODEL_LOOKUP_MAX_WORKERS = 8

@@ -3,7 +3,7 @@
  * registry. Each in-process node has its own registry, so many nodes can
  * share a process (tests, the simulator) without clobbering each other.
  */
-import { Counter, Gauge, Registry } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 
 export class NodeMetrics {
   readonly registry: Registry
@@ -11,8 +11,13 @@ export class NodeMetrics {
   readonly protocolErrors: Counter<'protocol' | 'code'>
   readonly knownPeers: Gauge<'role'>
   readonly up: Gauge
+  readonly attestations: Counter<'kind' | 'result' | 'reason'>
+  readonly attestationSeconds: Histogram<'kind'>
+  readonly registryWorkers: Gauge<'state'>
   /** Counts of known peers by role, read when metrics are scraped. */
   knownPeersByRole: () => Record<string, number> = () => ({})
+  /** Worker registry size by state (proxies), read when metrics are scraped. */
+  registryByState: () => Record<string, number> = () => ({})
 
   constructor (registry: Registry = new Registry()) {
     this.registry = registry
@@ -38,6 +43,29 @@ export class NodeMetrics {
       collect () {
         this.reset()
         for (const [role, count] of Object.entries(metrics.knownPeersByRole())) this.set({ role }, count)
+      }
+    })
+    this.attestations = new Counter({
+      name: 'cocoon_attestations_total',
+      help: 'Peer attestations checked, by evidence kind, result (verified/refused/unreachable) and reason',
+      labelNames: ['kind', 'result', 'reason'],
+      registers: [registry]
+    })
+    this.attestationSeconds = new Histogram({
+      name: 'cocoon_attestation_verify_seconds',
+      help: 'Time to verify a peer\'s evidence (quote, binding, policy), by kind',
+      labelNames: ['kind'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [registry]
+    })
+    this.registryWorkers = new Gauge({
+      name: 'cocoon_registry_workers',
+      help: 'Workers in the proxy\'s registry, by state (up/down)',
+      labelNames: ['state'],
+      registers: [registry],
+      collect () {
+        this.reset()
+        for (const [state, count] of Object.entries(metrics.registryByState())) this.set({ state }, count)
       }
     })
     this.up = new Gauge({

@@ -1,7 +1,9 @@
+import type { NodeConfig } from '../config/schema.js'
 import type { PeerDirectory } from '../p2p/peer-directory.js'
 import type { CocoonLibp2p } from '../p2p/node.js'
+import type { NodeMetrics } from '../p2p/metrics.js'
 import type { ConsoleLog } from '../ops/console-log.js'
-import type { Logger } from '@libp2p/interface'
+import type { ComponentLogger, Logger } from '@libp2p/interface'
 
 /** What a role adds on top of the node core. */
 export interface RoleBehaviour {
@@ -9,11 +11,16 @@ export interface RoleBehaviour {
   stop(): Promise<void>
   /** Role-specific part of /status. */
   status(): Record<string, unknown>
+  /** The encoded capacity announcement handed out with attestation evidence (workers). */
+  capacity?(): Uint8Array | undefined
 }
 
 export interface RoleContext {
+  config: NodeConfig
   node: CocoonLibp2p
   directory: PeerDirectory
+  metrics: NodeMetrics
   log: Logger
+  logger: ComponentLogger
   console: ConsoleLog
 }

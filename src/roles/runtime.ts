@@ -22,6 +22,10 @@ import { removeNodeFile, writeNodeFile } from '../ops/node-file.js'
 import { ProxyFinder } from './client/proxy-finder.js'
 import { ROLE_PROFILES, roleName } from './profiles.js'
 import { ProxyRole } from './proxy/proxy-role.js'
+import { setupTee } from './tee-setup.js'
+import { WorkerRole } from './worker/worker-role.js'
+import { AttestService } from '../tee/attest-service.js'
+import type { NodeTee } from './tee-setup.js'
 import type { NodeConfig } from '../config/schema.js'
 import type { CocoonLibp2p } from '../p2p/node.js'
 import type { AdminServer } from '../ops/admin-server.js'
@@ -76,6 +80,9 @@ export class RunningNode {
   readonly metrics: NodeMetrics
   readonly role: RoleBehaviour
   readonly rendezvous?: RendezvousService
+  /** Attestation pieces (workers and proxies). */
+  readonly tee?: NodeTee
+  private readonly attestService?: AttestService
   readonly startedAtMs: number
   adminUrl: string | null = null
   private admin?: AdminServer
@@ -88,7 +95,8 @@ export class RunningNode {
 
   constructor (init: {
     config: NodeConfig, node: CocoonLibp2p, directory: PeerDirectory, presence: PresenceService, info: InfoService,
-    metrics: NodeMetrics, role: RoleBehaviour, rendezvous?: RendezvousService, console: ConsoleLog, log: Logger, startedAtMs: number
+    metrics: NodeMetrics, role: RoleBehaviour, rendezvous?: RendezvousService, console: ConsoleLog, log: Logger, startedAtMs: number,
+    tee?: NodeTee, attestService?: AttestService
   }) {
     this.config = init.config
     this.node = init.node
@@ -101,6 +109,8 @@ export class RunningNode {
     this.console = init.console
     this.log = init.log
     this.startedAtMs = init.startedAtMs
+    this.tee = init.tee
+    this.attestService = init.attestService
   }
 
   get peerId (): PeerId {
@@ -119,6 +129,7 @@ export class RunningNode {
   async start (): Promise<void> {
     await this.info.start()
     this.presence.start()
+    await this.attestService?.start()
     await this.role.start()
     this.rendezvous?.start()
     this.expiryTimer = setInterval(() => {
@@ -172,11 +183,20 @@ export class RunningNode {
       this.console.info('stopping')
       clearInterval(this.expiryTimer)
       clearTimeout(this.peerLogTimer)
+      // each step runs even when an earlier one failed (e.g. the libp2p node already died)
+      const step = async (name: string, fn: () => unknown): Promise<void> => {
+        try {
+          await fn()
+        } catch (err) {
+          this.log('stopping %s failed - %e', name, err)
+        }
+      }
       const graceful = (async () => {
-        await this.role.stop().catch(err => { this.log.error('role stop failed - %e', err) })
-        this.rendezvous?.stop()
-        this.presence.stop()
-        await this.info.stop().catch(() => {})
+        await step('role', async () => this.role.stop())
+        await step('rendezvous', () => this.rendezvous?.stop())
+        await step('presence', () => { this.presence.stop() })
+        await step('attestation', async () => this.attestService?.stop())
+        await step('info', async () => this.info.stop())
         await this.node.stop()
       })()
       let timer: ReturnType<typeof setTimeout> | undefined
@@ -251,15 +271,23 @@ export class RunningNode {
   }
 }
 
-function createRoleBehaviour (ctx: RoleContext, role: NodeConfig['role']): RoleBehaviour {
-  switch (role) {
-    case 'proxy': return new ProxyRole(ctx)
+function createRoleBehaviour (ctx: RoleContext, tee: NodeTee | undefined): RoleBehaviour {
+  switch (ctx.config.role) {
+    case 'proxy': return new ProxyRole(ctx, requireTee(tee))
+    case 'worker': return new WorkerRole(ctx, requireTee(tee))
     case 'client': return new ProxyFinder(ctx)
     // bootstrap: the relay server and DHT server mode are all it adds.
-    // worker: capacity announcements arrive with attestation.
     default: return { start: async () => {}, stop: async () => {}, status: () => ({}) }
   }
 }
+
+function requireTee (tee: NodeTee | undefined): NodeTee {
+  if (tee == null) throw new Error('this role needs attestation set up')
+  return tee
+}
+
+/** Roles that present attestation evidence to others. */
+const ATTESTED_ROLES: ReadonlyArray<NodeConfig['role']> = ['worker', 'proxy']
 
 /** Creates and starts a node from a validated configuration. */
 export async function startNode (config: NodeConfig, options: StartNodeOptions = {}): Promise<RunningNode> {
@@ -296,12 +324,30 @@ export async function startNode (config: NodeConfig, options: StartNodeOptions =
   const common = { role: profile.wireRole, network: config.network, version: packageVersion(), metrics }
   const presence = new PresenceService(node, directory, { ...common, log: logger.forComponent('cocoon:presence') })
   const info = new InfoService(node, directory, { ...common, startedAtMs, log: logger.forComponent('cocoon:info') })
-  const ctx: RoleContext = { node, directory, log, console }
+  const ctx: RoleContext = { config, node, directory, metrics, log, logger, console }
+  let tee: NodeTee | undefined
+  let attestService: AttestService | undefined
+  let role: RoleBehaviour
+  try {
+    tee = ATTESTED_ROLES.includes(config.role) ? await setupTee(config, identity.privateKey, console) : undefined
+    role = createRoleBehaviour(ctx, tee)
+  } catch (err) {
+    await Promise.resolve(node.stop()).catch(() => {})
+    throw err
+  }
+  if (tee != null) {
+    attestService = new AttestService(node, {
+      attestor: tee.attestor,
+      capacity: () => role.capacity?.(),
+      log: logger.forComponent('cocoon:attest'),
+      metrics
+    })
+  }
   const rendezvous = preset.amino
     ? new RendezvousService(node, { ...options.rendezvous, network: config.network, provide: profile.provideRendezvous, log: logger.forComponent('cocoon:rendezvous') })
     : undefined
   const running = new RunningNode({
-    config, node, directory, presence, info, metrics, role: createRoleBehaviour(ctx, config.role), rendezvous, console, log, startedAtMs
+    config, node, directory, presence, info, metrics, role, rendezvous, console, log, startedAtMs, tee, attestService
   })
   try {
     await running.start()

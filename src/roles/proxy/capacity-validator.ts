@@ -1,0 +1,91 @@
+/**
+ * The gossipsub topic validator for `cocoon/1/capacity`, and the same checks
+ * for announcements that come straight from a worker (DHT lookups).
+ *
+ * Reject (the sender loses gossip score) for what an honest node never sends
+ * or forwards: oversized, undecodable or unsigned messages, an announcement
+ * for another peer's id, out-of-range fields, and evidence that does not
+ * verify. Ignore (no penalty) for what an honest node can cause by being late
+ * or elsewhere: stale or replayed sequence numbers, another network, a clock
+ * off by more than the tolerance, a worker we cannot reach to attest.
+ */
+import { equals } from 'uint8arrays/equals'
+import { AttestationError } from '../../errors.js'
+import { CAPACITY_TOPIC } from '../../p2p/constants.js'
+import { TopicValidatorResult } from '../../p2p/gossip.js'
+import { kindFromWire } from '../../tee/attest-service.js'
+import { ACCEPT, checkFields, decodeAnnouncement, ignore, reject } from '../capacity/announcement.js'
+import type { PeerAttestations } from './peer-attestations.js'
+import type { WorkerEntry, WorkerRegistry } from './worker-registry.js'
+import type { Verdict } from '../capacity/announcement.js'
+import type { NodeMetrics } from '../../p2p/metrics.js'
+import type { EvidenceKind } from '../../tee/types.js'
+import type { Message } from '@libp2p/gossipsub'
+import type { PeerId } from '@libp2p/interface'
+
+export interface CapacityValidatorInit {
+  network: string
+  /** Evidence kinds the network's policy accepts: others are refused without a challenge. */
+  acceptKinds: EvidenceKind[]
+  now?: () => number
+  metrics?: NodeMetrics
+}
+
+export class CapacityValidator {
+  private readonly registry: WorkerRegistry
+  private readonly attestations: PeerAttestations
+  private readonly init: CapacityValidatorInit
+  private readonly now: () => number
+
+  constructor (registry: WorkerRegistry, attestations: PeerAttestations, init: CapacityValidatorInit) {
+    this.registry = registry
+    this.attestations = attestations
+    this.init = init
+    this.now = init.now ?? Date.now
+  }
+
+  /** The topic validator: decides, counts, and records accepted announcements. */
+  async validateGossip (message: Message): Promise<TopicValidatorResult> {
+    const verdict = message.type !== 'signed'
+      ? reject('unsigned')
+      : await this.accept(message.from, message.data, 'gossip')
+    this.count(verdict)
+    return verdict.result
+  }
+
+  /**
+   * Checks an announcement from `sender` (the gossip signer, or the peer that
+   * answered a direct request) and records it in the registry when it passes.
+   */
+  async accept (sender: PeerId, bytes: Uint8Array, source: WorkerEntry['source']): Promise<Verdict> {
+    const decoded = decodeAnnouncement(bytes)
+    const a = decoded.announcement
+    if (a == null) return decoded.verdict
+    if (!equals(a.peerId, sender.toMultihash().bytes)) return reject('signer_mismatch')
+    const fields = checkFields(a, this.init.network, this.now())
+    if (fields.result !== TopicValidatorResult.Accept) return fields
+    const id = sender.toString()
+    if (a.seq <= this.registry.lastSeq(id)) return ignore('replayed')
+
+    const kind = kindFromWire(a.attestationKind)
+    if (kind == null) return reject('unknown_evidence_kind')
+    if (!this.init.acceptKinds.includes(kind)) return reject('attestation_policy')
+    let attestation
+    try {
+      attestation = (await this.attestations.attest(sender, a.attestationDigest)).attestation
+    } catch (err) {
+      if (err instanceof AttestationError) return reject(`attestation_${err.reason}`)
+      return ignore('attestation_unreachable')
+    }
+    // another announcement from this worker may have been accepted while we waited
+    if (a.seq <= this.registry.lastSeq(id)) return ignore('replayed')
+    this.registry.update(id, a, attestation, source)
+    return ACCEPT
+  }
+
+  /** Counts a verdict from outside the gossip path (DHT lookups). */
+  count (verdict: Verdict): void {
+    const reason = verdict.result === TopicValidatorResult.Accept ? 'ok' : verdict.reason
+    this.init.metrics?.gossipValidation.inc({ topic: CAPACITY_TOPIC, result: verdict.result, reason })
+  }
+}

@@ -1,0 +1,269 @@
+/**
+ * The proxy's live table of workers: what each offers (models, prices, free
+ * slots), what attested it, and how it has behaved (latency and success rate,
+ * both decayed so old history fades). Pure bookkeeping, no I/O: the capacity
+ * validator and the DHT lookup feed it, job routing reads it.
+ *
+ * Entries expire when announcements stop; a worker whose last connection
+ * closes is marked down at once and comes back up with its next announcement.
+ */
+import { toString as toHex } from 'uint8arrays/to-string'
+import { TypedEventEmitter } from 'main-event'
+import { CAPACITY_INTERVAL_MS, CAPACITY_MAX_CLOCK_SKEW_MS, CAPACITY_TTL_INTERVALS } from '../../p2p/constants.js'
+import { AcceleratorKind } from '../../p2p/protos/capacity.js'
+import type { CapacityAnnouncement } from '../../p2p/protos/capacity.js'
+import type { EvidenceKind, VerifiedAttestation } from '../../tee/types.js'
+
+export interface WorkerOffer {
+  model: string
+  /** sha256 of the weights, hex; '' when the worker did not say. */
+  weightsHash: string
+  contextLength: number
+  pricePromptPerM: bigint
+  priceCompletionPerM: bigint
+  maxConcurrent: number
+  freeSlots: number
+}
+
+export interface WorkerAccelerator {
+  kind: 'gpu' | 'cpu'
+  name: string
+  memoryTotalMiB: number
+  memoryUsedMiB: number
+  utilizationPct: number
+}
+
+export interface WorkerAttestation {
+  kind: EvidenceKind
+  digest: string
+  imageHash: string
+  tcbStatus: string
+  jobPublicKey: Uint8Array
+  verifiedAtMs: number
+}
+
+export interface WorkerEntry {
+  peerId: string
+  offers: WorkerOffer[]
+  accelerators: WorkerAccelerator[]
+  attestation: WorkerAttestation
+  seq: bigint
+  /** The worker's own timestamp on its latest announcement. */
+  announcedAtMs: number
+  /** Local time the latest announcement arrived. */
+  lastSeenMs: number
+  /** Without a new announcement, the entry expires this long after lastSeenMs. */
+  ttlMs: number
+  state: 'up' | 'down'
+  /** How the latest announcement reached us. */
+  source: 'gossip' | 'dht'
+  /** Decayed mean job latency, ms; undefined until a job has run. */
+  latencyMs?: number
+  /** Decayed share of jobs that succeeded, 0–1 (1 with no history). */
+  successRate: number
+  jobs: { ok: number, failed: number }
+}
+
+export interface WorkerRegistryEvents {
+  'worker:updated': CustomEvent<WorkerEntry>
+  'worker:removed': CustomEvent<{ peerId: string, why: 'expired' | 'withdrawn' }>
+}
+
+export interface WorkerRegistryInit {
+  /** Announcement intervals missed before an entry expires. */
+  ttlIntervals?: number
+  /** Half-life of latency and success history. */
+  historyHalfLifeMs?: number
+  now?: () => number
+}
+
+const DEFAULT_HISTORY_HALF_LIFE_MS = 10 * 60_000
+/** Weight of the first observed latency against later ones. */
+const LATENCY_ALPHA = 0.3
+
+interface History {
+  successWeight: number
+  totalWeight: number
+  updatedAtMs: number
+}
+
+export class WorkerRegistry extends TypedEventEmitter<WorkerRegistryEvents> {
+  private readonly ttlIntervals: number
+  private readonly halfLifeMs: number
+  private readonly now: () => number
+  private readonly entries = new Map<string, WorkerEntry>()
+  private readonly history = new Map<string, History>()
+  /** Highest sequence number per worker, kept past expiry so replays stay refused. */
+  private readonly seqs = new Map<string, { seq: bigint, atMs: number }>()
+
+  constructor (init: WorkerRegistryInit = {}) {
+    super()
+    this.ttlIntervals = init.ttlIntervals ?? CAPACITY_TTL_INTERVALS
+    this.halfLifeMs = init.historyHalfLifeMs ?? DEFAULT_HISTORY_HALF_LIFE_MS
+    this.now = init.now ?? Date.now
+  }
+
+  get size (): number {
+    return this.entries.size
+  }
+
+  get (peerId: string): WorkerEntry | undefined {
+    return this.entries.get(peerId)
+  }
+
+  list (): WorkerEntry[] {
+    return [...this.entries.values()]
+  }
+
+  /** The highest sequence number accepted from a worker, or -1n when none. */
+  lastSeq (peerId: string): bigint {
+    return this.seqs.get(peerId)?.seq ?? -1n
+  }
+
+  /** Records an announcement that passed validation. An empty model list withdraws the worker. */
+  update (peerId: string, a: CapacityAnnouncement, attestation: VerifiedAttestation, source: WorkerEntry['source']): WorkerEntry | undefined {
+    const nowMs = this.now()
+    this.seqs.set(peerId, { seq: a.seq, atMs: nowMs })
+    if (a.models.length === 0) {
+      this.remove(peerId, 'withdrawn')
+      return undefined
+    }
+    const previous = this.entries.get(peerId)
+    const entry: WorkerEntry = {
+      peerId,
+      offers: a.models.map(m => ({
+        model: m.name,
+        weightsHash: toHex(m.weightsHash, 'base16'),
+        contextLength: m.contextLength,
+        pricePromptPerM: m.pricePromptPerM,
+        priceCompletionPerM: m.priceCompletionPerM,
+        maxConcurrent: m.maxConcurrent,
+        freeSlots: m.freeSlots
+      })),
+      accelerators: a.accelerators.map(acc => ({
+        kind: acc.kind === AcceleratorKind.CPU ? 'cpu' : 'gpu',
+        name: acc.name,
+        memoryTotalMiB: acc.memoryTotalMib,
+        memoryUsedMiB: acc.memoryUsedMib,
+        utilizationPct: acc.utilizationPct
+      })),
+      attestation: {
+        kind: attestation.kind,
+        digest: toHex(attestation.digest, 'base16'),
+        imageHash: attestation.imageHash,
+        tcbStatus: attestation.tcbStatus,
+        jobPublicKey: attestation.jobPublicKey,
+        verifiedAtMs: attestation.verifiedAtMs
+      },
+      seq: a.seq,
+      announcedAtMs: Number(a.timestampMs),
+      lastSeenMs: nowMs,
+      ttlMs: this.ttlIntervals * (a.intervalMs > 0 ? a.intervalMs : CAPACITY_INTERVAL_MS),
+      state: 'up',
+      source,
+      latencyMs: previous?.latencyMs,
+      successRate: rateOf(this.decayed(peerId, nowMs)),
+      jobs: previous?.jobs ?? { ok: 0, failed: 0 }
+    }
+    this.entries.set(peerId, entry)
+    this.safeDispatchEvent('worker:updated', { detail: entry })
+    return entry
+  }
+
+  /** The worker's last connection closed: route nothing to it until it announces again. */
+  markDown (peerId: string): void {
+    const entry = this.entries.get(peerId)
+    if (entry == null || entry.state === 'down') return
+    entry.state = 'down'
+    this.safeDispatchEvent('worker:updated', { detail: entry })
+  }
+
+  remove (peerId: string, why: 'expired' | 'withdrawn'): void {
+    if (this.entries.delete(peerId)) this.safeDispatchEvent('worker:removed', { detail: { peerId, why } })
+  }
+
+  /** Drops entries not refreshed within the TTL, and replay guards older than any acceptable timestamp. */
+  expire (): void {
+    const nowMs = this.now()
+    for (const entry of [...this.entries.values()]) {
+      if (nowMs - entry.lastSeenMs > entry.ttlMs) this.remove(entry.peerId, 'expired')
+    }
+    for (const [peerId, { atMs }] of this.seqs) {
+      if (!this.entries.has(peerId) && nowMs - atMs > 2 * CAPACITY_MAX_CLOCK_SKEW_MS) this.seqs.delete(peerId)
+    }
+  }
+
+  /**
+   * Workers that can take a job for `model` now: up, fresh, with a free slot,
+   * cheapest completion price first, then best success rate.
+   */
+  workersFor (model: string): Array<{ entry: WorkerEntry, offer: WorkerOffer }> {
+    const nowMs = this.now()
+    const out: Array<{ entry: WorkerEntry, offer: WorkerOffer }> = []
+    for (const entry of this.entries.values()) {
+      if (entry.state !== 'up' || nowMs - entry.lastSeenMs > entry.ttlMs) continue
+      const offer = entry.offers.find(o => o.model === model)
+      if (offer != null && offer.freeSlots > 0) out.push({ entry, offer })
+    }
+    return out.sort((a, b) =>
+      a.offer.priceCompletionPerM === b.offer.priceCompletionPerM
+        ? b.entry.successRate - a.entry.successRate
+        : (a.offer.priceCompletionPerM < b.offer.priceCompletionPerM ? -1 : 1))
+  }
+
+  /** Models on offer now, with how many workers serve each and their price range. */
+  models (): Array<{ model: string, workers: number, freeSlots: number, minCompletionPerM: bigint, maxCompletionPerM: bigint }> {
+    const byModel = new Map<string, { model: string, workers: number, freeSlots: number, minCompletionPerM: bigint, maxCompletionPerM: bigint }>()
+    for (const entry of this.entries.values()) {
+      if (entry.state !== 'up') continue
+      for (const o of entry.offers) {
+        const m = byModel.get(o.model)
+        if (m == null) {
+          byModel.set(o.model, { model: o.model, workers: 1, freeSlots: o.freeSlots, minCompletionPerM: o.priceCompletionPerM, maxCompletionPerM: o.priceCompletionPerM })
+        } else {
+          m.workers++
+          m.freeSlots += o.freeSlots
+          if (o.priceCompletionPerM < m.minCompletionPerM) m.minCompletionPerM = o.priceCompletionPerM
+          if (o.priceCompletionPerM > m.maxCompletionPerM) m.maxCompletionPerM = o.priceCompletionPerM
+        }
+      }
+    }
+    return [...byModel.values()].sort((a, b) => a.model.localeCompare(b.model))
+  }
+
+  /** Records how a job on a worker went; feeds latency and success rate. */
+  recordResult (peerId: string, result: { ok: boolean, latencyMs?: number }): void {
+    const nowMs = this.now()
+    const h = this.decayed(peerId, nowMs)
+    h.totalWeight += 1
+    if (result.ok) h.successWeight += 1
+    const entry = this.entries.get(peerId)
+    if (entry == null) return
+    if (result.ok) entry.jobs.ok++
+    else entry.jobs.failed++
+    entry.successRate = rateOf(h)
+    if (result.latencyMs != null) {
+      entry.latencyMs = entry.latencyMs == null ? result.latencyMs : entry.latencyMs + LATENCY_ALPHA * (result.latencyMs - entry.latencyMs)
+    }
+    this.safeDispatchEvent('worker:updated', { detail: entry })
+  }
+
+  /** The worker's history with every weight decayed to `nowMs`. */
+  private decayed (peerId: string, nowMs: number): History {
+    let h = this.history.get(peerId)
+    if (h == null) {
+      h = { successWeight: 0, totalWeight: 0, updatedAtMs: nowMs }
+      this.history.set(peerId, h)
+    }
+    const factor = Math.pow(0.5, Math.max(0, nowMs - h.updatedAtMs) / this.halfLifeMs)
+    h.successWeight *= factor
+    h.totalWeight *= factor
+    h.updatedAtMs = nowMs
+    return h
+  }
+}
+
+/** Success share with one imaginary success as a prior, so a new worker starts at 1 and one failure does not zero it. */
+function rateOf (h: History): number {
+  return (h.successWeight + 1) / (h.totalWeight + 1)
+}

@@ -1,0 +1,72 @@
+/**
+ * Turns the configured models into what a worker announces, with the content
+ * hash of each weights file. Hashing a multi-GiB file takes seconds, so the
+ * hash is cached in the data dir by path, size and modification time.
+ */
+import { createHash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { readFile, rename, stat, writeFile } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { ConfigError } from '../../errors.js'
+import type { ServedModel } from './capacity-announcer.js'
+import type { NodeConfig } from '../../config/schema.js'
+
+const CACHE_FILE = 'weights-hashes.json'
+
+type HashCache = Record<string, { size: number, mtimeMs: number, sha256: string }>
+
+export async function servedModels (models: NodeConfig['worker']['models'], dataDir: string): Promise<ServedModel[]> {
+  const cachePath = join(dataDir, CACHE_FILE)
+  const cache = await readCache(cachePath)
+  let changed = false
+  const out: ServedModel[] = []
+  for (const [i, m] of models.entries()) {
+    let weightsHash = new Uint8Array(0)
+    if (m.path != null) {
+      const path = resolve(m.path)
+      const info = await stat(path).catch((err: NodeJS.ErrnoException) => {
+        throw new ConfigError(`worker.models[${i}].path`, `cannot read the weights file ${path} (${err.code ?? err.message})`)
+      })
+      const hit = cache[path]
+      let hex: string
+      if (hit != null && hit.size === info.size && hit.mtimeMs === info.mtimeMs) {
+        hex = hit.sha256
+      } else {
+        hex = await sha256File(path)
+        cache[path] = { size: info.size, mtimeMs: info.mtimeMs, sha256: hex }
+        changed = true
+      }
+      weightsHash = Uint8Array.from(Buffer.from(hex, 'hex'))
+    }
+    out.push({
+      name: m.name,
+      weightsHash,
+      contextLength: m.contextLength,
+      pricePromptPerM: BigInt(m.pricePromptPerM),
+      priceCompletionPerM: BigInt(m.priceCompletionPerM),
+      maxConcurrent: m.maxConcurrent
+    })
+  }
+  if (changed) {
+    const tmp = `${cachePath}.${process.pid}.tmp`
+    await writeFile(tmp, JSON.stringify(cache, null, 2))
+    await rename(tmp, cachePath)
+  }
+  return out
+}
+
+async function readCache (path: string): Promise<HashCache> {
+  try {
+    const parsed: unknown = JSON.parse(await readFile(path, 'utf8'))
+    return parsed != null && typeof parsed === 'object' && !Array.isArray(parsed) ? parsed as HashCache : {}
+  } catch {
+    // missing or damaged: it is only a cache
+    return {}
+  }
+}
+
+async function sha256File (path: string): Promise<string> {
+  const hash = createHash('sha256')
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer)
+  return hash.digest('hex')
+}

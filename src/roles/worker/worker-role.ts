@@ -1,0 +1,110 @@
+/**
+ * The worker role: discovers its accelerators, announces the models it
+ * serves with their prices and free slots (gossip and DHT), answers
+ * attestation challenges with evidence bound to its keys, and keeps direct
+ * links to the proxies it hears of.
+ */
+import { CAPACITY_TOPIC, WORKER_MAX_PROXY_LINKS } from '../../p2p/constants.js'
+import { PeerLinks } from '../../p2p/peer-links.js'
+import { Role } from '../../p2p/protos/node.js'
+import { discoverAccelerators, parseAcceleratorOverride } from '../../tee/gpu.js'
+import { CapacityAnnouncer } from './capacity-announcer.js'
+import { servedModels } from './served-models.js'
+import type { AnnouncerStatus } from './capacity-announcer.js'
+import type { RoleBehaviour, RoleContext } from '../role.js'
+import type { NodeTee } from '../tee-setup.js'
+import type { Accelerator, DiscoveryResult } from '../../tee/gpu.js'
+
+/** The worker's part of /status. */
+export interface WorkerRoleStatus {
+  announcing: AnnouncerStatus
+  attestation: { kind: string, digest: string, imageHash: string }
+  accelerators: Accelerator[]
+  acceleratorSource: string | null
+  proxies: string[]
+}
+
+/** nvidia-smi is re-read this often, so memory use and utilisation stay current. */
+const ACCELERATOR_REFRESH_MS = 30_000
+
+export class WorkerRole implements RoleBehaviour {
+  private readonly ctx: RoleContext
+  private readonly tee: NodeTee
+  readonly announcer: CapacityAnnouncer
+  private readonly links: PeerLinks
+  private discovery?: DiscoveryResult
+  private refreshTimer?: ReturnType<typeof setInterval>
+  private readonly onSubscriptionChange = (evt: CustomEvent<{ subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
+    if (evt.detail.subscriptions.some(s => s.topic === CAPACITY_TOPIC && s.subscribe)) this.announcer.onProxySubscribed()
+  }
+
+  constructor (ctx: RoleContext, tee: NodeTee) {
+    this.ctx = ctx
+    this.tee = tee
+    const { config } = ctx
+    this.announcer = new CapacityAnnouncer(ctx.node, {
+      network: config.network,
+      intervalMs: config.worker.announceIntervalMs,
+      gossip: config.worker.gossip,
+      attestationKind: tee.kind,
+      attestationDigest: new Uint8Array(tee.digest),
+      log: ctx.log,
+      console: ctx.console
+    })
+    this.links = new PeerLinks(ctx.node, ctx.directory, { role: Role.PROXY, max: WORKER_MAX_PROXY_LINKS, log: ctx.log })
+  }
+
+  async start (): Promise<void> {
+    const { config } = this.ctx
+    this.discovery = await discoverAccelerators({ override: acceleratorOverride(config.worker.accelerators) })
+    this.announcer.setAccelerators(this.discovery.accelerators)
+    this.ctx.console.info(`serving on ${describeAccelerators(this.discovery.accelerators)} (${this.discovery.source}${this.discovery.detail === '' ? '' : `: ${this.discovery.detail}`})`)
+    await this.announcer.setModels(await servedModels(config.worker.models, config.dataDir))
+    this.ctx.console.info(`offers ${config.worker.models.map(m => m.name).join(', ')}${config.worker.gossip ? '' : ' (DHT only, no gossip)'}`)
+    this.ctx.node.services.pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
+    this.links.start()
+    this.announcer.start()
+    if (this.discovery.source === 'nvidia-smi') {
+      this.refreshTimer = setInterval(() => { void this.refreshAccelerators() }, ACCELERATOR_REFRESH_MS)
+      this.refreshTimer.unref()
+    }
+  }
+
+  async stop (): Promise<void> {
+    clearInterval(this.refreshTimer)
+    this.ctx.node.services.pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
+    this.links.stop()
+    await this.announcer.stop()
+  }
+
+  /** The current announcement, handed out with attestation evidence. */
+  capacity (): Uint8Array {
+    return this.announcer.current()
+  }
+
+  status (): WorkerRoleStatus & Record<string, unknown> {
+    return {
+      announcing: this.announcer.status(),
+      attestation: { kind: this.tee.kind, digest: Buffer.from(this.tee.digest).toString('hex'), imageHash: this.tee.imageHash },
+      accelerators: this.discovery?.accelerators ?? [],
+      acceleratorSource: this.discovery?.source ?? null,
+      proxies: this.links.linked()
+    }
+  }
+
+  private async refreshAccelerators (): Promise<void> {
+    const next = await discoverAccelerators()
+    if (next.source === 'nvidia-smi') this.announcer.setAccelerators(next.accelerators)
+  }
+}
+
+function acceleratorOverride (value: RoleContext['config']['worker']['accelerators']): Accelerator[] | 'cpu' | undefined {
+  if (value === 'auto') return undefined
+  return parseAcceleratorOverride(value)
+}
+
+function describeAccelerators (list: Accelerator[]): string {
+  const counts = new Map<string, number>()
+  for (const a of list) counts.set(a.name, (counts.get(a.name) ?? 0) + 1)
+  return [...counts].map(([name, n]) => n > 1 ? `${n}x ${name}` : name).join(', ')
+}
