@@ -6,39 +6,20 @@
  * writes bench/results/swarm.json.
  */
 import '../src/polyfills.js'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import { createLibp2p } from 'libp2p'
-import { validate } from '../src/config/load.js'
-import { packageRoot } from '../src/package-info.js'
 import { knowEachOther, startNode } from '../src/roles/runtime.js'
-import { heartbeatArrivals, plainLoopbackNode, waitFor } from '../test/helpers.js'
+import { heartbeatArrivals, plainLoopbackNode, testConfig, waitFor } from '../test/helpers.js'
+import { median, quantile, round, settle, writeResult } from './stats.js'
 import type { RoleName } from '../src/roles/names.js'
 import type { RunningNode } from '../src/roles/runtime.js'
 
 const NODES = Number(process.env.BENCH_NODES ?? 20)
 const BASELINE_NODES = 10
-
-function quantile (values: number[], q: number): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  if (sorted.length === 0) return NaN
-  const pos = (sorted.length - 1) * q
-  const lo = Math.floor(pos)
-  const hi = Math.ceil(pos)
-  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo)
-}
-const median = (v: number[]): number => quantile(v, 0.5)
-const round = (v: number, d = 2): number => Math.round(v * 10 ** d) / 10 ** d
-
-async function settle (): Promise<void> {
-  await new Promise(resolve => setTimeout(resolve, 200))
-  const gc = (globalThis as { gc?: () => void }).gc
-  if (gc != null) { gc(); gc() }
-}
-
 
 async function bareNode () {
   return createLibp2p({ ...plainLoopbackNode(), services: { identify: identify(), ping: ping() } })
@@ -47,11 +28,7 @@ async function bareNode () {
 async function main (): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'cocoon-bench-'))
   try {
-    const config = (role: RoleName, name: string, bootstrap: string[]) => validate({
-      role, network: 'local', dataDir: join(root, name), listen: ['/ip4/127.0.0.1/tcp/0'], announce: [], bootstrap,
-      useDefaultBootstrap: false, logLevel: 'silent', admin: { enabled: false, host: '127.0.0.1', port: 0 },
-      dht: { addressFilter: 'all' }, maxConnections: 300
-    })
+    const config = (role: RoleName, name: string, bootstrap: string[]) => testConfig(role, join(root, name), bootstrap)
     // --- baseline: bare libp2p nodes, same transport, encryption and muxer
     const bare: Array<Awaited<ReturnType<typeof bareNode>>> = []
     const bareStart: number[] = []
@@ -149,10 +126,7 @@ async function main (): Promise<void> {
     console.log(`  gossip delivery   p50 ${result.gossipDeliveryMs.p50} ms, p99 ${result.gossipDeliveryMs.p99} ms over ${result.gossipDeliveryMs.samples} deliveries, ${missing} missing   (direct ping RTT: ${result.baselinePingRttMs.median} ms)`)
     console.log(`  swarm formed      every node knew every other after ${result.swarmFormedAfterMs} ms`)
     console.log(`  resident memory   ${result.rssPerNodeMiB} MiB per node (${result.rssTotalMiB} MiB process total)`)
-    const out = join(packageRoot(), 'bench', 'results')
-    await mkdir(out, { recursive: true })
-    await writeFile(join(out, 'swarm.json'), JSON.stringify(result, null, 2) + '\n')
-    console.log(`  wrote ${join('bench', 'results', 'swarm.json')}`)
+    await writeResult('swarm', result)
   } finally {
     await rm(root, { recursive: true, force: true })
   }

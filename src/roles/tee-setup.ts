@@ -80,15 +80,14 @@ function configDigest (config: NodeConfig): Uint8Array {
 
 /** The network's default policy with the operator's overrides applied. */
 export function configuredPolicy (config: NodeConfig): AttestationPolicy {
-  const base = policyFor(config.network)
   const a = config.attestation
+  const base = policyFor(config.network)
   let acceptKinds = base.acceptKinds
   if (a.acceptSimulated === true && !acceptKinds.includes('simulated')) acceptKinds = [...acceptKinds, 'simulated']
   if (a.acceptSimulated === false) acceptKinds = acceptKinds.filter(k => k !== 'simulated')
-  return {
-    ...base,
+  return policyFor(config.network, {
     acceptKinds,
-    allowedMrtd: a.allowedMrtd.length > 0 ? a.allowedMrtd : base.allowedMrtd,
-    allowedImageHashes: a.allowedImageHashes.length > 0 ? a.allowedImageHashes : base.allowedImageHashes
-  }
+    ...(a.allowedMrtd.length > 0 ? { allowedMrtd: a.allowedMrtd } : {}),
+    ...(a.allowedImageHashes.length > 0 ? { allowedImageHashes: a.allowedImageHashes } : {})
+  })
 }

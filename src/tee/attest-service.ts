@@ -14,16 +14,13 @@ import {
 import { handleRequests, ProtocolError, request } from '../p2p/framing.js'
 import { ErrorCode } from '../p2p/protos/framing.js'
 import { AttestRequest, AttestResponse, EvidenceKind as WireEvidenceKind } from '../p2p/protos/capacity.js'
-import { epochAt } from './binding.js'
+import { epochAt, NONCE_MAX_BYTES, NONCE_MIN_BYTES } from './binding.js'
 import type { Evidence, EvidenceKind, Freshness } from './types.js'
 import type { ProtocolHost } from '../p2p/framing.js'
 import type { NodeMetrics } from '../p2p/metrics.js'
 import type { Evidence as WireEvidence } from '../p2p/protos/capacity.js'
 import type { AbortOptions, Logger, PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
-
-export const NONCE_MIN_BYTES = 16
-export const NONCE_MAX_BYTES = 64
 
 /** This node's evidence maker, as the service needs it. */
 export interface EvidenceSource {
