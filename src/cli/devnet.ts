@@ -7,10 +7,11 @@
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { ConfigError } from '../errors.js'
-import { cocoonHome, validate } from '../config/load.js'
+import { cocoonHome, defaults, merge, validate } from '../config/load.js'
 import { waitFor } from '../ops/wait-for.js'
 import { knowEachOther, startNode } from '../roles/runtime.js'
 import { waitForShutdown } from './main.js'
+import type { ProxyRole } from '../roles/proxy/proxy-role.js'
 import type { CliIO } from './main.js'
 import type { NodeConfig } from '../config/schema.js'
 import type { RoleName } from '../roles/names.js'
@@ -35,7 +36,7 @@ export async function runDevnet (args: string[], io: CliIO): Promise<number> {
   }
   const root = values['data-dir'] ?? join(cocoonHome(io.env), 'devnet')
   const logLevel = values['log-level'] ?? 'warn'
-  const configFor = (role: RoleName, name: string, bootstrap: string[]): NodeConfig => validate({
+  const configFor = (role: RoleName, name: string, bootstrap: string[]): NodeConfig => validate(merge(defaults('local', role, io.env), {
     role,
     network: 'local',
     dataDir: join(root, name),
@@ -47,7 +48,7 @@ export async function runDevnet (args: string[], io: CliIO): Promise<number> {
     admin: { enabled: true, host: '127.0.0.1', port: 0 },
     dht: { addressFilter: 'all' },
     maxConnections: 300
-  })
+  }))
 
   const t0 = performance.now()
   const nodes: RunningNode[] = []
@@ -65,6 +66,9 @@ export async function runDevnet (args: string[], io: CliIO): Promise<number> {
     const client = nodes[nodes.length - 1]
     await waitFor(() => ((client.role.status().proxies as unknown[] | undefined)?.length ?? 0) > 0, MEET_TIMEOUT_MS, 'the client to find the proxy in the DHT')
     const proxyFoundMs = performance.now() - t0
+    const proxy = nodes.find(n => n.config.role === 'proxy')?.role as ProxyRole
+    await waitFor(() => proxy.registry.list().filter(w => w.state === 'up').length >= workers, MEET_TIMEOUT_MS, 'the proxy to attest every worker')
+    const attestedMs = performance.now() - t0
 
     io.out(`devnet: ${nodes.length} nodes on loopback (data in ${root})`)
     for (const node of nodes) {
@@ -72,6 +76,11 @@ export async function runDevnet (args: string[], io: CliIO): Promise<number> {
       io.out(`  ${status.role.padEnd(9)} ${status.peerId}  peers ${String(status.peers.length).padStart(2)}  dht ${String(status.dht.routingTableSize).padStart(2)}  admin ${node.adminUrl ?? '-'}`)
     }
     io.out(`  started in ${Math.round(startedMs)} ms; all nodes knew each other after ${Math.round(meshMs)} ms; client found the proxy through the DHT after ${Math.round(proxyFoundMs)} ms`)
+    io.out(`  the proxy attested ${workers} worker${workers === 1 ? '' : 's'} after ${Math.round(attestedMs)} ms:`)
+    for (const w of proxy.registry.list()) {
+      const offers = w.offers.map(o => `${o.model} at ${o.pricePromptPerM}/${o.priceCompletionPerM} nanoTON per 1M tokens in/out, ${o.freeSlots}/${o.maxConcurrent} free`).join('; ')
+      io.out(`    ${w.peerId}  ${w.attestation.kind} attestation (image ${w.attestation.imageHash.slice(0, 12)}…)  ${offers}`)
+    }
     io.out(`  bootstrap address for more nodes: ${bootAddrs[0]}`)
     if (values.once === true) {
       await stopAll()

@@ -88,6 +88,15 @@ describe('the cocoon command', function () {
       const r = await cocoon(['status', '--role', 'proxy'], env)
       return r.code === 0 && r.stdout.includes(bootFile.peerId)
     }, 10_000, 'the proxy, started without --bootstrap, to join the local bootstrap node')
+    // the proxy attests the worker and lists what it offers
+    await waitFor(async () => {
+      const r = await cocoon(['status', '--role', 'proxy'], env)
+      return new RegExp(`cocoon-synthetic\\s+\\d+/\\d+\\s+\\d+/\\d+\\s+simulated Simulated\\s.*\\sup\\s.*${workerFile.peerId}`).test(r.stdout)
+    }, 10_000, 'cocoon status on the proxy to list the attested worker')
+    const workerStatus = await cocoon(['status', '--role', 'worker'], env)
+    expect(workerStatus.stdout).to.match(/announces\s+on gossip, \d+ published/)
+    expect(workerStatus.stdout).to.match(/cocoon-synthetic\s+2048\s+20000000\/80000000\s+4\/4/)
+    expect(workerStatus.stdout).to.match(/attestation simulated, image [0-9a-f]{16}/)
     proxy.child.kill('SIGTERM')
     expect(await proxy.exited).to.equal(0)
 
@@ -143,6 +152,13 @@ describe('the cocoon command', function () {
     const nothing = await cocoon(['status'], { COCOON_HOME: await tempDir() })
     expect(nothing.code).to.equal(1)
     expect(nothing.stderr).to.match(/no running node found/)
+  })
+
+  it('runs a whole devnet once: the proxy attests both workers', async () => {
+    const r = await cocoon(['devnet', '--once', '--data-dir', join(home, 'devnet')], env, 60_000)
+    expect(r.code, r.stderr).to.equal(0)
+    expect(r.stdout).to.match(/the proxy attested 2 workers after \d+ ms/)
+    expect(r.stdout.match(/simulated attestation \(image [0-9a-f]{12}…\)\s+cocoon-synthetic at 20000000\/80000000 nanoTON/g)).to.have.length(2)
   })
 
   it('prints help and version', async () => {

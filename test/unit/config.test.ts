@@ -76,6 +76,30 @@ describe('configuration', () => {
     expect(missing.key).to.equal('role')
   })
 
+  it('takes a worker\'s models and attestation settings from a file, and names the key of a bad one', async () => {
+    const file = join(await tempDir(), 'worker.json')
+    await writeFile(file, JSON.stringify({
+      role: 'worker',
+      worker: { models: [{ name: 'llama-3.1-8b', contextLength: 8192, pricePromptPerM: 1000, priceCompletionPerM: 3000, maxConcurrent: 8 }], accelerators: 'cpu' },
+      attestation: { acceptSimulated: false }
+    }))
+    const config = await loadConfig({ configPath: file, env: env({ COCOON_ATTESTATION_PROVIDER: 'simulated' }) })
+    expect(config.worker.models.map(m => m.name)).to.deep.equal(['llama-3.1-8b'])
+    expect(config.worker.accelerators).to.equal('cpu')
+    expect(config.worker.announceIntervalMs).to.equal(5_000)
+    expect(config.worker.gossip).to.equal(true)
+    expect(config.attestation).to.include({ provider: 'simulated', acceptSimulated: false, tsmPath: '/sys/kernel/config/tsm/report' })
+
+    const provider = await configError(loadConfig({ flags: { role: 'worker' }, env: env({ COCOON_ATTESTATION_PROVIDER: 'sgx' }) }))
+    expect(provider.message).to.equal('attestation.provider: expected auto, tdx or simulated (got "sgx")')
+    const name = await configError(loadConfig({ flags: { role: 'worker', worker: { models: [{ name: 'bad name', contextLength: 1, pricePromptPerM: 0, priceCompletionPerM: 0, maxConcurrent: 1 }] } }, env: env() }))
+    expect(name.key).to.equal('worker.models[0].name')
+    const price = await configError(loadConfig({ flags: { role: 'worker', worker: { models: [{ name: 'm', contextLength: 1, pricePromptPerM: -1, priceCompletionPerM: 0, maxConcurrent: 1 }] } }, env: env() }))
+    expect(price.message).to.match(/worker\.models\[0\]\.pricePromptPerM: expected a price in nanoTON per 1M prompt tokens, a whole number from 0/)
+    const mrtd = await configError(loadConfig({ flags: { role: 'proxy', attestation: { allowedMrtd: ['abc'] } }, env: env() }))
+    expect(mrtd.message).to.match(/attestation\.allowedMrtd\[0\]: expected an MRTD as 96 lower-case hex digits/)
+  })
+
   it('rejects unknown keys and unreadable or invalid config files', async () => {
     const dir = await tempDir()
     const unknown = join(dir, 'unknown.json')
