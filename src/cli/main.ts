@@ -48,6 +48,9 @@ Node options (flags > COCOON_* environment > --config file > defaults):
   --log-level <level>       silent, error, warn, info, debug, trace       (COCOON_LOG_LEVEL)
   --admin-port <port>       admin endpoint port on 127.0.0.1, 0 = any     (COCOON_ADMIN_PORT)
   --no-admin                do not serve the admin endpoint               (COCOON_ADMIN_ENABLED=false)
+  --attestation <kind>      auto (tdx where configfs-tsm exists), tdx or simulated  (COCOON_ATTESTATION_PROVIDER)
+  --no-gossip               worker: be found through the DHT only, never announced on gossip
+Workers' models, prices and accelerators, and attestation policy, are set in the --config file (see README).
 
 Debug logs: DEBUG=cocoon:* (add libp2p:* for the network stack).`
 
@@ -64,6 +67,8 @@ const NODE_OPTIONS = {
   'log-level': { type: 'string' },
   'admin-port': { type: 'string' },
   'no-admin': { type: 'boolean' },
+  attestation: { type: 'string' },
+  'no-gossip': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -134,6 +139,8 @@ export function flagsToConfig (values: Record<string, string | boolean | string[
   }
   if (values['no-admin'] === true) admin.enabled = false
   if (Object.keys(admin).length > 0) raw.admin = admin
+  if (values.attestation !== undefined) raw.attestation = { provider: values.attestation }
+  if (values['no-gossip'] === true) raw.worker = { gossip: false }
   return raw
 }
 

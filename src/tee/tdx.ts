@@ -148,7 +148,9 @@ export class TdxProvider implements EvidenceProvider {
 }
 
 function unavailable (what: string, path: string, err: unknown): AttestationError {
+  // node's own message already names the code and the path
   const e = err as NodeJS.ErrnoException
-  const detail = e.code != null ? `${e.code}: ${e.message}` : String(err)
-  return new AttestationError('unavailable', `configfs-tsm: cannot ${what} ${path} (${detail})`, { cause: err })
+  const detail = e.code != null ? e.code : String(err)
+  const hint = e.code === 'ENOENT' ? '; this machine offers no TDX quotes (not a TD, or a kernel without configfs-tsm): use --attestation simulated for development' : ''
+  return new AttestationError('unavailable', `configfs-tsm: cannot ${what} ${path} (${detail})${hint}`, { cause: err })
 }
