@@ -2,7 +2,9 @@ import '../src/polyfills.js'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { expect } from 'chai'
 import { defaults, merge, validate } from '../src/config/load.js'
+import { AttestationError } from '../src/errors.js'
 import { waitFor } from '../src/ops/wait-for.js'
 import { noise } from '@libp2p/noise'
 import { tcp } from '@libp2p/tcp'
@@ -78,4 +80,22 @@ export function plainLoopbackNode (): Pick<Libp2pOptions, 'addresses' | 'transpo
     streamMuxers: [yamux()],
     connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8'] }
   }
+}
+
+/** The reason of the AttestationError `promise` rejects with; fails the test if it resolves or throws something else. */
+export async function reasonOf (promise: Promise<unknown>): Promise<string> {
+  const err = await promise.then(() => undefined, (e: unknown) => e)
+  expect(err, 'expected an AttestationError').to.be.instanceOf(AttestationError)
+  return (err as AttestationError).reason
+}
+
+/** The same for a function that throws synchronously. */
+export function reasonOfSync (fn: () => unknown): string {
+  try {
+    fn()
+  } catch (err) {
+    expect(err).to.be.instanceOf(AttestationError)
+    return (err as AttestationError).reason
+  }
+  expect.fail('expected an AttestationError')
 }

@@ -12,13 +12,11 @@
  * the 32-byte public key. The stored public key lets a load detect a
  * corrupted private key instead of quietly using a different one.
  */
-import { randomBytes } from 'node:crypto'
-import { constants as fsConstants } from 'node:fs'
-import { chmod, link, mkdir, open, readFile, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { x25519 } from '@noble/curves/ed25519.js'
 import { equalBytes } from '@noble/curves/utils.js'
 import { IdentityError } from '../errors.js'
+import { createSecretFile, readSecretFile } from '../p2p/secret-file.js'
 
 export const JOB_KEY_FILE = 'job.key'
 
@@ -51,20 +49,8 @@ export async function loadOrCreateJobKey (dataDir: string): Promise<JobKey> {
 }
 
 async function readJobKey (path: string): Promise<{ privateKey: Uint8Array, publicKey: Uint8Array } | undefined> {
-  let bytes: Uint8Array
-  try {
-    const info = await stat(path)
-    if (!info.isFile()) throw new IdentityError(path, 'is not a regular file')
-    if (process.platform !== 'win32' && (info.mode & 0o077) !== 0) {
-      throw new IdentityError(path, `is readable by other users (mode ${(info.mode & 0o777).toString(8)}); run chmod 600 ${path}`)
-    }
-    bytes = await readFile(path)
-  } catch (err) {
-    if (err instanceof IdentityError) throw err
-    const code = (err as NodeJS.ErrnoException).code
-    if (code === 'ENOENT') return undefined
-    throw new IdentityError(path, `cannot be read (${code ?? String(err)}); check its owner and permissions`, { cause: err })
-  }
+  const bytes = await readSecretFile(path)
+  if (bytes == null) return undefined
   const corrupt = (why: string): IdentityError =>
     new IdentityError(path, `is not a job key (${why}); restore it from a backup, or move it away to create a new one (peers will have to re-attest this node)`)
   if (bytes.length !== FILE_LENGTH) throw corrupt(`${bytes.length} bytes, expected ${FILE_LENGTH}`)
@@ -77,31 +63,9 @@ async function readJobKey (path: string): Promise<{ privateKey: Uint8Array, publ
 
 /** Writes the key; false when a file appeared at `path` meanwhile (it is left alone). */
 async function writeJobKey (dataDir: string, path: string, privateKey: Uint8Array, publicKey: Uint8Array): Promise<boolean> {
-  // A random name, so processes sharing the data dir (even with equal pids, in containers) never collide.
-  const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`
-  try {
-    await mkdir(dataDir, { recursive: true, mode: 0o700 })
-    const handle = await open(tmp, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, 0o600)
-    try {
-      const bytes = new Uint8Array(FILE_LENGTH)
-      bytes.set(MAGIC)
-      bytes.set(privateKey, MAGIC.length)
-      bytes.set(publicKey, MAGIC.length + KEY_LENGTH)
-      await handle.writeFile(bytes)
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
-    await chmod(tmp, 0o600)
-    // link, unlike rename, fails instead of replacing a key another process wrote meanwhile.
-    return await link(tmp, path).then(() => true, (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EEXIST') return false
-      throw err
-    })
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    throw new IdentityError(path, `cannot be written (${code ?? String(err)}); check that the data dir is writable`, { cause: err })
-  } finally {
-    await unlink(tmp).catch(() => {})
-  }
+  const bytes = new Uint8Array(FILE_LENGTH)
+  bytes.set(MAGIC)
+  bytes.set(privateKey, MAGIC.length)
+  bytes.set(publicKey, MAGIC.length + KEY_LENGTH)
+  return createSecretFile(dataDir, path, bytes)
 }

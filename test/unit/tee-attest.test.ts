@@ -15,25 +15,10 @@ import {
 } from '../../src/tee/simulated.js'
 import type { Collateral } from '../../src/tee/dcap.js'
 import type { AttestationPolicy, Evidence, EvidenceProvider, QuoteVerification, QuoteVerifier } from '../../src/tee/types.js'
+import { reasonOf, reasonOfSync } from '../helpers.js'
 
 const FIXTURES = join(packageRoot(), 'test/fixtures/tdx')
 const NOW = Date.parse('2025-07-01T00:00:00Z')
-
-async function reasonOf (promise: Promise<unknown>): Promise<string> {
-  const err = await promise.then(() => undefined, (e: unknown) => e)
-  expect(err, 'expected an AttestationError').to.be.instanceOf(AttestationError)
-  return (err as AttestationError).reason
-}
-
-function reasonOfSync (fn: () => unknown): string {
-  try {
-    fn()
-  } catch (err) {
-    expect(err).to.be.instanceOf(AttestationError)
-    return (err as AttestationError).reason
-  }
-  expect.fail('expected an AttestationError')
-}
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 const nonce = (): Uint8Array => new Uint8Array(randomBytes(32))

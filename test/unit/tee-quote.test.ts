@@ -9,6 +9,7 @@ import {
 } from '../../src/tee/quote.js'
 import type { Collateral } from '../../src/tee/dcap.js'
 import type { Measurements } from '../../src/tee/types.js'
+import { reasonOf, reasonOfSync } from '../helpers.js'
 
 const FIXTURES = join(packageRoot(), 'test/fixtures/tdx')
 const TDX_QUOTE = new Uint8Array(readFileSync(join(FIXTURES, 'tdx_quote')))
@@ -18,23 +19,6 @@ const INTEL_QE_VENDOR_ID = '939a7233f79c4ca9940a0db3957f0607'
 
 const AT_2025_07_01 = Date.parse('2025-07-01T00:00:00Z')
 const HOUR = 3600_000
-
-/** The reason of the AttestationError `promise` rejects with; fails the test if it resolves or throws something else. */
-async function reasonOf (promise: Promise<unknown>): Promise<string> {
-  const err = await promise.then(() => undefined, (e: unknown) => e)
-  expect(err, 'expected an AttestationError').to.be.instanceOf(AttestationError)
-  return (err as AttestationError).reason
-}
-
-function reasonOfSync (fn: () => unknown): string {
-  try {
-    fn()
-  } catch (err) {
-    expect(err).to.be.instanceOf(AttestationError)
-    return (err as AttestationError).reason
-  }
-  expect.fail('expected an AttestationError')
-}
 
 function hex (bytes: Uint8Array): string {
   return Buffer.from(bytes).toString('hex')
