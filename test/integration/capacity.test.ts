@@ -126,5 +126,14 @@ describe('attested capacity on a loopback swarm', function () {
     // now in the registry, the next lookup needs no DHT query
     const again = await proxyRole().findWorkers(model)
     expect(again.queriedDht).to.equal(false)
+
+    // unloading the model cancels its DHT record; the new one is provided
+    const [served] = role.status().announcing.models
+    await role.announcer.setModels([{
+      name: 'replacement-model', weightsHash: new Uint8Array(0), contextLength: served.contextLength,
+      pricePromptPerM: 1_000n, priceCompletionPerM: 2_000n, maxConcurrent: 2
+    }])
+    expect(role.status().announcing.dht.map(k => k.name)).to.deep.equal(['model:replacement-model'])
+    await waitFor(() => role.status().announcing.dht.every(k => k.provided), 20_000, 'the replacement model to be provided')
   })
 })
