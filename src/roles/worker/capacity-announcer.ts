@@ -16,20 +16,13 @@ import { kindToWire } from '../../tee/attest-service.js'
 import type { CocoonLibp2p } from '../../p2p/node.js'
 import type { ProvidedKeyStatus } from '../../p2p/provided-keys.js'
 import type { ConsoleLog } from '../../ops/console-log.js'
-import type { Accelerator as WireAccelerator } from '../../p2p/protos/capacity.js'
+import type { Accelerator as WireAccelerator, ModelOffer } from '../../p2p/protos/capacity.js'
 import type { Accelerator } from '../../tee/gpu.js'
 import type { EvidenceKind } from '../../tee/types.js'
 import type { Logger } from '@libp2p/interface'
 
-export interface ServedModel {
-  name: string
-  /** sha256 of the weights (32 bytes), or empty when unknown. */
-  weightsHash: Uint8Array<ArrayBuffer>
-  contextLength: number
-  pricePromptPerM: bigint
-  priceCompletionPerM: bigint
-  maxConcurrent: number
-}
+/** A model as the worker serves it: the announced offer, less the free slots computed at each announcement. */
+export type ServedModel = Omit<ModelOffer, 'freeSlots'>
 
 export interface AnnouncerStatus {
   gossip: boolean
