@@ -188,13 +188,34 @@ export function checkValue<K extends keyof NodeConfig> (key: K, value: unknown):
 }
 
 function toConfigError (error: z.ZodError): ConfigError {
-  const issue = error.issues[0]
-  const key = issue.path.map((p, i) => typeof p === 'number' ? `[${p}]` : (i === 0 ? String(p) : `.${String(p)}`)).join('')
+  const { issue, path } = innermost(first(error.issues), [])
+  const key = path.map((p, i) => typeof p === 'number' ? `[${p}]` : (i === 0 ? String(p) : `.${String(p)}`)).join('')
   if (issue.code === 'unrecognized_keys') {
     const where = key === '' ? '' : `${key}.`
     return new ConfigError(`${where}${issue.keys[0]}`, 'unknown key; see the configuration reference in README.md')
   }
   return new ConfigError(key === '' ? 'config' : key, issue.message)
+}
+
+type Issue = z.core.$ZodIssue
+
+/** The issue to report: a misspelt key explains the rest (the field it should have been is then "missing"). */
+function first (issues: Issue[]): Issue {
+  return issues.find(i => i.code === 'unrecognized_keys') ?? issues[0]
+}
+
+/**
+ * For a value that matched none of a union's forms, the problem inside the
+ * form it came closest to (the deepest one), so `worker.accelerators[1].memoryTotalMiB`
+ * is named rather than the whole union; the union's own message when no form got past the type.
+ */
+function innermost (issue: Issue, prefix: PropertyKey[]): { issue: Issue, path: PropertyKey[] } {
+  const path = [...prefix, ...issue.path]
+  if (issue.code !== 'invalid_union') return { issue, path }
+  const candidates = issue.errors.map(first).filter(i => i != null && !(i.path.length === 0 && (i.code === 'invalid_type' || i.code === 'invalid_value')))
+  if (candidates.length === 0) return { issue, path }
+  const closest = candidates.reduce((a, b) => (b.path.length > a.path.length ? b : a))
+  return innermost(closest, path)
 }
 
 /** Bootstrap peers the node uses without being told: the network's list and, locally, the bootstrap node on this machine. */

@@ -63,14 +63,25 @@ const modelOffer = z.strictObject({
 })
 
 const acceleratorOverride = z.strictObject({
-  kind: z.enum(['gpu', 'cpu']).default('gpu'),
-  name: z.string().min(1, { error: 'expected the accelerator name' }).max(128),
+  kind: z.enum(['gpu', 'cpu'], { error: (issue) => `expected gpu or cpu (got ${JSON.stringify(issue.input)})` }).default('gpu'),
+  index: wholeNumber('a device index', 0, 1023).optional(),
+  name: z.string({ error: 'expected the accelerator name' }).trim().min(1, { error: 'expected the accelerator name' }).max(128),
+  uuid: z.string().max(128).default(''),
   memoryTotalMiB: wholeNumber('memory in MiB', 1, 16_777_216),
   memoryUsedMiB: wholeNumber('memory in MiB', 0, 16_777_216).default(0),
-  utilizationPct: wholeNumber('a utilisation percentage', 0, 100).default(0),
+  utilizationPct: z.number({ error: 'expected a percentage from 0 to 100' }).min(0, { error: 'expected a percentage from 0 to 100' }).max(100, { error: 'expected a percentage from 0 to 100' }).default(0),
   driver: z.string().max(64).default(''),
   computeCapability: z.string().max(16).default('')
+}).refine(a => a.memoryUsedMiB <= a.memoryTotalMiB, {
+  path: ['memoryUsedMiB'],
+  error: 'expected at most memoryTotalMiB'
 })
+
+/** Explicit indices must not repeat (the position stands in for a missing one). */
+const acceleratorList = z.array(acceleratorOverride).min(1, { error: 'expected at least one accelerator, or cpu' }).max(16, { error: 'expected at most 16 accelerators' }).refine(list => {
+  const indices = list.map((a, i) => a.index ?? i)
+  return new Set(indices).size === indices.length
+}, { error: 'expected each accelerator index once' })
 
 const hexOf = (bytes: number, what: string): z.ZodString => z.string().regex(new RegExp(`^[0-9a-f]{${bytes * 2}}$`), {
   error: (issue) => `expected ${what} as ${bytes * 2} lower-case hex digits (got ${JSON.stringify(issue.input)})`
@@ -116,7 +127,7 @@ export const NodeConfigSchema = z.strictObject({
   worker: z.strictObject({
     models: z.array(modelOffer).max(MAX_MODELS_PER_WORKER, { error: `expected at most ${MAX_MODELS_PER_WORKER} models` }),
     /** auto: nvidia-smi, else the CPU; or 'cpu'; or an explicit list. */
-    accelerators: z.union([z.enum(['auto', 'cpu']), z.array(acceleratorOverride).min(1).max(16)], {
+    accelerators: z.union([z.enum(['auto', 'cpu']), acceleratorList], {
       error: 'expected auto, cpu, or a list of { name, memoryTotalMiB, ... }'
     }),
     announceIntervalMs: wholeNumber('an interval in ms', 1_000, 600_000),

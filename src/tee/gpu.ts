@@ -11,7 +11,7 @@
  */
 import { execFile } from 'node:child_process'
 import { availableParallelism, cpus, freemem, loadavg, totalmem } from 'node:os'
-import { CocoonError, ConfigError } from '../errors.js'
+import { CocoonError } from '../errors.js'
 
 /** One device a worker can run inference on. Unknown values are '' or 0. */
 export interface Accelerator {
@@ -76,7 +76,7 @@ export interface DiscoveryOptions {
   timeoutMs?: number
   /** How to run nvidia-smi; tests inject a fake. */
   run?: CommandRunner
-  /** Hardware stated in config (see parseAcceleratorOverride); skips discovery. */
+  /** Hardware stated in config (see configuredAccelerators); skips discovery. */
   override?: Accelerator[] | 'cpu'
 }
 
@@ -201,82 +201,12 @@ export async function discoverAccelerators (options: DiscoveryOptions = {}): Pro
   return { accelerators, source: 'nvidia-smi', detail }
 }
 
-const OVERRIDE_KEY = 'worker.accelerators'
+/** A configured accelerator (already checked by the config schema): what it leaves out is filled as discovery would. */
+export type ConfiguredAccelerator = Partial<Accelerator> & Pick<Accelerator, 'name' | 'memoryTotalMiB'>
 
-const OVERRIDE_FIELDS: ReadonlyArray<keyof Accelerator> = [
-  'kind', 'index', 'name', 'uuid', 'memoryTotalMiB', 'memoryUsedMiB', 'utilizationPct', 'driver', 'computeCapability'
-]
-
-/**
- * Checks the `worker.accelerators` config value: 'cpu', or a non-empty list
- * of accelerators of which each names at least `name` and `memoryTotalMiB`;
- * the rest default as in discovery (kind 'gpu', index = position in the
- * list). Unknown fields are refused so that a misspelt one is not silently
- * ignored. Throws ConfigError naming `worker.accelerators`.
- */
-export function parseAcceleratorOverride (value: unknown): Accelerator[] | 'cpu' {
-  if (value === 'cpu') return 'cpu'
-  if (!Array.isArray(value)) {
-    throw new ConfigError(OVERRIDE_KEY, `must be 'cpu' or a list of accelerators such as [{ "name": "NVIDIA H100 80GB HBM3", "memoryTotalMiB": 81559 }], got ${show(value)}`)
-  }
-  if (value.length === 0) throw new ConfigError(OVERRIDE_KEY, "must list at least one accelerator, or be 'cpu'")
-  const seen = new Set<number>()
-  return value.map((entry: unknown, position) => {
-    const accelerator = parseOverrideEntry(entry, `[${position}]`, position)
-    if (seen.has(accelerator.index)) throw new ConfigError(OVERRIDE_KEY, `[${position}].index ${accelerator.index} is used by an earlier entry`)
-    seen.add(accelerator.index)
-    return accelerator
-  })
-}
-
-function parseOverrideEntry (entry: unknown, where: string, position: number): Accelerator {
-  if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
-    throw new ConfigError(OVERRIDE_KEY, `${where} must be an object with at least name and memoryTotalMiB, got ${show(entry)}`)
-  }
-  const fields = entry as Record<string, unknown>
-  for (const field of Object.keys(fields)) {
-    if (!(OVERRIDE_FIELDS as readonly string[]).includes(field)) {
-      throw new ConfigError(OVERRIDE_KEY, `${where} has unknown field "${field}" (known: ${OVERRIDE_FIELDS.join(', ')})`)
-    }
-  }
-  const kind = fields.kind ?? 'gpu'
-  if (kind !== 'gpu' && kind !== 'cpu') throw new ConfigError(OVERRIDE_KEY, `${where}.kind must be 'gpu' or 'cpu', got ${show(kind)}`)
-  const name = text(fields, 'name', where, undefined).trim()
-  if (name === '') throw new ConfigError(OVERRIDE_KEY, `${where}.name must not be empty`)
-  const memoryTotalMiB = number(fields, 'memoryTotalMiB', where, undefined, n => Number.isSafeInteger(n) && n > 0, 'a positive whole number of MiB')
-  return {
-    kind,
-    index: number(fields, 'index', where, position, n => Number.isSafeInteger(n) && n >= 0, 'a whole number, 0 or more'),
-    name,
-    uuid: text(fields, 'uuid', where, ''),
-    memoryTotalMiB,
-    memoryUsedMiB: number(fields, 'memoryUsedMiB', where, 0, n => Number.isSafeInteger(n) && n >= 0 && n <= memoryTotalMiB, `a whole number of MiB from 0 to memoryTotalMiB (${memoryTotalMiB})`),
-    utilizationPct: number(fields, 'utilizationPct', where, 0, n => n >= 0 && n <= 100, 'a percentage from 0 to 100'),
-    driver: text(fields, 'driver', where, ''),
-    computeCapability: text(fields, 'computeCapability', where, '')
-  }
-}
-
-/** A config field that must be a string; `fallback` undefined makes it required. */
-function text (fields: Record<string, unknown>, field: string, where: string, fallback: string | undefined): string {
-  const value = fields[field]
-  if (value === undefined) return fallback ?? missing(field, where)
-  if (typeof value !== 'string') throw new ConfigError(OVERRIDE_KEY, `${where}.${field} must be a string, got ${show(value)}`)
-  return value
-}
-
-/** A config field that must be a number passing `valid`; `fallback` undefined makes it required. */
-function number (fields: Record<string, unknown>, field: string, where: string, fallback: number | undefined, valid: (n: number) => boolean, expected: string): number {
-  const value = fields[field]
-  if (value === undefined) return fallback ?? missing(field, where)
-  if (typeof value !== 'number' || !Number.isFinite(value) || !valid(value)) {
-    throw new ConfigError(OVERRIDE_KEY, `${where}.${field} must be ${expected}, got ${show(value)}`)
-  }
-  return value
-}
-
-function missing (field: string, where: string): never {
-  throw new ConfigError(OVERRIDE_KEY, `${where}.${field} is required`)
+/** The `worker.accelerators` list as discovery results: kind 'gpu' and index = position unless given. */
+export function configuredAccelerators (list: readonly ConfiguredAccelerator[]): Accelerator[] {
+  return list.map((a, position) => ({ ...blankAccelerator(a.kind ?? 'gpu', position), ...a }))
 }
 
 type Attempt =
@@ -368,10 +298,3 @@ function excerpt (s: string): string {
   return s.length > 160 ? `${s.slice(0, 160)}…` : s
 }
 
-function show (value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(excerpt(value))
-  if (Array.isArray(value)) return 'a list'
-  if (value === null) return 'null'
-  if (typeof value === 'object') return 'an object'
-  return String(value)
-}

@@ -20,10 +20,12 @@ import {
   GpuDiscoveryError,
   NVIDIA_SMI_FALLBACK_FIELDS,
   NVIDIA_SMI_FIELDS,
-  parseAcceleratorOverride,
+  configuredAccelerators,
   parseNvidiaSmiCsv
 } from '../../src/tee/gpu.js'
 import { cleanupTempDirs, tempDir } from '../helpers.js'
+import { defaults, merge, validate } from '../../src/config/load.js'
+import type { NodeConfig } from '../../src/config/schema.js'
 
 // Compiled to dist/test/unit; the fixtures stay in the source tree.
 const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/nvidia-smi/', import.meta.url))
@@ -274,52 +276,59 @@ describe('accelerator discovery', () => {
 })
 
 describe('accelerator config override', () => {
+  /** The worker config's accelerators after the schema (what the worker role hands to discovery). */
+  function configured (value: unknown): NodeConfig['worker']['accelerators'] {
+    return validate(merge(defaults('local', 'worker', {}), { worker: { accelerators: value } })).worker.accelerators
+  }
+
   function configError (value: unknown): ConfigError {
     try {
-      parseAcceleratorOverride(value)
+      configured(value)
     } catch (err) {
       expect(err).to.be.instanceOf(ConfigError)
-      expect((err as ConfigError).key).to.equal('worker.accelerators')
+      expect((err as ConfigError).key).to.match(/^worker\.accelerators/)
       return err as ConfigError
     }
     throw new Error('expected a ConfigError')
   }
 
   it("accepts 'cpu'", () => {
-    expect(parseAcceleratorOverride('cpu')).to.equal('cpu')
+    expect(configured('cpu')).to.equal('cpu')
   })
 
   it('fills in what a minimal entry leaves out', () => {
-    expect(parseAcceleratorOverride([
+    const list = configured([
       { name: 'NVIDIA H100 80GB HBM3', memoryTotalMiB: 81559 },
       { name: 'NVIDIA H100 80GB HBM3', memoryTotalMiB: 81559, computeCapability: '9.0', driver: '550.54.15', uuid: 'GPU-x', memoryUsedMiB: 10, utilizationPct: 12.5 }
-    ])).to.deep.equal([
+    ])
+    if (!Array.isArray(list)) throw new Error('expected a list')
+    expect(configuredAccelerators(list)).to.deep.equal([
       { kind: 'gpu', index: 0, name: 'NVIDIA H100 80GB HBM3', uuid: '', memoryTotalMiB: 81559, memoryUsedMiB: 0, utilizationPct: 0, driver: '', computeCapability: '' },
       { kind: 'gpu', index: 1, name: 'NVIDIA H100 80GB HBM3', uuid: 'GPU-x', memoryTotalMiB: 81559, memoryUsedMiB: 10, utilizationPct: 12.5, driver: '550.54.15', computeCapability: '9.0' }
     ])
   })
 
   it('refuses values that are not a list or cpu', () => {
-    expect(configError('gpu').message).to.match(/^worker\.accelerators: must be 'cpu' or a list of accelerators .* got "gpu"$/)
-    expect(configError({ name: 'x', memoryTotalMiB: 1 }).message).to.match(/got an object$/)
+    expect(configError('gpu').message).to.equal('worker.accelerators: expected auto, cpu, or a list of { name, memoryTotalMiB, ... }')
+    expect(configError({ name: 'x', memoryTotalMiB: 1 }).message).to.match(/expected auto, cpu, or a list/)
     expect(configError([]).message).to.match(/at least one accelerator/)
-    expect(configError(['NVIDIA H100']).message).to.match(/\[0\] must be an object/)
+    expect(configError(['NVIDIA H100']).key).to.equal('worker.accelerators[0]')
   })
 
   it('refuses entries without name or memoryTotalMiB, or with wrong values', () => {
-    expect(configError([{ memoryTotalMiB: 81559 }]).message).to.match(/\[0\]\.name is required/)
-    expect(configError([{ name: 'NVIDIA H100' }]).message).to.match(/\[0\]\.memoryTotalMiB is required/)
+    expect(configError([{ memoryTotalMiB: 81559 }]).key).to.equal('worker.accelerators[0].name')
+    expect(configError([{ name: 'NVIDIA H100' }]).key).to.equal('worker.accelerators[0].memoryTotalMiB')
     expect(configError([{ name: 'a', memoryTotalMiB: 1 }, { name: 'NVIDIA H100', memoryTotalMiB: '80GB' }]).message)
-      .to.match(/\[1\]\.memoryTotalMiB must be a positive whole number of MiB, got "80GB"/)
-    expect(configError([{ name: ' ', memoryTotalMiB: 1 }]).message).to.match(/\[0\]\.name must not be empty/)
-    expect(configError([{ name: 'x', memoryTotalMiB: 1, kind: 'tpu' }]).message).to.match(/\[0\]\.kind must be 'gpu' or 'cpu'/)
-    expect(configError([{ name: 'x', memoryTotalMiB: 100, memoryUsedMiB: 101 }]).message).to.match(/memoryUsedMiB must be .* to memoryTotalMiB \(100\)/)
-    expect(configError([{ name: 'x', memoryTotalMiB: 100, utilizationPct: 101 }]).message).to.match(/utilizationPct must be a percentage/)
+      .to.match(/\[1\]\.memoryTotalMiB: expected memory in MiB, a whole number/)
+    expect(configError([{ name: ' ', memoryTotalMiB: 1 }]).message).to.match(/\[0\]\.name: expected the accelerator name/)
+    expect(configError([{ name: 'x', memoryTotalMiB: 1, kind: 'tpu' }]).message).to.match(/\[0\]\.kind: expected gpu or cpu/)
+    expect(configError([{ name: 'x', memoryTotalMiB: 100, memoryUsedMiB: 101 }]).message).to.match(/memoryUsedMiB: expected at most memoryTotalMiB/)
+    expect(configError([{ name: 'x', memoryTotalMiB: 100, utilizationPct: 101 }]).message).to.match(/utilizationPct: expected a percentage/)
   })
 
   it('refuses misspelt fields and reused indices', () => {
-    expect(configError([{ name: 'x', memoryTotalMib: 1 }]).message).to.match(/\[0\] has unknown field "memoryTotalMib"/)
+    expect(configError([{ name: 'x', memoryTotalMib: 1 }]).message).to.match(/\[0\]\.memoryTotalMib: unknown key/)
     expect(configError([{ name: 'a', memoryTotalMiB: 1, index: 1 }, { name: 'b', memoryTotalMiB: 1 }]).message)
-      .to.match(/\[1\]\.index 1 is used by an earlier entry/)
+      .to.match(/expected each accelerator index once/)
   })
 })

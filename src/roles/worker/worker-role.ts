@@ -7,7 +7,7 @@
 import { CAPACITY_TOPIC, WORKER_MAX_PROXY_LINKS } from '../../p2p/constants.js'
 import { PeerLinks } from '../../p2p/peer-links.js'
 import { Role } from '../../p2p/protos/node.js'
-import { discoverAccelerators, parseAcceleratorOverride } from '../../tee/gpu.js'
+import { configuredAccelerators, discoverAccelerators } from '../../tee/gpu.js'
 import { CapacityAnnouncer } from './capacity-announcer.js'
 import { servedModels } from './served-models.js'
 import type { AnnouncerStatus } from './capacity-announcer.js'
@@ -99,8 +99,8 @@ export class WorkerRole implements RoleBehaviour {
 }
 
 function acceleratorOverride (value: RoleContext['config']['worker']['accelerators']): Accelerator[] | 'cpu' | undefined {
-  if (value === 'auto') return undefined
-  return parseAcceleratorOverride(value)
+  if (value === 'auto' || value === 'cpu') return value === 'cpu' ? 'cpu' : undefined
+  return configuredAccelerators(value)
 }
 
 function describeAccelerators (list: Accelerator[]): string {
