@@ -47,11 +47,11 @@ export async function setupTee (config: NodeConfig, privateKey: PrivateKey, cons
     verifiers: [new SimulatedVerifier(), new DcapVerifier({ pccsUrl: config.attestation.pccsUrl })]
   })
   const digest = await attestor.digest()
-  const measurements = await attestor.measurements()
+  const image = imageHash(await attestor.measurements())
   if (!policy.acceptKinds.includes(provider.kind)) {
     console.warn(`this node's ${provider.kind} evidence is refused by the ${config.network} network's policy; peers will not trust it`)
   }
-  console.info(`attestation: ${provider.kind}${provider.kind === 'simulated' ? ' (development only, not hardware evidence)' : ''}, image ${imageHash(measurements).slice(0, 16)}…, digest ${toHex(digest, 'base16').slice(0, 16)}…`)
+  console.info(`attestation: ${provider.kind}${provider.kind === 'simulated' ? ' (development only, not hardware evidence)' : ''}, image ${image.slice(0, 16)}…, digest ${toHex(digest, 'base16').slice(0, 16)}…`)
   return {
     kind: provider.kind,
     attestor,
@@ -60,7 +60,7 @@ export async function setupTee (config: NodeConfig, privateKey: PrivateKey, cons
     jobPublicKey: jobKey.publicKey,
     jobPrivateKey: jobKey.privateKey,
     digest,
-    imageHash: imageHash(measurements)
+    imageHash: image
   }
 }
 

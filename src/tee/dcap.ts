@@ -85,7 +85,7 @@ export class DcapVerifier implements QuoteVerifier {
   }
 
   async verify (quote: Uint8Array, nowMs: number): Promise<QuoteVerification> {
-    const parsed = parseTdxQuote(quote)
+    // a hit means these exact bytes parsed and verified before: no need to parse them again
     const key = bytesToHex(sha256(quote))
     const hit = this.results.get(key)
     if (hit != null && hit.verifiedAtMs <= nowMs && nowMs < hit.expiresAtMs) {
@@ -93,6 +93,7 @@ export class DcapVerifier implements QuoteVerifier {
       return copy(hit.verification)
     }
     this.counters.resultMisses++
+    const parsed = parseTdxQuote(quote)
 
     const { collateral, expiresAtMs } = await this.collateralFor(quote, nowMs)
     let report

@@ -74,8 +74,7 @@ export class CapacityValidator {
     try {
       attestation = (await this.attestations.attest(sender, a.attestationDigest)).attestation
     } catch (err) {
-      if (err instanceof AttestationError) return reject(`attestation_${err.reason}`)
-      return ignore('attestation_unreachable')
+      return attestationVerdict(err)
     }
     // another announcement from this worker may have been accepted while we waited
     if (a.seq <= this.registry.lastSeq(id)) return ignore('replayed')
@@ -88,4 +87,9 @@ export class CapacityValidator {
     const reason = verdict.result === TopicValidatorResult.Accept ? 'ok' : verdict.reason
     this.init.metrics?.gossipValidation.inc({ topic: CAPACITY_TOPIC, result: verdict.result, reason })
   }
+}
+
+/** Refused evidence is the worker's fault (Reject); an unreachable worker may be anyone's (Ignore). */
+export function attestationVerdict (err: unknown): Verdict {
+  return err instanceof AttestationError ? reject(`attestation_${err.reason}`) : ignore('attestation_unreachable')
 }

@@ -9,6 +9,7 @@ import { MODEL_LOOKUP_MAX_WORKERS, MODEL_LOOKUP_TIMEOUT_MS } from '../../p2p/con
 import { modelKey } from '../../p2p/dht-keys.js'
 import { TopicValidatorResult } from '../../p2p/gossip.js'
 import { reject } from '../capacity/announcement.js'
+import { attestationVerdict } from './capacity-validator.js'
 import type { CapacityValidator } from './capacity-validator.js'
 import type { PeerAttestations } from './peer-attestations.js'
 import type { WorkerEntry, WorkerOffer, WorkerRegistry } from './worker-registry.js'
@@ -86,7 +87,9 @@ export class WorkerLookup {
       capacity = (await this.attestations.attest(peer, undefined, { fresh: true })).capacity
     } catch (err) {
       this.log('attesting DHT provider %p for %s failed - %s', peer, model, (err as Error).message)
-      return { result: TopicValidatorResult.Ignore, reason: 'attestation_failed' }
+      const verdict = attestationVerdict(err)
+      this.validator.count(verdict)
+      return verdict
     }
     const verdict = capacity == null ? reject('no_capacity') : await this.validator.accept(peer, capacity, 'dht')
     this.validator.count(verdict)

@@ -1,0 +1,74 @@
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { expect } from 'chai'
+import { ConfigError } from '../../src/errors.js'
+import { CAPACITY_MAX_BYTES } from '../../src/p2p/constants.js'
+import { CapacityAnnouncement } from '../../src/p2p/protos/capacity.js'
+import { CapacityAnnouncer } from '../../src/roles/worker/capacity-announcer.js'
+import type { CocoonLibp2p } from '../../src/p2p/node.js'
+import type { ConsoleLog } from '../../src/ops/console-log.js'
+import type { ServedModel } from '../../src/roles/worker/capacity-announcer.js'
+import type { Accelerator } from '../../src/tee/gpu.js'
+import type { Logger } from '@libp2p/interface'
+
+const model = (name: string): ServedModel => ({
+  name, weightsHash: new Uint8Array(32).fill(7), contextLength: 131_072, pricePromptPerM: 123_456_789n, priceCompletionPerM: 987_654_321n, maxConcurrent: 64
+})
+const gpu = (index: number): Accelerator => ({
+  kind: 'gpu', index, name: 'NVIDIA H100 80GB HBM3', uuid: `GPU-${index}`, memoryTotalMiB: 81559, memoryUsedMiB: 40000, utilizationPct: 97, driver: '550.54.15', computeCapability: '9.0'
+})
+
+describe('capacity announcer', () => {
+  /** An announcer on a stand-in node: gossip publishes are recorded, DHT records accepted. */
+  async function announcer (published: Uint8Array[]): Promise<CapacityAnnouncer> {
+    const peerId = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    const node = {
+      peerId,
+      contentRouting: { provide: async () => {} },
+      services: {
+        pubsub: { publish: async (_topic: string, data: Uint8Array) => { published.push(data); return { recipients: [] } } },
+        dht: { cancelReprovide: async () => {} }
+      }
+    } as unknown as CocoonLibp2p
+    const silent = { info: () => {}, warn: () => {}, error: () => {} } as unknown as ConsoleLog
+    return new CapacityAnnouncer(node, {
+      network: 'local', intervalMs: 5_000, gossip: true, attestationKind: 'simulated', attestationDigest: new Uint8Array(32),
+      log: Object.assign(() => {}, { error: () => {}, trace: () => {}, enabled: false }) as unknown as Logger,
+      console: silent
+    })
+  }
+
+  it('keeps a full worker (16 models, 8 GPUs) well under the 4 KiB limit', async () => {
+    const a = await announcer([])
+    a.setAccelerators(Array.from({ length: 8 }, (_, i) => gpu(i)))
+    await a.setModels(Array.from({ length: 16 }, (_, i) => model(`meta-llama/Llama-3.1-70B-Instruct-Q4_K_M-${i}`)))
+    const bytes = a.current()
+    expect(CapacityAnnouncement.decode(bytes).models).to.have.length(16)
+    expect(bytes.length).to.be.lessThan(CAPACITY_MAX_BYTES * 0.75)
+  })
+
+  it('refuses models whose announcement would not fit, naming worker.models', async () => {
+    const a = await announcer([])
+    // the longest names the config allows, on a machine with 16 GPUs
+    a.setAccelerators(Array.from({ length: 16 }, (_, i) => ({ ...gpu(i), name: 'g'.repeat(128), driver: 'd'.repeat(64) })))
+    const err = await a.setModels(Array.from({ length: 16 }, (_, i) => model(`${'x'.repeat(120)}-${i}`))).catch((e: unknown) => e)
+    expect(err).to.be.instanceOf(ConfigError)
+    expect((err as ConfigError).key).to.equal('worker.models')
+    expect((err as Error).message).to.match(/over the 4096-byte limit/)
+    expect(a.status().models, 'nothing served after a refusal').to.deep.equal([])
+  })
+
+  it('announces free slots as jobs start and end, with a newer sequence number each time', async () => {
+    const published: Uint8Array[] = []
+    const a = await announcer(published)
+    a.start()
+    await a.setModels([model('m')])
+    await new Promise(resolve => setTimeout(resolve, 300))
+    a.setRunning('m', 60)
+    await new Promise(resolve => setTimeout(resolve, 300))
+    await a.stop()
+    const seen = published.map(b => CapacityAnnouncement.decode(b))
+    expect(seen.map(s => s.models[0]?.freeSlots ?? null)).to.deep.equal([64, 4, null])
+    expect(seen.every((s, i) => i === 0 || s.seq > seen[i - 1].seq)).to.equal(true)
+  })
+})
