@@ -135,7 +135,7 @@ async function validationRate (proxy: RunningNode, workers: RunningNode[]): Prom
       network: 'local',
       models: entry.offers.map(o => ({
         name: o.model, weightsHash: new Uint8Array(0), contextLength: o.contextLength, pricePromptPerM: o.pricePromptPerM,
-        priceCompletionPerM: o.priceCompletionPerM, maxConcurrent: o.maxConcurrent, freeSlots: o.freeSlots
+        priceCompletionPerM: o.priceCompletionPerM, maxConcurrent: o.maxConcurrent, freeSlots: o.freeSlots, synthetic: o.synthetic, description: o.description
       })),
       accelerators: [],
       attestationKind: EvidenceKind.SIMULATED,

@@ -13,6 +13,7 @@ export type CocoonErrorCode =
   | 'ERR_NODE_NOT_RUNNING'
   | 'ERR_ATTESTATION'
   | 'ERR_GPU_DISCOVERY'
+  | 'ERR_SEAL'
 
 export class CocoonError extends Error {
   readonly code: CocoonErrorCode
@@ -73,10 +74,13 @@ export class StreamClosedError extends CocoonError {
 /** The remote side answered with an error frame. `remoteCode` is its code. */
 export class RemoteError extends CocoonError {
   readonly remoteCode: string
+  /** The remote's own words, without the protocol prefix. */
+  readonly remoteMessage: string
   readonly retryAfterMs: number
   constructor (protocol: string, remoteCode: string, message: string, retryAfterMs = 0) {
     super('ERR_REMOTE', `${protocol}: remote error ${remoteCode}: ${message}`)
     this.remoteCode = remoteCode
+    this.remoteMessage = message
     this.retryAfterMs = retryAfterMs
   }
 }
@@ -105,5 +109,15 @@ export class AttestationError extends CocoonError {
   constructor (reason: AttestationFailure, message: string, options?: { cause?: unknown }) {
     super('ERR_ATTESTATION', `attestation (${reason}): ${message}`, options)
     this.reason = reason
+  }
+}
+
+/**
+ * Sealed job data did not open: a tampered, reordered or truncated
+ * ciphertext, or one sealed to another key.
+ */
+export class SealError extends CocoonError {
+  constructor (message: string, options?: { cause?: unknown }) {
+    super('ERR_SEAL', message, options)
   }
 }

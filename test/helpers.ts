@@ -39,7 +39,10 @@ export function testConfig (role: RoleName, dataDir: string, bootstrap: string[]
     logLevel: 'silent',
     admin: { enabled: false, host: '127.0.0.1', port: 0 },
     dht: { addressFilter: 'all' },
-    maxConnections: 300
+    maxConnections: 300,
+    // fast and deterministic; tests of the llama backend ask for it
+    worker: { backend: 'synthetic' },
+    client: { api: { port: 0 } }
   }), overrides))
 }
 

@@ -3,9 +3,10 @@
  * 2 bad usage or configuration (with a one-line message naming the problem).
  */
 import '../polyfills.js'
+import { basename } from 'node:path'
 import { parseArgs } from 'node:util'
 import { CocoonError, ConfigError } from '../errors.js'
-import { loadConfig } from '../config/load.js'
+import { DEFAULT_MODEL, loadConfig } from '../config/load.js'
 import { packageVersion } from '../package-info.js'
 import { startNode } from '../roles/runtime.js'
 import { runDevnet } from './devnet.js'
@@ -50,6 +51,10 @@ Node options (flags > COCOON_* environment > --config file > defaults):
   --no-admin                do not serve the admin endpoint               (COCOON_ADMIN_ENABLED=false)
   --attestation <kind>      auto (tdx where configfs-tsm exists), tdx or simulated  (COCOON_ATTESTATION_PROVIDER)
   --no-gossip               worker: be found through the DHT only, never announced on gossip
+  --backend <kind>          worker: llama (embedded llama.cpp, default), openai (upstream server) or synthetic  (COCOON_BACKEND)
+  --model <file.gguf>       worker: serve this GGUF file (llama backend); without it, a generated synthetic test model
+  --upstream <url>          worker: OpenAI-compatible upstream such as http://127.0.0.1:8000/v1 (implies --backend openai)  (COCOON_UPSTREAM_URL)
+  --api-port <port>         client: port of the OpenAI-compatible API on 127.0.0.1 (default 8400, 0 = any)  (COCOON_API_PORT)
 Workers' models, prices and accelerators, and attestation policy, are set in the --config file (see README).
 
 Debug logs: DEBUG=cocoon:* (add libp2p:* for the network stack).`
@@ -69,6 +74,10 @@ const NODE_OPTIONS = {
   'no-admin': { type: 'boolean' },
   attestation: { type: 'string' },
   'no-gossip': { type: 'boolean' },
+  backend: { type: 'string' },
+  model: { type: 'string' },
+  upstream: { type: 'string' },
+  'api-port': { type: 'string' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -121,6 +130,12 @@ export function reportError (err: unknown, io: CliIO): number {
   return 1
 }
 
+/** A model name from a weights file name: `Llama-3.2-1B-Instruct-Q4_K_M.gguf` → `Llama-3.2-1B-Instruct-Q4_K_M`. */
+export function modelNameFromPath (path: string): string {
+  const name = basename(path).replace(/\.gguf$/i, '').replace(/[^A-Za-z0-9._:/+-]/g, '-').slice(0, 128)
+  return /^[A-Za-z0-9]/.test(name) ? name : `model-${name}`
+}
+
 /** Turns parsed flags into a raw config layer (only the keys that were given). */
 export function flagsToConfig (values: Record<string, string | boolean | string[] | undefined>): RawConfig {
   const raw: RawConfig = {}
@@ -140,7 +155,22 @@ export function flagsToConfig (values: Record<string, string | boolean | string[
   if (values['no-admin'] === true) admin.enabled = false
   if (Object.keys(admin).length > 0) raw.admin = admin
   if (values.attestation !== undefined) raw.attestation = { provider: values.attestation }
-  if (values['no-gossip'] === true) raw.worker = { gossip: false }
+  const worker: RawConfig = {}
+  if (values['no-gossip'] === true) worker.gossip = false
+  if (values.backend !== undefined) worker.backend = values.backend
+  if (values.upstream !== undefined) {
+    worker.upstream = { url: values.upstream }
+    if (values.backend === undefined) worker.backend = 'openai'
+  }
+  if (values.model !== undefined) {
+    const path = values.model as string
+    worker.models = [{ ...DEFAULT_MODEL, name: modelNameFromPath(path), path }]
+  }
+  if (Object.keys(worker).length > 0) raw.worker = worker
+  if (values['api-port'] !== undefined) {
+    const port = values['api-port'] as string
+    raw.client = { api: { port: /^\d+$/.test(port) ? Number(port) : port } }
+  }
   return raw
 }
 

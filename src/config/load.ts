@@ -72,10 +72,25 @@ export function defaults (network: NetworkId, role: RoleName, env: NodeJS.Proces
       models: [DEFAULT_MODEL],
       accelerators: 'auto',
       announceIntervalMs: CAPACITY_INTERVAL_MS,
-      gossip: true
+      gossip: true,
+      backend: 'llama',
+      llama: { threads: 0, gpu: false },
+      upstream: { url: null, apiKeyFile: null, healthIntervalMs: 5_000 },
+      synthetic: { chunks: 50, chunkBytes: 128, intervalMs: 0, firstChunkDelayMs: 0 }
+    },
+    proxy: { maxJobs: 512, maxJobsPerClient: 64 },
+    client: {
+      api: { enabled: true, host: '127.0.0.1', port: DEFAULT_API_PORT },
+      maxPricePromptPerM: 10_000_000_000,
+      maxPriceCompletionPerM: 10_000_000_000,
+      defaultMaxTokens: 512,
+      requestTimeoutMs: 120_000
     }
   }
 }
+
+/** Where the client's OpenAI-compatible API listens by default. */
+export const DEFAULT_API_PORT = 8400
 
 /** What a worker serves when its config names no model. */
 export const DEFAULT_MODEL = {
@@ -102,7 +117,11 @@ const ENV_KEYS: Record<string, { key: string, kind: 'string' | 'list' | 'bool' |
   COCOON_MAX_CONNECTIONS: { key: 'maxConnections', kind: 'number' },
   COCOON_ATTESTATION_PROVIDER: { key: 'attestation.provider', kind: 'string' },
   COCOON_TSM_PATH: { key: 'attestation.tsmPath', kind: 'string' },
-  COCOON_PCCS_URL: { key: 'attestation.pccsUrl', kind: 'string' }
+  COCOON_PCCS_URL: { key: 'attestation.pccsUrl', kind: 'string' },
+  COCOON_BACKEND: { key: 'worker.backend', kind: 'string' },
+  COCOON_UPSTREAM_URL: { key: 'worker.upstream.url', kind: 'string' },
+  COCOON_UPSTREAM_API_KEY_FILE: { key: 'worker.upstream.apiKeyFile', kind: 'string' },
+  COCOON_API_PORT: { key: 'client.api.port', kind: 'number' }
 }
 
 /** Converts a string from the environment or a flag into the key's type; leaves bad input for the schema to report. */

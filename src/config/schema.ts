@@ -132,7 +132,49 @@ export const NodeConfigSchema = z.strictObject({
     }),
     announceIntervalMs: wholeNumber('an interval in ms', 1_000, 600_000),
     /** false: be found through the DHT and /cocoon/attest only, never announced on gossip. */
-    gossip: z.boolean({ error: 'expected true or false' })
+    gossip: z.boolean({ error: 'expected true or false' }),
+    /** What computes completions: embedded llama.cpp, an upstream OpenAI-compatible server, or the fixed-output test backend. */
+    backend: z.enum(['llama', 'openai', 'synthetic'], { error: (issue) => `expected llama, openai or synthetic (got ${JSON.stringify(issue.input)})` }),
+    llama: z.strictObject({
+      /** CPU threads; 0 = one per free core. */
+      threads: wholeNumber('a number of threads (0 = one per free core)', 0, 256),
+      gpu: z.boolean({ error: 'expected true or false' })
+    }),
+    upstream: z.strictObject({
+      /** Base URL of the OpenAI-compatible API, including /v1. */
+      url: z.url({ error: (issue) => `expected the base URL of an OpenAI-compatible API, such as http://127.0.0.1:8000/v1 (got ${JSON.stringify(issue.input)})` }).nullable(),
+      /** A file holding the upstream's API key (never put the key itself in config). */
+      apiKeyFile: z.string().min(1, { error: 'expected the path of a file holding the API key' }).nullable(),
+      healthIntervalMs: wholeNumber('an interval in ms', 100, 600_000)
+    }),
+    synthetic: z.strictObject({
+      chunks: wholeNumber('chunks per job', 1, 100_000),
+      chunkBytes: wholeNumber('bytes per chunk', 1, 65_536),
+      intervalMs: wholeNumber('ms between chunks', 0, 60_000),
+      firstChunkDelayMs: wholeNumber('ms before the first chunk', 0, 600_000)
+    })
+  }),
+  proxy: z.strictObject({
+    /** Jobs in flight through this proxy at once; more are refused as overloaded. */
+    maxJobs: wholeNumber('a number of jobs', 1, 100_000),
+    /** Jobs in flight per client peer. */
+    maxJobsPerClient: wholeNumber('a number of jobs', 1, 100_000)
+  }),
+  client: z.strictObject({
+    api: z.strictObject({
+      enabled: z.boolean({ error: 'expected true or false' }),
+      host: z.string().refine(h => LOOPBACK_HOSTS.includes(h), {
+        error: (issue) => `expected a loopback host (${LOOPBACK_HOSTS.join(', ')}); put a TLS reverse proxy in front to expose the API (got ${JSON.stringify(issue.input)})`
+      }),
+      port: wholeNumber('a port number (0 picks a free port)', 0, 65535)
+    }),
+    /** Highest price accepted, nanoTON per 1M tokens. */
+    maxPricePromptPerM: wholeNumber('a price in nanoTON per 1M prompt tokens', 0, MAX_PRICE_NANOTON_PER_M),
+    maxPriceCompletionPerM: wholeNumber('a price in nanoTON per 1M completion tokens', 0, MAX_PRICE_NANOTON_PER_M),
+    /** max_tokens when a request names none. */
+    defaultMaxTokens: wholeNumber('a number of tokens', 1, 1_000_000),
+    /** Whole-job deadline (first byte to last chunk). */
+    requestTimeoutMs: wholeNumber('a timeout in ms', 1_000, 3_600_000)
   })
 })
 

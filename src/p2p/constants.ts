@@ -86,3 +86,27 @@ export const PROXY_MAX_WORKER_LINKS = 200
 /** DHT fallback: how long a findProviders for a model may take, and how many workers it attests. */
 export const MODEL_LOOKUP_TIMEOUT_MS = 10_000
 export const MODEL_LOOKUP_MAX_WORKERS = 8
+
+// Inference jobs
+export const JOB_PROTOCOL = '/cocoon/job/1.0.0'
+export const WORK_PROTOCOL = '/cocoon/work/1.0.0'
+export const MODELS_PROTOCOL = '/cocoon/models/1.0.0'
+/** Largest frame on the job protocols: a sealed request body of up to 4 MiB plus headers. */
+export const JOB_MAX_FRAME_BYTES = 4 * 1024 * 1024 + 64 * 1024
+/** Largest request body a client accepts (the sealed body must fit JOB_MAX_FRAME_BYTES, once per candidate worker). */
+export const JOB_MAX_BODY_BYTES = 2 * 1024 * 1024
+/** Deadline for the setup messages of a job (request, offer, body). */
+export const JOB_SETUP_DEADLINE_MS = 10_000
+/** Each hop passes on a deadline this much shorter than its own, so it can still answer. */
+export const JOB_HOP_MARGIN_MS = 250
+/** Workers a client seals a job for: the first, and one the proxy may retry on before the first chunk. */
+export const JOB_MAX_CANDIDATES = 2
+/** A worker refuses jobs whose deadline is longer than this. */
+export const JOB_MAX_DEADLINE_MS = 3_600_000
+/** Concurrent job streams per connection. */
+export const JOB_MAX_STREAMS_PER_CONNECTION = 256
+/** How long the proxy waits for a worker's epoch-bound evidence when it has none cached. */
+export const JOB_EVIDENCE_TIMEOUT_MS = 3_000
+/** A cancel frame gets this long to leave before the stream is reset. */
+export const JOB_CANCEL_GRACE_MS = 50
+export const MODELS_MAX_FRAME_BYTES = 256 * 1024

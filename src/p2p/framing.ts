@@ -132,7 +132,7 @@ export class FramedStream {
   }
 
   private async readPayload (options: ReadOptions): Promise<Uint8Array | null> {
-    const deadlineMs = options.deadlineMs ?? this.deadlineMs
+    const deadlineMs = Math.max(1, Math.ceil(options.deadlineMs ?? this.deadlineMs))
     const deadline = AbortSignal.timeout(deadlineMs)
     const signal = options.signal == null ? deadline : AbortSignal.any([options.signal, deadline])
     let bytes: Uint8ArrayList

@@ -14,6 +14,10 @@ export class NodeMetrics {
   readonly attestations: Counter<'kind' | 'result' | 'reason'>
   readonly attestationSeconds: Histogram<'kind'>
   readonly registryWorkers: Gauge<'state'>
+  readonly jobs: Counter<'side' | 'model' | 'result'>
+  readonly jobSeconds: Histogram<'side' | 'phase'>
+  readonly jobTokens: Counter<'side' | 'model' | 'kind'>
+  readonly jobsInFlight: Gauge<'side'>
   /** Counts of known peers by role, read when metrics are scraped. */
   knownPeersByRole: () => Record<string, number> = () => ({})
   /** Worker registry size by state (proxies), read when metrics are scraped. */
@@ -67,6 +71,31 @@ export class NodeMetrics {
         this.reset()
         for (const [state, count] of Object.entries(metrics.registryByState())) this.set({ state }, count)
       }
+    })
+    this.jobs = new Counter({
+      name: 'cocoon_jobs_total',
+      help: 'Inference jobs ended, by side (client/proxy/worker), model and result (ok or an error code)',
+      labelNames: ['side', 'model', 'result'],
+      registers: [registry]
+    })
+    this.jobSeconds = new Histogram({
+      name: 'cocoon_job_seconds',
+      help: 'Inference job timings by side and phase (first_chunk, total)',
+      labelNames: ['side', 'phase'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+      registers: [registry]
+    })
+    this.jobTokens = new Counter({
+      name: 'cocoon_job_tokens_total',
+      help: 'Tokens in finished jobs by side, model and kind (prompt/completion)',
+      labelNames: ['side', 'model', 'kind'],
+      registers: [registry]
+    })
+    this.jobsInFlight = new Gauge({
+      name: 'cocoon_jobs_in_flight',
+      help: 'Inference jobs running now, by side',
+      labelNames: ['side'],
+      registers: [registry]
     })
     this.up = new Gauge({
       name: 'cocoon_node_up',

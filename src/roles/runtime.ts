@@ -19,10 +19,10 @@ import { packageVersion } from '../package-info.js'
 import { startAdminServer } from '../ops/admin-server.js'
 import { createConsoleLog, enableDebugLogs } from '../ops/console-log.js'
 import { removeNodeFile, writeNodeFile } from '../ops/node-file.js'
-import { ProxyFinder } from './client/proxy-finder.js'
+import { ClientRole } from './client/client-role.js'
 import { ROLE_PROFILES, roleName } from './profiles.js'
 import { ProxyRole } from './proxy/proxy-role.js'
-import { setupTee } from './tee-setup.js'
+import { setupTee, setupVerifier } from './tee-setup.js'
 import { WorkerRole } from './worker/worker-role.js'
 import { AttestService } from '../tee/attest-service.js'
 import type { NodeTee } from './tee-setup.js'
@@ -275,7 +275,7 @@ function createRoleBehaviour (ctx: RoleContext, tee: NodeTee | undefined): RoleB
   switch (ctx.config.role) {
     case 'proxy': return new ProxyRole(ctx, requireTee(tee))
     case 'worker': return new WorkerRole(ctx, requireTee(tee))
-    case 'client': return new ProxyFinder(ctx)
+    case 'client': return new ClientRole(ctx, setupVerifier(ctx.config).verifier)
     // bootstrap: the relay server and DHT server mode are all it adds.
     default: return { start: async () => {}, stop: async () => {}, status: () => ({}) }
   }
@@ -324,7 +324,7 @@ export async function startNode (config: NodeConfig, options: StartNodeOptions =
   const common = { role: profile.wireRole, network: config.network, version: packageVersion(), metrics }
   const presence = new PresenceService(node, directory, { ...common, log: logger.forComponent('cocoon:presence') })
   const info = new InfoService(node, directory, { ...common, startedAtMs, log: logger.forComponent('cocoon:info') })
-  const ctx: RoleContext = { config, node, directory, metrics, log, logger, console }
+  const ctx: RoleContext = { config, node, directory, metrics, log, logger, console, privateKey: identity.privateKey }
   let tee: NodeTee | undefined
   let attestService: AttestService | undefined
   let role: RoleBehaviour

@@ -41,11 +41,7 @@ export async function setupTee (config: NodeConfig, privateKey: PrivateKey, cons
     jobPublicKey: jobKey.publicKey,
     measurements: simulated
   })
-  const policy = configuredPolicy(config)
-  const verifier = new EvidenceVerifier({
-    policy,
-    verifiers: [new SimulatedVerifier(), new DcapVerifier({ pccsUrl: config.attestation.pccsUrl })]
-  })
+  const { policy, verifier } = setupVerifier(config)
   const digest = await attestor.digest()
   const image = imageHash(await attestor.measurements())
   if (!policy.acceptKinds.includes(provider.kind)) {
@@ -62,6 +58,16 @@ export async function setupTee (config: NodeConfig, privateKey: PrivateKey, cons
     digest,
     imageHash: image
   }
+}
+
+/** The checking half alone (clients): the network's policy and a verifier for every evidence kind. */
+export function setupVerifier (config: NodeConfig): { policy: AttestationPolicy, verifier: EvidenceVerifier } {
+  const policy = configuredPolicy(config)
+  const verifier = new EvidenceVerifier({
+    policy,
+    verifiers: [new SimulatedVerifier(), new DcapVerifier({ pccsUrl: config.attestation.pccsUrl })]
+  })
+  return { policy, verifier }
 }
 
 /** The provider, and its measurements when known up front (simulated); a TD's come from its first quote. */

@@ -88,7 +88,7 @@ describe('attested capacity under attack', function () {
     return CapacityAnnouncement.encode({
       peerId: from.peerId.toMultihash().bytes,
       network: 'local',
-      models: [{ name: 'cocoon-synthetic', weightsHash: new Uint8Array(0), contextLength: 2048, pricePromptPerM: 1n, priceCompletionPerM: 1n, maxConcurrent: 4, freeSlots: 4 }],
+      models: [{ name: 'cocoon-synthetic', weightsHash: new Uint8Array(0), contextLength: 2048, pricePromptPerM: 1n, priceCompletionPerM: 1n, maxConcurrent: 4, freeSlots: 4, synthetic: false, description: '' }],
       accelerators: [],
       attestationKind: EvidenceKind.SIMULATED,
       attestationDigest: new Uint8Array(32),

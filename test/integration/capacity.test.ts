@@ -136,7 +136,7 @@ describe('attested capacity on a loopback swarm', function () {
     const [served] = role.status().announcing.models
     await role.announcer.setModels([{
       name: 'replacement-model', weightsHash: new Uint8Array(0), contextLength: served.contextLength,
-      pricePromptPerM: 1_000n, priceCompletionPerM: 2_000n, maxConcurrent: 2
+      pricePromptPerM: 1_000n, priceCompletionPerM: 2_000n, maxConcurrent: 2, synthetic: false, description: ''
     }])
     expect(role.status().announcing.dht.map(k => k.name)).to.deep.equal(['model:replacement-model'])
     await waitFor(() => role.status().announcing.dht.every(k => k.provided), 20_000, 'the replacement model to be provided')

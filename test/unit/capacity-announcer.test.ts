@@ -12,7 +12,7 @@ import type { Accelerator } from '../../src/tee/gpu.js'
 import type { Logger } from '@libp2p/interface'
 
 const model = (name: string): ServedModel => ({
-  name, weightsHash: new Uint8Array(32).fill(7), contextLength: 131_072, pricePromptPerM: 123_456_789n, priceCompletionPerM: 987_654_321n, maxConcurrent: 64
+  name, weightsHash: new Uint8Array(32).fill(7), contextLength: 131_072, pricePromptPerM: 123_456_789n, priceCompletionPerM: 987_654_321n, maxConcurrent: 64, synthetic: false, description: 'a test model'
 })
 const gpu = (index: number): Accelerator => ({
   kind: 'gpu', index, name: 'NVIDIA H100 80GB HBM3', uuid: `GPU-${index}`, memoryTotalMiB: 81559, memoryUsedMiB: 40000, utilizationPct: 97, driver: '550.54.15', computeCapability: '9.0'

@@ -9,7 +9,7 @@ import type { VerifiedAttestation } from '../../src/tee/types.js'
 const NOW = 1_750_000_000_000
 
 function offer (over: Partial<ModelOffer> = {}): ModelOffer {
-  return { name: 'm', weightsHash: new Uint8Array(0), contextLength: 2048, pricePromptPerM: 10n, priceCompletionPerM: 20n, maxConcurrent: 4, freeSlots: 4, ...over }
+  return { name: 'm', weightsHash: new Uint8Array(0), contextLength: 2048, pricePromptPerM: 10n, priceCompletionPerM: 20n, maxConcurrent: 4, freeSlots: 4, synthetic: false, description: '', ...over }
 }
 
 function announcement (over: Partial<CapacityAnnouncement> = {}): CapacityAnnouncement {

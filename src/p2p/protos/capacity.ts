@@ -695,6 +695,8 @@ export interface ModelOffer {
   priceCompletionPerM: bigint
   maxConcurrent: number
   freeSlots: number
+  synthetic: boolean
+  description: string
 }
 
 export namespace ModelOffer {
@@ -742,6 +744,16 @@ export namespace ModelOffer {
           w.uint32(obj.freeSlots)
         }
 
+        if ((obj.synthetic != null && obj.synthetic !== false)) {
+          w.uint32(64)
+          w.bool(obj.synthetic)
+        }
+
+        if ((obj.description != null && obj.description !== '')) {
+          w.uint32(74)
+          w.string(obj.description)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -753,7 +765,9 @@ export namespace ModelOffer {
           pricePromptPerM: 0n,
           priceCompletionPerM: 0n,
           maxConcurrent: 0,
-          freeSlots: 0
+          freeSlots: 0,
+          synthetic: false,
+          description: ''
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -788,6 +802,14 @@ export namespace ModelOffer {
             }
             case 7: {
               obj.freeSlots = reader.uint32()
+              break
+            }
+            case 8: {
+              obj.synthetic = reader.bool()
+              break
+            }
+            case 9: {
+              obj.description = reader.string()
               break
             }
             default: {
@@ -854,6 +876,20 @@ export namespace ModelOffer {
               }
               break
             }
+            case 8: {
+              yield {
+                field: `${prefix}.synthetic`,
+                value: reader.bool()
+              }
+              break
+            }
+            case 9: {
+              yield {
+                field: `${prefix}.description`,
+                value: reader.string()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -901,6 +937,16 @@ export namespace ModelOffer {
     value: number
   }
 
+  export interface ModelOfferSyntheticFieldEvent {
+    field: '$.synthetic'
+    value: boolean
+  }
+
+  export interface ModelOfferDescriptionFieldEvent {
+    field: '$.description'
+    value: string
+  }
+
   export function encode (obj: Partial<ModelOffer>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, ModelOffer.codec())
   }
@@ -909,7 +955,7 @@ export namespace ModelOffer {
     return decodeMessage(buf, ModelOffer.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ModelOffer>): Generator<ModelOfferNameFieldEvent | ModelOfferWeightsHashFieldEvent | ModelOfferContextLengthFieldEvent | ModelOfferPricePromptPerMFieldEvent | ModelOfferPriceCompletionPerMFieldEvent | ModelOfferMaxConcurrentFieldEvent | ModelOfferFreeSlotsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ModelOffer>): Generator<ModelOfferNameFieldEvent | ModelOfferWeightsHashFieldEvent | ModelOfferContextLengthFieldEvent | ModelOfferPricePromptPerMFieldEvent | ModelOfferPriceCompletionPerMFieldEvent | ModelOfferMaxConcurrentFieldEvent | ModelOfferFreeSlotsFieldEvent | ModelOfferSyntheticFieldEvent | ModelOfferDescriptionFieldEvent> {
     return streamMessage(buf, ModelOffer.codec(), opts)
   }
 }
@@ -1224,6 +1270,18 @@ export namespace CapacityAnnouncement {
     index: number
   }
 
+  export interface CapacityAnnouncementModelsSyntheticFieldEvent {
+    field: '$.models[].synthetic'
+    value: boolean
+    index: number
+  }
+
+  export interface CapacityAnnouncementModelsDescriptionFieldEvent {
+    field: '$.models[].description'
+    value: string
+    index: number
+  }
+
   export interface CapacityAnnouncementAcceleratorsKindFieldEvent {
     field: '$.accelerators[].kind'
     value: AcceleratorKind
@@ -1299,7 +1357,7 @@ export namespace CapacityAnnouncement {
     return decodeMessage(buf, CapacityAnnouncement.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<CapacityAnnouncement>): Generator<CapacityAnnouncementPeerIdFieldEvent | CapacityAnnouncementNetworkFieldEvent | CapacityAnnouncementModelsNameFieldEvent | CapacityAnnouncementModelsWeightsHashFieldEvent | CapacityAnnouncementModelsContextLengthFieldEvent | CapacityAnnouncementModelsPricePromptPerMFieldEvent | CapacityAnnouncementModelsPriceCompletionPerMFieldEvent | CapacityAnnouncementModelsMaxConcurrentFieldEvent | CapacityAnnouncementModelsFreeSlotsFieldEvent | CapacityAnnouncementAcceleratorsKindFieldEvent | CapacityAnnouncementAcceleratorsNameFieldEvent | CapacityAnnouncementAcceleratorsMemoryTotalMibFieldEvent | CapacityAnnouncementAcceleratorsMemoryUsedMibFieldEvent | CapacityAnnouncementAcceleratorsUtilizationPctFieldEvent | CapacityAnnouncementAcceleratorsDriverFieldEvent | CapacityAnnouncementAcceleratorsComputeCapabilityFieldEvent | CapacityAnnouncementAttestationKindFieldEvent | CapacityAnnouncementAttestationDigestFieldEvent | CapacityAnnouncementTimestampMsFieldEvent | CapacityAnnouncementSeqFieldEvent | CapacityAnnouncementIntervalMsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<CapacityAnnouncement>): Generator<CapacityAnnouncementPeerIdFieldEvent | CapacityAnnouncementNetworkFieldEvent | CapacityAnnouncementModelsNameFieldEvent | CapacityAnnouncementModelsWeightsHashFieldEvent | CapacityAnnouncementModelsContextLengthFieldEvent | CapacityAnnouncementModelsPricePromptPerMFieldEvent | CapacityAnnouncementModelsPriceCompletionPerMFieldEvent | CapacityAnnouncementModelsMaxConcurrentFieldEvent | CapacityAnnouncementModelsFreeSlotsFieldEvent | CapacityAnnouncementModelsSyntheticFieldEvent | CapacityAnnouncementModelsDescriptionFieldEvent | CapacityAnnouncementAcceleratorsKindFieldEvent | CapacityAnnouncementAcceleratorsNameFieldEvent | CapacityAnnouncementAcceleratorsMemoryTotalMibFieldEvent | CapacityAnnouncementAcceleratorsMemoryUsedMibFieldEvent | CapacityAnnouncementAcceleratorsUtilizationPctFieldEvent | CapacityAnnouncementAcceleratorsDriverFieldEvent | CapacityAnnouncementAcceleratorsComputeCapabilityFieldEvent | CapacityAnnouncementAttestationKindFieldEvent | CapacityAnnouncementAttestationDigestFieldEvent | CapacityAnnouncementTimestampMsFieldEvent | CapacityAnnouncementSeqFieldEvent | CapacityAnnouncementIntervalMsFieldEvent> {
     return streamMessage(buf, CapacityAnnouncement.codec(), opts)
   }
 }

@@ -69,6 +69,9 @@ export function checkFields (a: CapacityAnnouncement, network: string, nowMs: nu
   return ACCEPT
 }
 
+/** Characters of a model's description. */
+export const MAX_DESCRIPTION = 160
+
 function checkOffer (m: ModelOffer): string | undefined {
   if (!MODEL_NAME_PATTERN.test(m.name)) return 'bad_model_name'
   if (m.weightsHash.length !== 0 && m.weightsHash.length !== WEIGHTS_HASH_BYTES) return 'bad_weights_hash'
@@ -76,5 +79,6 @@ function checkOffer (m: ModelOffer): string | undefined {
   const maxPrice = BigInt(MAX_PRICE_NANOTON_PER_M)
   if (m.pricePromptPerM > maxPrice || m.priceCompletionPerM > maxPrice) return 'bad_price'
   if (m.maxConcurrent < 1 || m.maxConcurrent > MAX_CONCURRENT_JOBS || m.freeSlots > m.maxConcurrent) return 'bad_slots'
+  if (m.description.length > MAX_DESCRIPTION) return 'bad_description'
   return undefined
 }

@@ -6,6 +6,7 @@
  * closes, expires the silent ones, and falls back to the DHT for models no
  * fresh worker announced.
  */
+import { peerIdFromString } from '@libp2p/peer-id'
 import { CAPACITY_TOPIC, PROXY_MAX_WORKER_LINKS } from '../../p2p/constants.js'
 import { PeerLinks } from '../../p2p/peer-links.js'
 import { Role } from '../../p2p/protos/node.js'
@@ -14,16 +15,20 @@ import { ProvidedKeys } from '../../p2p/provided-keys.js'
 import { CapacityValidator } from './capacity-validator.js'
 import { PeerAttestations } from './peer-attestations.js'
 import { WorkerLookup } from './worker-lookup.js'
+import { WorkerEvidence } from './worker-evidence.js'
+import { ProxyJobService } from './job-service.js'
 import { WorkerRegistry } from './worker-registry.js'
 import type { RoleBehaviour, RoleContext } from '../role.js'
 import type { NodeTee } from '../tee-setup.js'
 import type { LookupResult } from './worker-lookup.js'
+import type { ProxyJobStatus } from './job-service.js'
 import type { WorkerEntry } from './worker-registry.js'
 import type { PeerId } from '@libp2p/interface'
 
 /** The proxy's part of /status (JSON: bigints as strings). */
 export interface ProxyRoleStatus {
   dht: Array<{ name: string, provided: boolean }>
+  jobs: ProxyJobStatus
   models: Array<{ model: string, workers: number, freeSlots: number, minCompletionPerM: string, maxCompletionPerM: string }>
   workers: Array<{
     peerId: string
@@ -47,6 +52,8 @@ export class ProxyRole implements RoleBehaviour {
   readonly attestations: PeerAttestations
   readonly validator: CapacityValidator
   readonly lookup: WorkerLookup
+  readonly evidence: WorkerEvidence
+  readonly jobs: ProxyJobService
   private readonly provided: ProvidedKeys
   private readonly links: PeerLinks
   private sweepTimer?: ReturnType<typeof setInterval>
@@ -55,10 +62,12 @@ export class ProxyRole implements RoleBehaviour {
     const w = evt.detail
     if (w.state === 'up' && !this.announced.has(w.peerId)) {
       this.announced.add(w.peerId)
+      this.evidence.prefetch(peerIdFromString(w.peerId))
       this.ctx.console.info(`worker ${w.peerId} joined: ${w.offers.map(o => o.model).join(', ')} (${w.attestation.kind} attestation, via ${w.source})`)
     }
   }
   private readonly onWorkerRemoved = (evt: CustomEvent<{ peerId: string, why: string }>): void => {
+    this.evidence.forget(evt.detail.peerId)
     if (this.announced.delete(evt.detail.peerId)) this.ctx.console.info(`worker ${evt.detail.peerId} left (${evt.detail.why})`)
   }
   private readonly announced = new Set<string>()
@@ -77,6 +86,16 @@ export class ProxyRole implements RoleBehaviour {
       metrics: ctx.metrics
     })
     this.lookup = new WorkerLookup(ctx.node, this.registry, this.attestations, this.validator, ctx.logger.forComponent('cocoon:worker-lookup'))
+    this.evidence = new WorkerEvidence(ctx.node, ctx.logger.forComponent('cocoon:proxy:evidence'))
+    this.jobs = new ProxyJobService(ctx.node, {
+      registry: this.registry,
+      lookup: this.lookup,
+      evidence: this.evidence,
+      maxJobs: ctx.config.proxy.maxJobs,
+      maxJobsPerClient: ctx.config.proxy.maxJobsPerClient,
+      metrics: ctx.metrics,
+      log: ctx.logger.forComponent('cocoon:proxy:jobs')
+    })
     this.provided = new ProvidedKeys(ctx.node, ctx.log, ctx.console)
     this.links = new PeerLinks(ctx.node, ctx.directory, { role: Role.WORKER, max: PROXY_MAX_WORKER_LINKS, log: ctx.log })
   }
@@ -99,11 +118,13 @@ export class ProxyRole implements RoleBehaviour {
       return counts
     }
     this.links.start()
+    await this.jobs.start()
     this.provided.add('proxy', await proxyKey())
   }
 
   async stop (): Promise<void> {
     clearInterval(this.sweepTimer)
+    await this.jobs.stop()
     this.links.stop()
     this.ctx.node.removeEventListener('peer:disconnect', this.onDisconnect)
     this.registry.removeEventListener('worker:updated', this.onWorkerUpdated)
@@ -123,6 +144,7 @@ export class ProxyRole implements RoleBehaviour {
     const nowMs = Date.now()
     return {
       dht: this.provided.status(),
+      jobs: this.jobs.status(),
       models: this.registry.models().map(m => ({ ...m, minCompletionPerM: m.minCompletionPerM.toString(), maxCompletionPerM: m.maxCompletionPerM.toString() })),
       workers: this.registry.list().map(w => ({
         peerId: w.peerId,

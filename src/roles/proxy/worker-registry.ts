@@ -23,6 +23,8 @@ export interface WorkerOffer {
   priceCompletionPerM: bigint
   maxConcurrent: number
   freeSlots: number
+  synthetic: boolean
+  description: string
 }
 
 export interface WorkerAccelerator {
@@ -138,7 +140,9 @@ export class WorkerRegistry extends TypedEventEmitter<WorkerRegistryEvents> {
         pricePromptPerM: m.pricePromptPerM,
         priceCompletionPerM: m.priceCompletionPerM,
         maxConcurrent: m.maxConcurrent,
-        freeSlots: m.freeSlots
+        freeSlots: m.freeSlots,
+        synthetic: m.synthetic,
+        description: m.description
       })),
       accelerators: a.accelerators.map(acc => ({
         kind: acc.kind === AcceleratorKind.CPU ? 'cpu' : 'gpu',
@@ -209,6 +213,18 @@ export class WorkerRegistry extends TypedEventEmitter<WorkerRegistryEvents> {
       a.offer.priceCompletionPerM === b.offer.priceCompletionPerM
         ? b.entry.successRate - a.entry.successRate
         : (a.offer.priceCompletionPerM < b.offer.priceCompletionPerM ? -1 : 1))
+  }
+
+  /** Every fresh, up worker offering `model`, free slots or not (routing tells "busy" from "absent"). */
+  offersFor (model: string): Array<{ entry: WorkerEntry, offer: WorkerOffer }> {
+    const nowMs = this.now()
+    const out: Array<{ entry: WorkerEntry, offer: WorkerOffer }> = []
+    for (const entry of this.entries.values()) {
+      if (entry.state !== 'up' || nowMs - entry.lastSeenMs > entry.ttlMs) continue
+      const offer = entry.offers.find(o => o.model === model)
+      if (offer != null) out.push({ entry, offer })
+    }
+    return out
   }
 
   /** Models on offer now, with how many workers serve each and their price range. */

@@ -162,7 +162,9 @@ export class CapacityAnnouncer {
         pricePromptPerM: m.pricePromptPerM,
         priceCompletionPerM: m.priceCompletionPerM,
         maxConcurrent: m.maxConcurrent,
-        freeSlots: this.freeSlots(m)
+        freeSlots: this.freeSlots(m),
+        synthetic: m.synthetic,
+        description: m.description
       })),
       accelerators: this.accelerators.slice(0, 16).map(toWire),
       attestationKind: kindToWire(this.init.attestationKind),

@@ -8,22 +8,31 @@ import { createReadStream } from 'node:fs'
 import { readFile, rename, stat, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { ConfigError } from '../../errors.js'
+import { MAX_DESCRIPTION } from '../capacity/announcement.js'
 import type { ServedModel } from './capacity-announcer.js'
+import type { BackendModel } from '../../inference/types.js'
 import type { NodeConfig } from '../../config/schema.js'
 
 const CACHE_FILE = 'weights-hashes.json'
 
 type HashCache = Record<string, { size: number, mtimeMs: number, sha256: string }>
 
-export async function servedModels (models: NodeConfig['worker']['models'], dataDir: string): Promise<ServedModel[]> {
+/**
+ * `backendModels` (by name) supply what the backend knows better than the
+ * config: the weights file it actually loaded (a generated one, say), whether
+ * it is a synthetic test model, and a description.
+ */
+export async function servedModels (models: NodeConfig['worker']['models'], dataDir: string, backendModels: BackendModel[] = []): Promise<ServedModel[]> {
   const cachePath = join(dataDir, CACHE_FILE)
   const cache = await readCache(cachePath)
   let changed = false
   const out: ServedModel[] = []
   for (const [i, m] of models.entries()) {
+    const loaded = backendModels.find(b => b.name === m.name)
+    const weightsPath = loaded?.weightsPath ?? m.path
     let weightsHash = new Uint8Array(0)
-    if (m.path != null) {
-      const path = resolve(m.path)
+    if (weightsPath != null) {
+      const path = resolve(weightsPath)
       const info = await stat(path).catch((err: NodeJS.ErrnoException) => {
         throw new ConfigError(`worker.models[${i}].path`, `cannot read the weights file ${path} (${err.code ?? err.message})`)
       })
@@ -44,7 +53,9 @@ export async function servedModels (models: NodeConfig['worker']['models'], data
       contextLength: m.contextLength,
       pricePromptPerM: BigInt(m.pricePromptPerM),
       priceCompletionPerM: BigInt(m.priceCompletionPerM),
-      maxConcurrent: m.maxConcurrent
+      maxConcurrent: m.maxConcurrent,
+      synthetic: loaded?.synthetic ?? false,
+      description: (loaded?.description ?? '').slice(0, MAX_DESCRIPTION)
     })
   }
   if (changed) {

@@ -10,6 +10,11 @@ import { Role } from '../../p2p/protos/node.js'
 import { configuredAccelerators, discoverAccelerators } from '../../tee/gpu.js'
 import { CapacityAnnouncer } from './capacity-announcer.js'
 import { servedModels } from './served-models.js'
+import { createBackend } from './backends/index.js'
+import { WorkService } from './work-service.js'
+import type { InferenceBackend } from '../../inference/types.js'
+import type { WorkServiceStatus } from './work-service.js'
+import type { ServedModel } from './capacity-announcer.js'
 import type { AnnouncerStatus } from './capacity-announcer.js'
 import type { RoleBehaviour, RoleContext } from '../role.js'
 import type { NodeTee } from '../tee-setup.js'
@@ -22,6 +27,8 @@ export interface WorkerRoleStatus {
   accelerators: Accelerator[]
   acceleratorSource: string | null
   proxies: string[]
+  backend: { kind: string, available: boolean, detail: string, running: number, completed: number, failed: number, cancelled: number, tokens: number } | null
+  jobs: WorkServiceStatus | null
 }
 
 /** nvidia-smi is re-read this often, so memory use and utilisation stay current. */
@@ -33,6 +40,11 @@ export class WorkerRole implements RoleBehaviour {
   readonly announcer: CapacityAnnouncer
   private readonly links: PeerLinks
   private discovery?: DiscoveryResult
+  /** The inference backend, once started. */
+  backend?: InferenceBackend
+  work?: WorkService
+  private served: ServedModel[] = []
+  private readonly onAvailability = (): void => { void this.followAvailability() }
   private refreshTimer?: ReturnType<typeof setInterval>
   private readonly onSubscriptionChange = (evt: CustomEvent<{ subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
     if (evt.detail.subscriptions.some(s => s.topic === CAPACITY_TOPIC && s.subscribe)) this.announcer.onProxySubscribed()
@@ -59,7 +71,25 @@ export class WorkerRole implements RoleBehaviour {
     this.discovery = await discoverAccelerators({ override: acceleratorOverride(config.worker.accelerators) })
     this.announcer.setAccelerators(this.discovery.accelerators)
     this.ctx.console.info(`serving on ${describeAccelerators(this.discovery.accelerators)} (${this.discovery.source}${this.discovery.detail === '' ? '' : `: ${this.discovery.detail}`})`)
-    await this.announcer.setModels(await servedModels(config.worker.models, config.dataDir))
+    const backend = await createBackend(config, line => { this.ctx.log('%s', line) })
+    await backend.start(line => { this.ctx.console.info(line) })
+    this.backend = backend
+    this.served = await servedModels(config.worker.models, config.dataDir, backend.models())
+    for (const m of backend.models()) if (m.synthetic) this.ctx.console.warn(`${m.name}: ${m.description}`)
+    this.work = new WorkService(this.ctx.node, {
+      backend,
+      jobKey: { privateKey: this.tee.jobPrivateKey, publicKey: this.tee.jobPublicKey },
+      signer: this.ctx.privateKey,
+      peerId: this.ctx.node.peerId.toString(),
+      models: config.worker.models.map(m => ({ name: m.name, maxConcurrent: m.maxConcurrent, contextLength: m.contextLength })),
+      onRunning: (model, jobs) => { this.announcer.setRunning(model, jobs) },
+      metrics: this.ctx.metrics,
+      log: this.ctx.logger.forComponent('cocoon:worker:jobs')
+    })
+    await this.work.start()
+    backend.addEventListener?.('availability', this.onAvailability)
+    await this.announcer.setModels(backend.status().available ? this.served : [])
+    this.ctx.console.info(`${config.worker.backend} backend ready${backend.status().available ? '' : ` but unavailable: ${backend.status().detail}`}`)
     this.ctx.console.info(`offers ${config.worker.models.map(m => m.name).join(', ')}${config.worker.gossip ? '' : ' (DHT only, no gossip)'}`)
     this.ctx.node.services.pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
     this.links.start()
@@ -72,9 +102,21 @@ export class WorkerRole implements RoleBehaviour {
 
   async stop (): Promise<void> {
     clearInterval(this.refreshTimer)
+    this.backend?.removeEventListener?.('availability', this.onAvailability)
+    await this.work?.stop()
     this.ctx.node.services.pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
     this.links.stop()
     await this.announcer.stop()
+    await this.backend?.stop()
+  }
+
+  /** An upstream that goes down takes the worker off the market until it is back. */
+  private async followAvailability (): Promise<void> {
+    const status = this.backend?.status()
+    if (status == null) return
+    if (status.available) this.ctx.console.info('backend available again: announcing the models')
+    else this.ctx.console.warn(`backend unavailable (${status.detail}): withdrawing the models until it is back`)
+    await this.announcer.setModels(status.available ? this.served : []).catch(err => { this.ctx.log('re-announcing failed - %e', err) })
   }
 
   /** The current announcement, handed out with attestation evidence. */
@@ -88,7 +130,9 @@ export class WorkerRole implements RoleBehaviour {
       attestation: { kind: this.tee.kind, digest: Buffer.from(this.tee.digest).toString('hex'), imageHash: this.tee.imageHash },
       accelerators: this.discovery?.accelerators ?? [],
       acceleratorSource: this.discovery?.source ?? null,
-      proxies: this.links.linked()
+      proxies: this.links.linked(),
+      backend: this.backend == null ? null : { kind: this.backend.kind, ...this.backend.status() },
+      jobs: this.work?.status() ?? null
     }
   }
 

@@ -1,0 +1,110 @@
+/**
+ * The proxies a client may send jobs to: those the DHT (`proxy` key) or
+ * presence gossip names, each attested once (fresh nonce, the network's
+ * policy) before its first job. Jobs go to the attested proxy with the
+ * fewest jobs in flight from us; one that broke the protocol sits out a
+ * while. libp2p keeps the connections open between jobs.
+ */
+import { peerIdFromString } from '@libp2p/peer-id'
+import { Role } from '../../p2p/protos/node.js'
+import { InferenceError } from '../../inference/types.js'
+import type { ProxyFinder } from './proxy-finder.js'
+import type { PeerDirectory } from '../../p2p/peer-directory.js'
+import type { PeerAttestations } from '../proxy/peer-attestations.js'
+import type { Logger } from '@libp2p/interface'
+
+/** A proxy that broke the protocol or failed attestation is not used for this long. */
+const DEMOTION_MS = 30_000
+/** Attesting one proxy may take this long before the client moves on. */
+const ATTEST_WAIT_MS = 5_000
+
+export interface ProxyPoolStatus {
+  proxies: Array<{ peerId: string, attested: boolean, jobs: number, demotedUntil: string | null }>
+}
+
+export class ProxyPool {
+  private readonly finder: ProxyFinder
+  private readonly directory: PeerDirectory
+  private readonly attestations: PeerAttestations
+  private readonly log: Logger
+  private readonly jobs = new Map<string, number>()
+  private readonly demoted = new Map<string, number>()
+
+  constructor (finder: ProxyFinder, directory: PeerDirectory, attestations: PeerAttestations, log: Logger) {
+    this.finder = finder
+    this.directory = directory
+    this.attestations = attestations
+    this.log = log
+  }
+
+  /** Every proxy heard of, through the DHT or presence. */
+  known (): string[] {
+    const ids = new Set(this.finder.list().map(p => p.peerId))
+    for (const record of this.directory.list()) if (record.role === Role.PROXY) ids.add(record.peerId)
+    return [...ids]
+  }
+
+  /** Proxies whose evidence verified, attesting the rest now; least loaded first. */
+  async attested (signal: AbortSignal): Promise<string[]> {
+    const now = Date.now()
+    const usable = this.known().filter(id => (this.demoted.get(id) ?? 0) <= now)
+    const wait = AbortSignal.any([signal, AbortSignal.timeout(ATTEST_WAIT_MS)])
+    const results = await Promise.allSettled(usable.map(async id => {
+      if (this.attestations.cached(id) != null) return id
+      await raceAbort(this.attestations.attest(peerIdFromString(id)), wait)
+      return id
+    }))
+    const ok: string[] = []
+    for (const [i, r] of results.entries()) {
+      if (r.status === 'fulfilled') ok.push(r.value)
+      else this.log('proxy %s not usable - %s', usable[i], (r.reason as Error).message)
+    }
+    return ok.sort((a, b) => (this.jobs.get(a) ?? 0) - (this.jobs.get(b) ?? 0))
+  }
+
+  /** The proxy for the next job. */
+  async pick (signal: AbortSignal): Promise<string> {
+    const ok = await this.attested(signal)
+    if (ok.length === 0) {
+      const known = this.known().length
+      throw new InferenceError('unavailable', known === 0
+        ? 'no proxy is known yet; the client is still joining the swarm'
+        : `none of the ${known} known proxies presented evidence this client accepts`, { retryAfterMs: 2_000 })
+    }
+    return ok[0]
+  }
+
+  jobStarted (proxy: string): void {
+    this.jobs.set(proxy, (this.jobs.get(proxy) ?? 0) + 1)
+  }
+
+  jobEnded (proxy: string): void {
+    const n = (this.jobs.get(proxy) ?? 1) - 1
+    if (n <= 0) this.jobs.delete(proxy)
+    else this.jobs.set(proxy, n)
+  }
+
+  /** Keeps a misbehaving proxy out of rotation for a while and re-attests it after. */
+  demote (proxy: string): void {
+    this.demoted.set(proxy, Date.now() + DEMOTION_MS)
+    this.attestations.forget(proxy)
+  }
+
+  status (): ProxyPoolStatus {
+    return {
+      proxies: this.known().map(id => {
+        const until = this.demoted.get(id) ?? 0
+        return { peerId: id, attested: this.attestations.cached(id) != null, jobs: this.jobs.get(id) ?? 0, demotedUntil: until > Date.now() ? new Date(until).toISOString() : null }
+      })
+    }
+  }
+}
+
+async function raceAbort<T> (promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) throw signal.reason
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => { reject(signal.reason) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(resolve, reject).finally(() => { signal.removeEventListener('abort', onAbort) })
+  })
+}

@@ -1,0 +1,69 @@
+/**
+ * Epoch-bound evidence of each worker, fetched over /cocoon/attest with an
+ * empty nonce and handed to clients with every job offer, so a client checks
+ * the worker it seals to without ever connecting to it. Kept until the epoch
+ * turns; a worker whose job key differs from the attested one is not offered.
+ */
+import { Evidence } from '../../p2p/protos/capacity.js'
+import { JOB_EVIDENCE_TIMEOUT_MS } from '../../p2p/constants.js'
+import { epochAt } from '../../tee/binding.js'
+import { evidenceToWire, fetchEvidence } from '../../tee/attest-service.js'
+import type { ProtocolHost } from '../../p2p/framing.js'
+import type { Logger, PeerId } from '@libp2p/interface'
+import { equals } from 'uint8arrays/equals'
+
+interface Cached { epoch: number, jobPublicKey: Uint8Array, encoded: Uint8Array<ArrayBuffer> }
+
+export class WorkerEvidence {
+  private readonly host: Pick<ProtocolHost, 'dialProtocol'>
+  private readonly log: Logger
+  private readonly now: () => number
+  private readonly cache = new Map<string, Cached>()
+  private readonly inFlight = new Map<string, Promise<Cached>>()
+
+  constructor (host: Pick<ProtocolHost, 'dialProtocol'>, log: Logger, now: () => number = Date.now) {
+    this.host = host
+    this.log = log
+    this.now = now
+  }
+
+  /** The worker's encoded epoch evidence for `jobPublicKey`; throws when it cannot be had. */
+  async get (peer: PeerId, jobPublicKey: Uint8Array, signal?: AbortSignal): Promise<Uint8Array<ArrayBuffer>> {
+    const id = peer.toString()
+    const epoch = epochAt(this.now())
+    const hit = this.cache.get(id)
+    if (hit != null && hit.epoch === epoch && equals(hit.jobPublicKey, jobPublicKey)) return hit.encoded
+    let pending = this.inFlight.get(id)
+    if (pending == null) {
+      pending = this.fetch(peer, signal).finally(() => { this.inFlight.delete(id) })
+      this.inFlight.set(id, pending)
+    }
+    const fetched = await pending
+    if (!equals(fetched.jobPublicKey, jobPublicKey)) {
+      this.cache.delete(id)
+      throw new Error(`worker ${id} presents a job key other than the attested one`)
+    }
+    return fetched.encoded
+  }
+
+  /** Warms the cache for a worker that just joined. */
+  prefetch (peer: PeerId): void {
+    if (this.cache.has(peer.toString()) || this.inFlight.has(peer.toString())) return
+    const id = peer.toString()
+    const pending = this.fetch(peer).finally(() => { this.inFlight.delete(id) })
+    this.inFlight.set(id, pending)
+    pending.catch(err => { this.log('epoch evidence from %p failed - %s', peer, (err as Error).message) })
+  }
+
+  forget (peerId: string): void {
+    this.cache.delete(peerId)
+  }
+
+  private async fetch (peer: PeerId, signal?: AbortSignal): Promise<Cached> {
+    const { evidence } = await fetchEvidence(this.host, peer, new Uint8Array(0), { deadlineMs: JOB_EVIDENCE_TIMEOUT_MS, signal })
+    if (evidence.freshness.kind !== 'epoch') throw new Error(`worker ${peer.toString()} answered an epoch request with nonce evidence`)
+    const cached: Cached = { epoch: evidence.freshness.epoch, jobPublicKey: evidence.jobPublicKey, encoded: Evidence.encode(evidenceToWire(evidence)) }
+    this.cache.set(peer.toString(), cached)
+    return cached
+  }
+}

@@ -1,0 +1,235 @@
+/**
+ * `/cocoon/work/1.0.0` on a worker: takes a sealed job from a proxy, opens it
+ * with the attested job key, runs it on the backend and streams the answer
+ * back sealed chunk by chunk, ending with a result signed by the worker's
+ * libp2p key (usage, chunk count, timings).
+ *
+ * While a job runs, the stream's read side is watched: a JobCancel, the
+ * proxy closing its side, or a reset aborts generation at once. The job's
+ * own deadline aborts it too. A full model answers OVERLOADED at once rather
+ * than queueing behind running jobs: the proxy picks another worker.
+ */
+import { JOB_MAX_FRAME_BYTES, JOB_MAX_STREAMS_PER_CONNECTION, JOB_SETUP_DEADLINE_MS, WORK_PROTOCOL } from '../../p2p/constants.js'
+import { answerWithError, errorCodeFor, FramedStream, ProtocolError } from '../../p2p/framing.js'
+import { ErrorCode } from '../../p2p/protos/framing.js'
+import { JobCancel, WorkEvent, WorkRequest } from '../../p2p/protos/job.js'
+import { SealError } from '../../errors.js'
+import { openRequest } from '../../tee/seal.js'
+import { checkHeader, headerAad, kindFromWire, sealContext, sha256, signResult, toProtocolError, usageToWire } from '../../inference/job-wire.js'
+import { InferenceError } from '../../inference/types.js'
+import type { NodeMetrics } from '../../p2p/metrics.js'
+import type { InferenceBackend, InferenceKind, Usage } from '../../inference/types.js'
+import type { JobHeader } from '../../p2p/protos/job.js'
+import type { Connection, Logger, PrivateKey, Stream } from '@libp2p/interface'
+
+export interface WorkServiceInit {
+  backend: InferenceBackend
+  jobKey: { privateKey: Uint8Array, publicKey: Uint8Array }
+  /** The worker's libp2p key: signs job results. */
+  signer: PrivateKey
+  peerId: string
+  models: Array<{ name: string, maxConcurrent: number, contextLength: number }>
+  /** Jobs running for a model changed (free slots go out in the next announcement). */
+  onRunning?: (model: string, jobs: number) => void
+  metrics?: NodeMetrics
+  log: Logger
+}
+
+/** How one cancelled job stopped: for operators and for the tests that hold us to 100 ms. */
+export interface CancelRecord {
+  requestId: string
+  /** Epoch ms the cancel reached this worker (frame, close or reset). */
+  cancelledAtMs: number
+  /** Epoch ms the backend stopped generating. */
+  stoppedAtMs: number
+  chunksSent: number
+}
+
+export interface WorkServiceStatus {
+  running: Record<string, number>
+  completed: number
+  failed: number
+  cancelled: number
+  recentCancels: CancelRecord[]
+}
+
+interface Host {
+  handle(protocol: string, handler: (stream: Stream, connection: Connection) => void | Promise<void>, options?: { maxInboundStreams?: number }): Promise<void>
+  unhandle(protocol: string): Promise<void>
+}
+
+const RECENT_CANCELS = 16
+const CANCELLED = 'cancelled'
+
+export class WorkService {
+  private readonly host: Host
+  private readonly init: WorkServiceInit
+  private readonly models: Map<string, { name: string, maxConcurrent: number, contextLength: number }>
+  private readonly running = new Map<string, number>()
+  private readonly controllers = new Set<AbortController>()
+  private readonly counts = { completed: 0, failed: 0, cancelled: 0 }
+  private readonly recentCancels: CancelRecord[] = []
+
+  constructor (host: Host, init: WorkServiceInit) {
+    this.host = host
+    this.init = init
+    this.models = new Map(init.models.map(m => [m.name, m]))
+  }
+
+  async start (): Promise<void> {
+    await this.host.handle(WORK_PROTOCOL, async (stream, connection) => this.serve(stream, connection), {
+      maxInboundStreams: JOB_MAX_STREAMS_PER_CONNECTION
+    })
+  }
+
+  async stop (): Promise<void> {
+    await this.host.unhandle(WORK_PROTOCOL).catch(() => {})
+    for (const c of this.controllers) c.abort(new InferenceError('unavailable', 'the worker is shutting down'))
+  }
+
+  status (): WorkServiceStatus {
+    return { running: Object.fromEntries(this.running), ...this.counts, recentCancels: [...this.recentCancels] }
+  }
+
+  private async serve (stream: Stream, connection: Connection): Promise<void> {
+    const framed = new FramedStream(stream, { protocol: WORK_PROTOCOL, maxFrameBytes: JOB_MAX_FRAME_BYTES, deadlineMs: JOB_SETUP_DEADLINE_MS })
+    const startedMs = performance.now()
+    let header: JobHeader | undefined
+    let slot: string | undefined
+    const controller = new AbortController()
+    this.controllers.add(controller)
+    let deadline: ReturnType<typeof setTimeout> | undefined
+    let finished = false
+    let chunks = 0
+    let cancelledAtMs = 0
+    try {
+      const request = await framed.read(WorkRequest, { signal: controller.signal })
+      header = checkHeader(request.header, WORK_PROTOCOL)
+      const model = this.models.get(header.model)
+      if (model == null) throw new ProtocolError(ErrorCode.MODEL_UNKNOWN, `this worker does not serve ${header.model}`)
+      const backend = this.init.backend.status()
+      if (!backend.available) throw new ProtocolError(ErrorCode.UNAVAILABLE, `the backend is unavailable${backend.detail === '' ? '' : `: ${backend.detail}`}`, 1_000)
+      if ((this.running.get(model.name) ?? 0) >= model.maxConcurrent) {
+        throw new ProtocolError(ErrorCode.OVERLOADED, `all ${model.maxConcurrent} slots for ${model.name} are busy`, 500)
+      }
+      const sealed = request.sealed
+      if (sealed == null || sealed.worker !== this.init.peerId) throw new ProtocolError(ErrorCode.BAD_REQUEST, 'the job is not sealed to this worker')
+      const { plaintext, sealer } = openRequest(this.init.jobKey.privateKey, this.init.jobKey.publicKey, sealed, sealContext(header.requestId), headerAad(header))
+      const body = parseBody(plaintext)
+
+      slot = model.name
+      this.setRunning(slot, +1)
+      deadline = setTimeout(() => { controller.abort(new InferenceError('timeout', `the job passed its ${header?.deadlineMs ?? 0} ms deadline on the worker`)) }, header.deadlineMs)
+      // the proxy's side: a cancel frame, its close or a reset all stop the job
+      void framed.readOrEnd(JobCancel, { signal: controller.signal, deadlineMs: header.deadlineMs + 1_000 }).then(
+        () => undefined, () => undefined
+      ).then(() => {
+        if (finished || controller.signal.aborted) return
+        cancelledAtMs = Date.now()
+        controller.abort(new InferenceError(CANCELLED, 'the requester cancelled the job'))
+      })
+
+      const queueMs = Math.round(performance.now() - startedMs)
+      let firstChunkMs = 0
+      let usage: Usage | undefined
+      let finishReason = 'stop'
+      const encoder = new TextEncoder()
+      for await (const event of this.init.backend.generate({
+        kind: kindFromWire(header.kind) satisfies InferenceKind,
+        model: model.name,
+        body,
+        maxTokens: Math.min(header.maxTokens, model.contextLength),
+        signal: controller.signal
+      })) {
+        if (controller.signal.aborted) break
+        if (event.type === 'chunk') {
+          if (chunks === 0) firstChunkMs = Math.round(performance.now() - startedMs)
+          const ciphertext = sealer.seal(chunks, encoder.encode(JSON.stringify(event.chunk)))
+          await framed.write(WorkEvent, { chunk: { seq: chunks, ciphertext: new Uint8Array(ciphertext) } }, { signal: controller.signal })
+          chunks++
+        } else {
+          usage = event.usage
+          finishReason = event.finishReason
+        }
+      }
+      if (controller.signal.aborted) throw controller.signal.reason
+      if (usage == null) throw new InferenceError('worker_failed', 'the backend ended without usage')
+      const totalMs = Math.round(performance.now() - startedMs)
+      const signed = await signResult(this.init.signer, {
+        requestId: header.requestId,
+        model: model.name,
+        worker: this.init.peerId,
+        usage: usageToWire(usage),
+        finishReason,
+        chunks,
+        requestDigest: sha256(sealed.ciphertext),
+        queueMs,
+        firstChunkMs,
+        totalMs
+      })
+      finished = true
+      await framed.write(WorkEvent, { final: signed }, { signal: controller.signal })
+      await framed.close({ signal: AbortSignal.timeout(JOB_SETUP_DEADLINE_MS) }).catch(() => {})
+      this.counts.completed++
+      this.init.metrics?.jobs.inc({ side: 'worker', model: model.name, result: 'ok' })
+      this.init.metrics?.jobSeconds.observe({ side: 'worker', phase: 'first_chunk' }, firstChunkMs / 1000)
+      this.init.metrics?.jobSeconds.observe({ side: 'worker', phase: 'total' }, totalMs / 1000)
+      this.init.metrics?.jobTokens.inc({ side: 'worker', model: model.name, kind: 'prompt' }, usage.promptTokens)
+      this.init.metrics?.jobTokens.inc({ side: 'worker', model: model.name, kind: 'completion' }, usage.completionTokens)
+    } catch (err) {
+      const reason: unknown = controller.signal.aborted ? controller.signal.reason : err
+      if (reason instanceof InferenceError && reason.code === CANCELLED) {
+        this.counts.cancelled++
+        this.recordCancel({ requestId: header?.requestId ?? '', cancelledAtMs, stoppedAtMs: Date.now(), chunksSent: chunks })
+        this.init.metrics?.jobs.inc({ side: 'worker', model: header?.model ?? 'unknown', result: 'cancelled' })
+        this.init.log('job %s cancelled by %p after %d chunks', header?.requestId, connection.remotePeer, chunks)
+        framed.abort(new Error('cancelled'))
+        return
+      }
+      const answer = toAnswer(reason)
+      this.counts.failed++
+      this.init.metrics?.jobs.inc({ side: 'worker', model: header?.model ?? 'unknown', result: ErrorCode[answer.errorCode] ?? 'error' })
+      this.init.metrics?.protocolErrors.inc({ protocol: WORK_PROTOCOL, code: answer.errorCode })
+      this.init.log('job %s from %p failed with %s: %s', header?.requestId, connection.remotePeer, answer.errorCode, answer.message)
+      await answerWithError(framed, answer.errorCode, answer)
+    } finally {
+      clearTimeout(deadline)
+      this.controllers.delete(controller)
+      if (!controller.signal.aborted) controller.abort()
+      if (slot != null) this.setRunning(slot, -1)
+    }
+  }
+
+  private setRunning (model: string, delta: number): void {
+    const jobs = Math.max(0, (this.running.get(model) ?? 0) + delta)
+    this.running.set(model, jobs)
+    this.init.metrics?.jobsInFlight.set({ side: 'worker' }, [...this.running.values()].reduce((a, b) => a + b, 0))
+    this.init.onRunning?.(model, jobs)
+  }
+
+  private recordCancel (record: CancelRecord): void {
+    this.recentCancels.push(record)
+    if (this.recentCancels.length > RECENT_CANCELS) this.recentCancels.shift()
+  }
+}
+
+/** The sealed plaintext: the OpenAI request body as JSON. */
+function parseBody (plaintext: Uint8Array): Record<string, unknown> {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(plaintext))
+  } catch {
+    throw new ProtocolError(ErrorCode.BAD_REQUEST, 'the sealed request is not JSON')
+  }
+  if (parsed == null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ProtocolError(ErrorCode.BAD_REQUEST, 'the sealed request is not a JSON object')
+  return parsed as Record<string, unknown>
+}
+
+/** Any failure as the error frame to answer with; internals never leak. */
+function toAnswer (err: unknown): ProtocolError {
+  if (err instanceof ProtocolError) return err
+  if (err instanceof InferenceError) return toProtocolError(err)
+  if (err instanceof SealError) return new ProtocolError(ErrorCode.BAD_REQUEST, `the sealed request does not open with this worker's job key: ${err.message}`)
+  const code = errorCodeFor(err)
+  return new ProtocolError(code === ErrorCode.INTERNAL ? ErrorCode.WORKER_FAILED : code, code === ErrorCode.INTERNAL ? 'the worker failed' : (err as Error).message)
+}
