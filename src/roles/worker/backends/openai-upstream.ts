@@ -378,7 +378,7 @@ function normaliseBaseUrl (raw: string): string {
   } catch {
     throw new ConfigError('worker.upstream.url', `upstream url "${raw}" is not a URL`)
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError('worker.upstream.url', `upstream url ${url.origin}: only http and https are supported`)
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError('worker.upstream.url', `upstream url: only http and https are supported, not ${url.protocol}`)
   // fetch refuses URLs with credentials, and they would end up in logs
   if (url.username !== '' || url.password !== '') throw new ConfigError('worker.upstream.url', `upstream url ${url.origin}${url.pathname}: put credentials in apiKey, not in the URL`)
   const path = url.pathname.replace(/\/+$/, '')
