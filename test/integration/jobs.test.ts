@@ -146,7 +146,7 @@ describe('inference jobs end to end', function () {
     it('answers bad requests with the right OpenAI-style error', async () => {
       const swarm = s as Swarm
       const url = `${swarm.apiUrl}/v1/chat/completions`
-      const ok = { model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'hi' }] }
+      const ok = { model: 'cocoon-synthetic', messages: [{ role: 'user' as const, content: 'hi' }] }
       const unknown = await post(url, JSON.stringify({ ...ok, tools_please: true }))
       expect(unknown.status).to.equal(400)
       expect(unknown.json.error?.param).to.equal('tools_please')
@@ -160,7 +160,7 @@ describe('inference jobs end to end', function () {
       expect(invalid.status).to.equal(400)
       const huge = await post(url, new Uint8Array(10 * 1024 * 1024).fill(0x20))
       expect(huge.status).to.equal(413)
-      const err = await swarm.openai.chat.completions.create({ model: 'no-such-model', messages: ok.messages }).catch(e => e as OpenAI.APIError)
+      const err = await swarm.openai.chat.completions.create({ model: 'no-such-model', messages: ok.messages }).catch(e => e as InstanceType<typeof OpenAI.APIError>)
       expect(err).to.be.instanceOf(OpenAI.NotFoundError)
       // the node still serves after all that
       const res = await swarm.openai.chat.completions.create(ok)
@@ -301,9 +301,9 @@ describe('inference jobs end to end', function () {
       s = await startSwarm([synthetic({ firstChunkDelayMs: 5_000 })], { client: { client: { requestTimeoutMs: 1_000 } } })
       const swarm = s
       const started = Date.now()
-      const slow = await swarm.openai.chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'too slow' }] }).catch(err => err as OpenAI.APIError)
+      const slow = await swarm.openai.chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'too slow' }] }).catch(err => err as InstanceType<typeof OpenAI.APIError>)
       expect(slow).to.be.instanceOf(OpenAI.APIError)
-      expect((slow as OpenAI.APIError).status).to.equal(504)
+      expect((slow as InstanceType<typeof OpenAI.APIError>).status).to.equal(504)
       expect(Date.now() - started).to.be.lessThan(3_000)
       await waitFor(() => Object.values(workerRole(swarm.workers[0]).work?.status().running ?? {}).every(n => n === 0), 2_000, 'the worker to drop the expired job')
       await swarm.client.stop()
@@ -311,9 +311,9 @@ describe('inference jobs end to end', function () {
       const clientRole = swarm.client.role as ClientRole
       await waitFor(() => clientRole.pool.known().length > 0, 20_000, 'the client to find the proxy')
       const cheap = new OpenAI({ baseURL: `${clientRole.apiUrl as string}/v1`, apiKey: 'unused', maxRetries: 0 })
-      const err = await cheap.chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'cheap' }] }).catch(e => e as OpenAI.APIError)
-      expect((err as OpenAI.APIError).status).to.equal(402)
-      expect((err as OpenAI.APIError).message).to.match(/price cap/)
+      const err = await cheap.chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'cheap' }] }).catch(e => e as InstanceType<typeof OpenAI.APIError>)
+      expect((err as InstanceType<typeof OpenAI.APIError>).status).to.equal(402)
+      expect((err as InstanceType<typeof OpenAI.APIError>).message).to.match(/price cap/)
     })
 
     it('caps the jobs one client may run at once (429)', async () => {
@@ -321,7 +321,7 @@ describe('inference jobs end to end', function () {
       const swarm = s
       const first = swarm.openai.chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'one' }] })
       await busyWorker(swarm)
-      const second = await swarm.openai.chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'two' }] }).catch(e => e as OpenAI.APIError)
+      const second = await swarm.openai.chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'two' }] }).catch(e => e as InstanceType<typeof OpenAI.APIError>)
       expect(second).to.be.instanceOf(OpenAI.RateLimitError)
       expect((await first).choices[0].message.content).to.have.length(12 * 32)
     })
