@@ -1,16 +1,20 @@
 /**
  * `cocoon devnet`: a complete local swarm in one process (a bootstrap node, a
  * proxy, workers and a client) on loopback, with persistent identities under
- * ~/.cocoon/devnet. It waits until every node has found every other and says
- * how long that took; then it keeps running until Ctrl-C (or exits, --once).
+ * ~/.cocoon/devnet. It waits until every node has found every other and the
+ * proxy has attested the workers, then sends a sample chat completion through
+ * the client's OpenAI-compatible API and prints the streamed answer, usage and
+ * timings; then it keeps serving until Ctrl-C (or exits, --once).
  */
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { ConfigError } from '../errors.js'
-import { cocoonHome, defaults, merge, validate } from '../config/load.js'
+import { cocoonHome, DEFAULT_API_PORT, DEFAULT_MODEL, defaults, merge, validate } from '../config/load.js'
 import { waitFor } from '../ops/wait-for.js'
 import { knowEachOther, startNode } from '../roles/runtime.js'
-import { waitForShutdown } from './main.js'
+import { createParser } from 'eventsource-parser'
+import { modelNameFromPath, waitForShutdown } from './main.js'
+import type { ClientRole } from '../roles/client/client-role.js'
 import type { ProxyRole } from '../roles/proxy/proxy-role.js'
 import type { CliIO } from './main.js'
 import type { NodeConfig } from '../config/schema.js'
@@ -18,6 +22,10 @@ import type { RoleName } from '../roles/names.js'
 import type { RunningNode } from '../roles/runtime.js'
 
 const MEET_TIMEOUT_MS = 30_000
+/** A large GGUF on a slow disk takes a while to load. */
+const MODEL_LOAD_TIMEOUT_MS = 120_000
+const SAMPLE_PROMPT = 'In one sentence, what does a peer-to-peer inference network do?'
+const SAMPLE_MAX_TOKENS = 48
 
 export async function runDevnet (args: string[], io: CliIO): Promise<number> {
   const { values } = parseArgs({
@@ -26,7 +34,11 @@ export async function runDevnet (args: string[], io: CliIO): Promise<number> {
       once: { type: 'boolean' },
       workers: { type: 'string' },
       'data-dir': { type: 'string' },
-      'log-level': { type: 'string' }
+      'log-level': { type: 'string' },
+      backend: { type: 'string' },
+      model: { type: 'string' },
+      'api-port': { type: 'string' },
+      prompt: { type: 'string' }
     },
     strict: true
   })
@@ -36,7 +48,14 @@ export async function runDevnet (args: string[], io: CliIO): Promise<number> {
   }
   const root = values['data-dir'] ?? join(cocoonHome(io.env), 'devnet')
   const logLevel = values['log-level'] ?? 'warn'
-  const configFor = (role: RoleName, name: string, bootstrap: string[]): NodeConfig => validate(merge(defaults('local', role, io.env), {
+  const apiPort = values['api-port'] == null ? DEFAULT_API_PORT : Number(values['api-port'])
+  if (!Number.isInteger(apiPort) || apiPort < 0 || apiPort > 65535) {
+    throw new ConfigError('api-port', `expected a port number 0-65535 (got ${JSON.stringify(values['api-port'])})`)
+  }
+  const worker: Record<string, unknown> = {}
+  if (values.backend != null) worker.backend = values.backend
+  if (values.model != null) worker.models = [{ ...DEFAULT_MODEL, name: modelNameFromPath(values.model), path: values.model }]
+  const configFor = (role: RoleName, name: string, bootstrap: string[], extra: Record<string, unknown> = {}): NodeConfig => validate(merge(merge(defaults('local', role, io.env), {
     role,
     network: 'local',
     dataDir: join(root, name),
@@ -47,8 +66,9 @@ export async function runDevnet (args: string[], io: CliIO): Promise<number> {
     logLevel,
     admin: { enabled: true, host: '127.0.0.1', port: 0 },
     dht: { addressFilter: 'all' },
-    maxConnections: 300
-  }))
+    maxConnections: 300,
+    worker
+  }), extra))
 
   const t0 = performance.now()
   const nodes: RunningNode[] = []
@@ -58,7 +78,8 @@ export async function runDevnet (args: string[], io: CliIO): Promise<number> {
     nodes.push(boot)
     const bootAddrs = boot.addrs().filter(a => !a.includes('/ws/'))
     const plan: Array<[RoleName, string]> = [['proxy', 'proxy'], ...Array.from({ length: workers }, (_, i): [RoleName, string] => ['worker', `worker-${i + 1}`]), ['client', 'client']]
-    nodes.push(...await Promise.all(plan.map(async ([role, name]) => startNode(configFor(role, name, bootAddrs), { consoleWrite: io.err, logPrefix: name }))))
+    nodes.push(...await Promise.all(plan.filter(([role]) => role !== 'client').map(async ([role, name]) => startNode(configFor(role, name, bootAddrs), { consoleWrite: io.err, logPrefix: name }))))
+    nodes.push(await startClient(configFor, bootAddrs, apiPort, io))
     const startedMs = performance.now() - t0
 
     await waitFor(() => knowEachOther(nodes), MEET_TIMEOUT_MS, 'every node to learn every other through presence gossip')
@@ -67,7 +88,8 @@ export async function runDevnet (args: string[], io: CliIO): Promise<number> {
     await waitFor(() => ((client.role.status().proxies as unknown[] | undefined)?.length ?? 0) > 0, MEET_TIMEOUT_MS, 'the client to find the proxy in the DHT')
     const proxyFoundMs = performance.now() - t0
     const proxy = nodes.find(n => n.config.role === 'proxy')?.role as ProxyRole
-    await waitFor(() => proxy.registry.list().filter(w => w.state === 'up').length >= workers, MEET_TIMEOUT_MS, 'the proxy to attest every worker')
+    // the llama backend loads (and the first time generates) its model before the worker announces
+    await waitFor(() => proxy.registry.list().filter(w => w.state === 'up').length >= workers, MEET_TIMEOUT_MS + MODEL_LOAD_TIMEOUT_MS, 'the proxy to attest every worker')
     const attestedMs = performance.now() - t0
 
     io.out(`devnet: ${nodes.length} nodes on loopback (data in ${root})`)
@@ -82,6 +104,11 @@ export async function runDevnet (args: string[], io: CliIO): Promise<number> {
       io.out(`    ${w.peerId}  ${w.attestation.kind} attestation (image ${w.attestation.imageHash.slice(0, 12)}…)  ${offers}`)
     }
     io.out(`  bootstrap address for more nodes: ${bootAddrs[0]}`)
+    const apiUrl = (client.role as ClientRole).apiUrl
+    if (apiUrl != null) {
+      io.out(`  OpenAI-compatible API: ${apiUrl}/v1  (try: curl ${apiUrl}/v1/models)`)
+      await sampleCompletion(apiUrl, values.prompt ?? SAMPLE_PROMPT, io)
+    }
     if (values.once === true) {
       await stopAll()
       return 0
@@ -93,4 +120,63 @@ export async function runDevnet (args: string[], io: CliIO): Promise<number> {
     await stopAll().catch(() => {})
     throw err
   }
+}
+
+type ConfigFor = (role: RoleName, name: string, bootstrap: string[], extra?: Record<string, unknown>) => NodeConfig
+
+/** The client, on the wanted API port, or any free one when that is taken. */
+async function startClient (configFor: ConfigFor, bootAddrs: string[], apiPort: number, io: CliIO): Promise<RunningNode> {
+  try {
+    return await startNode(configFor('client', 'client', bootAddrs, { client: { api: { port: apiPort } } }), { consoleWrite: io.err, logPrefix: 'client' })
+  } catch (err) {
+    if (!(err instanceof ConfigError) || err.key !== 'client.api.port' || apiPort === 0) throw err
+    io.err(`devnet: port ${apiPort} is taken; the API listens on a free port instead`)
+    return startNode(configFor('client', 'client', bootAddrs, { client: { api: { port: 0 } } }), { consoleWrite: io.err, logPrefix: 'client' })
+  }
+}
+
+/** Sends one streaming chat completion through the client's API and prints what came back. */
+async function sampleCompletion (apiUrl: string, prompt: string, io: CliIO): Promise<void> {
+  io.out(`  sample chat completion: ${JSON.stringify(prompt)}`)
+  const models = await (await fetch(`${apiUrl}/v1/models`)).json() as { data: Array<{ id: string, synthetic?: boolean, description?: string }> }
+  const model = models.data[0]
+  if (model == null) throw new Error('the swarm offers no model')
+  if (model.synthetic === true) io.out(`  (${model.id} is a synthetic test model: ${model.description ?? 'random weights'}; expect noise)`)
+  const started = performance.now()
+  const res = await fetch(`${apiUrl}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: model.id, messages: [{ role: 'user', content: prompt }], max_tokens: SAMPLE_MAX_TOKENS, stream: true, stream_options: { include_usage: true } })
+  })
+  if (!res.ok || res.body == null) throw new Error(`the sample completion failed: HTTP ${res.status} ${await res.text()}`)
+  let answer = ''
+  let firstChunkMs: number | undefined
+  let chunks = 0
+  let final: { usage?: { prompt_tokens: number, completion_tokens: number }, cocoon?: { worker: string, timings_ms: Record<string, Record<string, number>> } } | undefined
+  const parser = createParser({
+    onEvent: (event) => {
+      if (event.data === '[DONE]') return
+      const data = JSON.parse(event.data) as { error?: { message: string }, choices: Array<{ delta?: { content?: string } }>, usage?: unknown, cocoon?: unknown }
+      if (data.error != null) throw new Error(`the sample completion failed mid-stream: ${data.error.message}`)
+      const piece = data.choices[0]?.delta?.content ?? ''
+      if (piece !== '') {
+        firstChunkMs ??= performance.now() - started
+        chunks++
+        answer += piece
+      }
+      if (data.usage != null) final = data as typeof final
+    }
+  })
+  const decoder = new TextDecoder()
+  const reader = res.body.getReader()
+  while (true) {
+    const { done, value } = await reader.read()
+    if (done) break
+    parser.feed(decoder.decode(value, { stream: true }))
+  }
+  const totalMs = performance.now() - started
+  io.out(`  answer (${chunks} chunks streamed): ${JSON.stringify(answer.length > 400 ? `${answer.slice(0, 400)}…` : answer)}`)
+  const usage = final?.usage
+  const worker = final?.cocoon?.timings_ms.worker
+  io.out(`  usage: ${usage?.prompt_tokens ?? '?'} prompt + ${usage?.completion_tokens ?? '?'} completion tokens; first chunk after ${Math.round(firstChunkMs ?? totalMs)} ms, all after ${Math.round(totalMs)} ms (worker ${final?.cocoon?.worker ?? '?'}: ${worker?.first_chunk ?? '?'} ms to first chunk, ${worker?.total ?? '?'} ms in all); sealed end to end`)
 }
