@@ -24,7 +24,16 @@ if (typeof Promise.withResolvers !== 'function') {
 // listen on /ws but not dial it. The `ws` package provides a compatible class.
 if (typeof globalThis.WebSocket === 'undefined' && typeof process !== 'undefined' && process.versions?.node != null) {
   const { WebSocket } = await import('ws')
-  Object.defineProperty(globalThis, 'WebSocket', { configurable: true, writable: true, value: WebSocket })
+  // A browser WebSocket reports failures as events only; `ws` is an EventEmitter
+  // that throws an 'error' with no listener. A dial that gave up (aborted, so
+  // its listeners are gone) and then fails to connect would crash the process.
+  class EventOnlyWebSocket extends WebSocket {
+    constructor (...args: ConstructorParameters<typeof WebSocket>) {
+      super(...args)
+      this.on('error', () => {})
+    }
+  }
+  Object.defineProperty(globalThis, 'WebSocket', { configurable: true, writable: true, value: EventOnlyWebSocket })
 }
 
 export {}

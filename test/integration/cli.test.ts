@@ -154,10 +154,13 @@ describe('the cocoon command', function () {
     expect(nothing.stderr).to.match(/no running node found/)
   })
 
-  it('runs a whole devnet once: the proxy attests both workers', async () => {
-    const r = await cocoon(['devnet', '--once', '--data-dir', join(home, 'devnet')], env, 60_000)
+  it('runs a whole devnet once: the proxy attests both workers and a sample completion streams back', async () => {
+    const r = await cocoon(['devnet', '--once', '--backend', 'synthetic', '--api-port', '0', '--data-dir', join(home, 'devnet')], env, 60_000)
     expect(r.code, r.stderr).to.equal(0)
     expect(r.stdout).to.match(/the proxy attested 2 workers after \d+ ms/)
+    expect(r.stdout).to.match(/OpenAI-compatible API: http:\/\/127\.0\.0\.1:\d+\/v1/)
+    expect(r.stdout).to.match(/answer \(48 chunks streamed\): "[a-z ]+/)
+    expect(r.stdout).to.match(/usage: \d+ prompt \+ 48 completion tokens; first chunk after \d+ ms/)
     expect(r.stdout.match(/simulated attestation \(image [0-9a-f]{12}…\)\s+cocoon-synthetic at 20000000\/80000000 nanoTON/g)).to.have.length(2)
   })
 

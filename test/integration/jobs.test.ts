@@ -223,6 +223,55 @@ describe('inference jobs end to end', function () {
     })
   })
 
+  describe('with a llama.cpp worker (generated synthetic model)', () => {
+    let s: Swarm | undefined
+
+    before(async function () {
+      this.timeout(120_000)
+      s = await startSwarm([{ worker: { backend: 'llama', llama: { threads: 1, gpu: false } } }])
+    })
+
+    after(async () => { await stopSwarm(s) })
+
+    it('streams and answers chat completions with the model\'s own token counts', async () => {
+      const swarm = s as Swarm
+      const messages = [{ role: 'user' as const, content: 'Tell me about peer-to-peer networks.' }]
+      const res = await swarm.openai.chat.completions.create({ model: 'cocoon-synthetic', messages, max_tokens: 16, temperature: 0, seed: 7 })
+      expect(res.choices[0].message.content).to.be.a('string').and.not.equal('')
+      expect(res.usage?.completion_tokens).to.be.within(1, 16)
+      expect(res.usage?.prompt_tokens).to.be.greaterThan(5)
+      const stream = await swarm.openai.chat.completions.create({ model: 'cocoon-synthetic', messages, max_tokens: 16, temperature: 0, seed: 7, stream: true, stream_options: { include_usage: true } })
+      let text = ''
+      let usage: OpenAI.CompletionUsage | null | undefined
+      for await (const chunk of stream) {
+        text += chunk.choices[0]?.delta?.content ?? ''
+        if (chunk.usage != null) usage = chunk.usage
+      }
+      expect(text, 'greedy decoding is deterministic').to.equal(res.choices[0].message.content)
+      expect(usage?.completion_tokens).to.equal(res.usage?.completion_tokens)
+      expect(usage?.prompt_tokens).to.equal(res.usage?.prompt_tokens)
+    })
+
+    it('answers completions, streaming and not', async () => {
+      const swarm = s as Swarm
+      const res = await swarm.openai.completions.create({ model: 'cocoon-synthetic', prompt: 'The network', max_tokens: 8, temperature: 0 })
+      expect(res.choices[0].text).to.not.equal('')
+      expect(res.usage?.completion_tokens).to.be.within(1, 8)
+      const stream = await swarm.openai.completions.create({ model: 'cocoon-synthetic', prompt: 'The network', max_tokens: 8, temperature: 0, stream: true })
+      let text = ''
+      for await (const chunk of stream) text += chunk.choices[0]?.text ?? ''
+      expect(text).to.equal(res.choices[0].text)
+    })
+
+    it('says in /v1/models that the model is a synthetic test model', async () => {
+      const swarm = s as Swarm
+      const list = await swarm.openai.models.list()
+      const model = list.data.find(m => m.id === 'cocoon-synthetic') as unknown as { synthetic: boolean, description: string }
+      expect(model.synthetic).to.equal(true)
+      expect(model.description).to.match(/random weights/)
+    })
+  })
+
   describe('failures and cancellation', () => {
     let s: Swarm | undefined
 
