@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect } from 'chai'
 import type { Llama, LlamaModel } from 'node-llama-cpp'
-import { LlamaBackend } from '../../src/roles/worker/backends/llama.js'
+import { LlamaBackend, StopScanner } from '../../src/roles/worker/backends/llama.js'
 import {
   type BackendEvent,
   type ChatChoiceDelta,
@@ -263,5 +263,35 @@ describe('LlamaBackend (node-llama-cpp, synthetic model)', function () {
     expect(backend.status()).to.include({ available: false, running: 0 })
     expect(flips).to.equal(1)
     await expectError(run('completion', { prompt: 'x' }, 2), 'unavailable')
+  })
+})
+
+describe('StopScanner', function () {
+  function scan (stops: string[], pieces: string[]): { out: string[], matched: boolean, rest: string } {
+    const s = new StopScanner(stops)
+    const out: string[] = []
+    for (const p of pieces) {
+      const r = s.push(p)
+      if (r.emit !== '') out.push(r.emit)
+      if (r.matched) return { out, matched: true, rest: s.flush() }
+    }
+    return { out, matched: false, rest: s.flush() }
+  }
+
+  it('passes text through when there are no stops', function () {
+    expect(scan([], ['a', 'b'])).to.deep.equal({ out: ['a', 'b'], matched: false, rest: '' })
+  })
+
+  it('finds a stop split across pieces and emits only what precedes it', function () {
+    expect(scan(['END'], ['abc E', 'N', 'D tail'])).to.deep.equal({ out: ['abc '], matched: true, rest: '' })
+  })
+
+  it('holds a possible start back and releases it once it cannot match', function () {
+    expect(scan(['END'], ['x E', 'Nx', 'y'])).to.deep.equal({ out: ['x ', 'ENx', 'y'], matched: false, rest: '' })
+    expect(scan(['END'], ['x EN'])).to.deep.equal({ out: ['x '], matched: false, rest: 'EN' })
+  })
+
+  it('stops at the earliest of several stops', function () {
+    expect(scan(['bb', 'a b'], ['xa bb'])).to.deep.equal({ out: ['x'], matched: true, rest: '' })
   })
 })

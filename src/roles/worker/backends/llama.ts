@@ -1,0 +1,696 @@
+/**
+ * The embedded llama.cpp backend: GGUF models served in-process through
+ * node-llama-cpp. Each model gets one context with `maxConcurrent`
+ * sequences; a job holds one sequence from its first token to its last and
+ * the sequence is cleared before the next job, so no KV cache (and no timing
+ * signal about another requester's prompt) crosses between jobs. A model
+ * configured without a path is the synthetic random-weight test model.
+ *
+ * Status counters: every job that gets a sequence ends as exactly one of
+ * completed, failed or cancelled. Requests turned away before that (unknown
+ * model, bad request, overloaded, not started) are the caller's to count.
+ */
+import { availableParallelism } from 'node:os'
+import { basename } from 'node:path'
+import {
+  type BackendEvent,
+  type BackendModel,
+  type BackendStatus,
+  type ChatChoiceDelta,
+  type CompletionChoiceDelta,
+  type FinishReason,
+  type InferenceBackend,
+  InferenceError,
+  type InferenceRequest,
+  type Usage
+} from '../../../inference/types.js'
+import { ensureSyntheticModel, SYNTHETIC_MODEL_NAME } from './gguf.js'
+import type {
+  ChatHistoryItem,
+  ChatWrapper,
+  Llama,
+  LlamaChat,
+  LlamaChatResponseChunk,
+  LlamaCompletion,
+  LlamaContext,
+  LlamaContextSequence,
+  LlamaModel,
+  Token
+} from 'node-llama-cpp'
+
+type NodeLlamaCpp = typeof import('node-llama-cpp')
+
+export interface LlamaBackendInit {
+  /** No path: the synthetic model from ensureSyntheticModel(dataDir). */
+  models: Array<{ name: string, path?: string, contextLength: number }>
+  dataDir: string
+  /** Parallel jobs per model (context sequences). */
+  maxConcurrent: number
+  /** Default: one per core but one, at least 1 (on small machines fewer threads are much faster). */
+  threads?: number
+  /** Default false. True tries CUDA/Vulkan/Metal and falls back to the CPU. */
+  gpu?: boolean
+  /** Diagnostics (llama.cpp warnings, GPU fallback). */
+  log?: (line: string) => void
+}
+
+interface Slot {
+  sequence: LlamaContextSequence
+  chat: LlamaChat
+  completion: LlamaCompletion
+}
+
+interface Waiter {
+  resolve: (slot: Slot) => void
+  reject: (err: Error) => void
+}
+
+interface LoadedModel {
+  info: BackendModel
+  model: LlamaModel
+  context: LlamaContext
+  chatWrapper: ChatWrapper
+  free: Slot[]
+  waiters: Waiter[]
+}
+
+interface Sampling {
+  temperature: number
+  topP?: number
+  seed?: number
+  stop: string[]
+  presencePenalty: number
+  frequencyPenalty: number
+}
+
+/** What the node-llama-cpp call reports back when it ends. */
+interface RunResult {
+  stopReason: string
+}
+
+interface Prepared {
+  promptTokens: number
+  /** The field a too-long prompt is blamed on. */
+  param: 'messages' | 'prompt'
+  run: (slot: Slot, options: RunOptions) => Promise<RunResult>
+}
+
+interface RunOptions {
+  signal: AbortSignal
+  maxTokens: number
+  sampling: Sampling
+  /** Each piece of text as generated; `tokens` counts reasoning tokens (0 where unknown). */
+  onPiece: (text: string, reasoning: boolean, tokens: number) => void
+}
+
+type Outcome = 'completed' | 'failed' | 'cancelled'
+
+const PROGRESS_STEP = 0.25
+const STOP_GRACE_MS = 5_000
+const MAX_STOP_SEQUENCES = 16
+
+export class LlamaBackend extends EventTarget implements InferenceBackend {
+  readonly kind = 'llama' as const
+
+  private readonly init: LlamaBackendInit
+  private readonly threads: number
+  private readonly log: (line: string) => void
+  private llama: Llama | null = null
+  private readonly loaded = new Map<string, LoadedModel>()
+  /** What each model turned out to be once loaded; kept after stop() for logs and /v1/models. */
+  private readonly known = new Map<string, BackendModel>()
+  private state: 'idle' | 'starting' | 'running' | 'stopped' | 'failed' = 'idle'
+  private detail = 'not started'
+  private readonly jobs = new Set<AbortController>()
+  private readonly settling = new Set<Promise<void>>()
+  private readonly counters = { running: 0, completed: 0, failed: 0, cancelled: 0, tokens: 0 }
+
+  constructor (init: LlamaBackendInit) {
+    super()
+    if (!Number.isInteger(init.maxConcurrent) || init.maxConcurrent < 1) throw new RangeError(`maxConcurrent must be a whole number ≥ 1 (got ${init.maxConcurrent})`)
+    if (init.models.length === 0) throw new RangeError('the llama backend needs at least one model')
+    const names = new Set<string>()
+    for (const m of init.models) {
+      if (names.has(m.name)) throw new RangeError(`model ${m.name} is configured twice`)
+      names.add(m.name)
+      if (!Number.isInteger(m.contextLength) || m.contextLength < 16) throw new RangeError(`model ${m.name}: contextLength must be a whole number ≥ 16`)
+    }
+    this.init = init
+    this.threads = Math.max(1, Math.floor(init.threads ?? availableParallelism() - 1))
+    this.log = init.log ?? (() => {})
+  }
+
+  async start (onProgress: (line: string) => void = () => {}): Promise<void> {
+    if (this.state !== 'idle') throw new Error(`the llama backend cannot start: it is ${this.state}`)
+    this.setState('starting', 'loading models')
+    try {
+      const nlc = await import('node-llama-cpp')
+      this.llama = await this.getLlama(nlc)
+      onProgress(`llama.cpp ready (${this.llama.gpu === false ? 'CPU' : this.llama.gpu}, ${this.threads} thread${this.threads === 1 ? '' : 's'})`)
+      for (const m of this.init.models) {
+        if (!this.stateIs('starting')) throw new Error('stopped while loading models')
+        const entry = await this.loadModel(nlc, this.llama, m, onProgress)
+        this.loaded.set(m.name, entry)
+        this.known.set(m.name, entry.info)
+      }
+      if (!this.stateIs('starting')) throw new Error('stopped while loading models')
+      this.setState('running', '')
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err)
+      await this.disposeAll()
+      if (this.stateIs('starting')) this.setState('failed', `failed to start: ${message}`)
+      throw new InferenceError('unavailable', `llama backend: ${message}`, { cause: err })
+    }
+  }
+
+  private async getLlama (nlc: NodeLlamaCpp): Promise<Llama> {
+    const common = {
+      build: 'never' as const,
+      skipDownload: true,
+      progressLogs: false,
+      logLevel: nlc.LlamaLogLevel.warn,
+      logger: (level: string, message: string) => { this.log(`llama.cpp ${level}: ${message.trim()}`) }
+    }
+    if (this.init.gpu === true) {
+      try {
+        return await nlc.getLlama({ ...common, gpu: 'auto' })
+      } catch (err) {
+        this.log(`no usable GPU build of llama.cpp (${err instanceof Error ? err.message : String(err)}); using the CPU`)
+      }
+    }
+    return await nlc.getLlama({ ...common, gpu: false })
+  }
+
+  private async loadModel (nlc: NodeLlamaCpp, llama: Llama, m: LlamaBackendInit['models'][number], onProgress: (line: string) => void): Promise<LoadedModel> {
+    let path = m.path
+    if (path === undefined) {
+      const made = await ensureSyntheticModel(this.init.dataDir)
+      path = made.path
+      const line = `${m.name}: synthetic test model with random weights: output is noise (${made.created ? 'generated' : 'reusing'} ${path})`
+      onProgress(line)
+      this.log(line)
+    }
+    let reported = -1
+    const model = await llama.loadModel({
+      modelPath: path,
+      gpuLayers: llama.gpu === false ? 0 : 'auto',
+      onLoadProgress: (p: number) => {
+        // A few lines per model, not one per callback.
+        const step = Math.floor(p / PROGRESS_STEP)
+        if (step > reported) {
+          reported = step
+          onProgress(`loading ${m.name}: ${Math.round(p * 100)}%`)
+        }
+      }
+    })
+    try {
+      const contextLength = Math.min(model.trainContextSize > 0 ? model.trainContextSize : m.contextLength, m.contextLength)
+      const context = await model.createContext({
+        contextSize: contextLength,
+        sequences: this.init.maxConcurrent,
+        threads: this.threads
+      })
+      const chatWrapper = nlc.resolveChatWrapper(model, { warningLogs: false })
+      const free: Slot[] = []
+      for (let i = 0; i < this.init.maxConcurrent; i++) {
+        const sequence = context.getSequence()
+        free.push({
+          sequence,
+          chat: new nlc.LlamaChat({ contextSequence: sequence, chatWrapper }),
+          completion: new nlc.LlamaCompletion({ contextSequence: sequence })
+        })
+      }
+      const general = model.fileInfo.metadata.general
+      const synthetic = m.path === undefined || general.name === SYNTHETIC_MODEL_NAME
+      const parameters = model.fileInsights.totalParameters
+      const description = synthetic
+        ? `synthetic test model with random weights (${parameters} parameters, llama architecture): output is noise`
+        : `${general.name ?? basename(path)} (${model.typeDescription}, ${parameters} parameters, file ${basename(path)})`
+      onProgress(`${m.name}: ${description}; context ${contextLength} tokens × ${this.init.maxConcurrent} sequences, chat format ${chatWrapper.wrapperName}`)
+      return {
+        info: { name: m.name, contextLength, weightsPath: path, synthetic, description },
+        model,
+        context,
+        chatWrapper,
+        free,
+        waiters: []
+      }
+    } catch (err) {
+      await model.dispose()
+      throw err
+    }
+  }
+
+  async stop (): Promise<void> {
+    if (this.state === 'stopped') return
+    this.setState('stopped', 'stopped')
+    for (const entry of this.loaded.values()) {
+      for (const w of entry.waiters.splice(0)) w.reject(new InferenceError('unavailable', 'the llama backend stopped'))
+    }
+    for (const job of this.jobs) job.abort()
+    // Generation stops at the next token; wait for it so nothing runs on a disposed context.
+    let timer: ReturnType<typeof setTimeout> | undefined
+    await Promise.race([
+      Promise.allSettled([...this.settling]),
+      new Promise(resolve => { timer = setTimeout(resolve, STOP_GRACE_MS) })
+    ])
+    clearTimeout(timer)
+    await this.disposeAll()
+  }
+
+  private async disposeAll (): Promise<void> {
+    const llama = this.llama
+    this.llama = null
+    this.loaded.clear()
+    // Disposing the Llama instance disposes its models, contexts and sequences.
+    if (llama !== null && !llama.disposed) {
+      try { await llama.dispose() } catch (err) { this.log(`llama.cpp dispose failed: ${String(err)}`) }
+    }
+  }
+
+  models (): BackendModel[] {
+    return this.init.models.map(m => this.known.get(m.name) ?? {
+      name: m.name,
+      contextLength: m.contextLength,
+      ...(m.path === undefined ? {} : { weightsPath: m.path }),
+      synthetic: m.path === undefined,
+      description: m.path === undefined ? 'synthetic test model with random weights: output is noise (not loaded)' : `${basename(m.path)} (not loaded)`
+    }).map(info => ({ ...info }))
+  }
+
+  status (): BackendStatus {
+    return { available: this.state === 'running', detail: this.detail, ...this.counters }
+  }
+
+  /** Reads the state afresh: it changes across awaits, which TypeScript's narrowing does not see. */
+  private stateIs (state: LlamaBackend['state']): boolean {
+    return this.state === state
+  }
+
+  private setState (state: LlamaBackend['state'], detail: string): void {
+    const wasAvailable = this.state === 'running'
+    this.state = state
+    this.detail = detail
+    if (wasAvailable !== (state === 'running')) this.dispatchEvent(new Event('availability'))
+  }
+
+  async * generate (request: InferenceRequest): AsyncGenerator<BackendEvent, void, undefined> {
+    if (this.state !== 'running') throw new InferenceError('unavailable', `the llama backend is not serving (${this.detail})`, { retryAfterMs: 1000 })
+    const entry = this.loaded.get(request.model)
+    if (entry === undefined) throw new InferenceError('model_unknown', `model ${JSON.stringify(request.model)} is not served here; models: ${[...this.loaded.keys()].join(', ')}`)
+    if (request.signal.aborted) throw cancelled()
+    if (!Number.isInteger(request.maxTokens) || request.maxTokens < 1) {
+      throw new InferenceError('bad_request', `max_tokens must be a whole number ≥ 1 (got ${request.maxTokens})`, { param: 'max_tokens' })
+    }
+    const sampling = parseSampling(request.body)
+    const prepared = request.kind === 'chat' ? this.prepareChat(entry, request.body) : this.prepareCompletion(entry, request.body)
+    const limit = entry.info.contextLength
+    // node-llama-cpp needs at least one free cell after the prompt; the
+    // generation then fits without a context shift (which would silently drop
+    // the start of the conversation).
+    if (prepared.promptTokens > limit - 2) {
+      throw new InferenceError('bad_request', `the prompt is ${prepared.promptTokens} tokens; model ${entry.info.name} takes at most ${limit - 2}`, { param: prepared.param })
+    }
+    const maxTokens = Math.min(request.maxTokens, limit - prepared.promptTokens)
+
+    const slot = await this.acquire(entry, request.signal)
+    const controller = new AbortController()
+    const onAbort = (): void => { controller.abort() }
+    request.signal.addEventListener('abort', onAbort, { once: true })
+    if (request.signal.aborted) controller.abort() // aborted while the slot was being handed over
+    this.jobs.add(controller)
+    this.counters.running++
+    let outcome: Outcome = 'cancelled' // what it is if the consumer walks away early
+
+    const stream = new PieceStream()
+    const meterBefore = slot.sequence.tokenMeter.getState()
+    // Stop sequences are matched here, on the text as streamed: node-llama-cpp's
+    // own matcher misses those that start with a SentencePiece space in completions.
+    const stops = new StopScanner(sampling.stop)
+    let stopped = false
+    let reasoningTokens = 0
+    const onPiece = (text: string, reasoning: boolean, tokens: number): void => {
+      if (stopped) return
+      if (reasoning) reasoningTokens += tokens
+      if (text === '') return
+      if (reasoning) {
+        const held = stops.flush()
+        if (held !== '') stream.push({ text: held, reasoning: false })
+        stream.push({ text, reasoning })
+        return
+      }
+      const { emit, matched } = stops.push(text)
+      if (emit !== '') stream.push({ text: emit, reasoning: false })
+      if (matched) {
+        stopped = true
+        controller.abort() // node-llama-cpp stops before the next token
+      }
+    }
+    const work = (async () => {
+      try {
+        let result: RunResult
+        try {
+          result = await prepared.run(slot, { signal: controller.signal, maxTokens, sampling, onPiece })
+        } catch (err) {
+          if (!stopped) throw err
+          result = { stopReason: 'customStopTrigger' }
+        }
+        if (stopped) result = { stopReason: 'customStopTrigger' }
+        else {
+          const held = stops.flush()
+          if (held !== '') stream.push({ text: held, reasoning: false })
+        }
+        const generated = slot.sequence.tokenMeter.usedOutputTokens - meterBefore.usedOutputTokens
+        stream.end({ ...result, completionTokens: generated, reasoningTokens })
+      } catch (err) {
+        stream.fail(err)
+      } finally {
+        // Cancelled jobs' tokens count too, so measure after the native side stopped.
+        this.counters.tokens += slot.sequence.tokenMeter.usedOutputTokens - meterBefore.usedOutputTokens
+        await this.release(entry, slot)
+      }
+    })()
+    this.settling.add(work)
+    void work.finally(() => this.settling.delete(work))
+
+    try {
+      let first = true
+      const role = (): { role?: 'assistant' } => {
+        if (!first) return {}
+        first = false
+        return { role: 'assistant' }
+      }
+      while (true) {
+        const item = await stream.next(request.signal)
+        if ('text' in item) {
+          const choice: ChatChoiceDelta | CompletionChoiceDelta = request.kind === 'chat'
+            ? { index: 0, delta: { ...role(), ...(item.reasoning ? { reasoning_content: item.text } : { content: item.text }) }, finish_reason: null }
+            : { index: 0, text: item.text, finish_reason: null }
+          yield { type: 'chunk', chunk: { choices: [choice] } }
+          continue
+        }
+        const finishReason: FinishReason = item.stopReason === 'maxTokens' ? 'length' : 'stop'
+        const usage: Usage = {
+          promptTokens: prepared.promptTokens,
+          cachedTokens: 0,
+          completionTokens: item.completionTokens,
+          reasoningTokens: Math.min(item.reasoningTokens, item.completionTokens)
+        }
+        outcome = 'completed'
+        const last: ChatChoiceDelta | CompletionChoiceDelta = request.kind === 'chat'
+          ? { index: 0, delta: { ...role(), content: '' }, finish_reason: finishReason }
+          : { index: 0, text: '', finish_reason: finishReason }
+        yield { type: 'chunk', chunk: { choices: [last] } }
+        yield { type: 'done', usage, finishReason }
+        return
+      }
+    } catch (err) {
+      if (request.signal.aborted) {
+        outcome = 'cancelled'
+        throw cancelled()
+      }
+      if (this.stateIs('stopped')) {
+        outcome = 'cancelled'
+        throw new InferenceError('unavailable', 'the llama backend stopped', { cause: err })
+      }
+      outcome = 'failed'
+      throw err instanceof InferenceError ? err : new InferenceError('worker_failed', `llama.cpp: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+    } finally {
+      controller.abort()
+      request.signal.removeEventListener('abort', onAbort)
+      this.jobs.delete(controller)
+      this.counters.running--
+      this.counters[outcome]++
+    }
+  }
+
+  /** A free sequence now, or a place in a queue as long as maxConcurrent; overloaded beyond that. */
+  private async acquire (entry: LoadedModel, signal: AbortSignal): Promise<Slot> {
+    const free = entry.free.pop()
+    if (free !== undefined) return free
+    if (entry.waiters.length >= this.init.maxConcurrent) {
+      throw new InferenceError('overloaded', `model ${entry.info.name}: ${this.init.maxConcurrent} jobs running and ${entry.waiters.length} waiting`, { retryAfterMs: 1000 })
+    }
+    return await new Promise<Slot>((resolve, reject) => {
+      const waiter: Waiter = {
+        resolve: slot => { signal.removeEventListener('abort', onAbort); resolve(slot) },
+        reject: err => { signal.removeEventListener('abort', onAbort); reject(err) }
+      }
+      const onAbort = (): void => {
+        const i = entry.waiters.indexOf(waiter)
+        if (i >= 0) entry.waiters.splice(i, 1)
+        waiter.reject(cancelled())
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+      entry.waiters.push(waiter)
+    })
+  }
+
+  private async release (entry: LoadedModel, slot: Slot): Promise<void> {
+    try {
+      await slot.sequence.clearHistory()
+    } catch (err) {
+      // Only fails once the context is disposed, and then nobody needs the slot.
+      if (this.state === 'running') this.log(`clearing a sequence of ${entry.info.name} failed: ${String(err)}`)
+      return
+    }
+    if (this.state !== 'running') return
+    const next = entry.waiters.shift()
+    if (next !== undefined) next.resolve(slot)
+    else entry.free.push(slot)
+  }
+
+  private prepareChat (entry: LoadedModel, body: Record<string, unknown>): Prepared {
+    const history = toChatHistory(body.messages)
+    let promptTokens: number
+    try {
+      promptTokens = entry.chatWrapper.generateContextState({ chatHistory: history }).contextText.tokenize(entry.model.tokenizer).length
+    } catch (err) {
+      throw new InferenceError('bad_request', `the messages cannot be formatted with the chat template of ${entry.info.name}: ${err instanceof Error ? err.message : String(err)}`, { param: 'messages', cause: err })
+    }
+    return {
+      promptTokens,
+      param: 'messages',
+      run: async (slot, o) => {
+        const res = await slot.chat.generateResponse(history, {
+          ...commonOptions(o),
+          onResponseChunk: (chunk: LlamaChatResponseChunk) => {
+            o.onPiece(chunk.text, chunk.type === 'segment' && chunk.segmentType === 'thought', chunk.tokens.length)
+          }
+        })
+        return { stopReason: res.metadata.stopReason }
+      }
+    }
+  }
+
+  private prepareCompletion (entry: LoadedModel, body: Record<string, unknown>): Prepared {
+    const prompt = parsePrompt(body.prompt)
+    const model = entry.model
+    // LlamaCompletion prepends the BOS token itself and then expects the text
+    // tokenized without the leading space SentencePiece would add.
+    const bos = model.tokens.shouldPrependBosToken ? model.tokens.bos : null
+    const tokens: Token[] = model.tokenize(prompt, false, bos !== null ? 'trimLeadingSpace' : undefined)
+    return {
+      promptTokens: tokens.length + (bos !== null ? 1 : 0),
+      param: 'prompt',
+      run: async (slot, o) => {
+        const res = await slot.completion.generateCompletionWithMeta(tokens, {
+          ...commonOptions(o),
+          onTextChunk: (text: string) => { o.onPiece(text, false, 0) },
+          // The prompt was checked to fit; never let node-llama-cpp cut it or shift the context.
+          contextShiftSize: 1,
+          disableContextShift: true
+        })
+        return { stopReason: res.metadata.stopReason }
+      }
+    }
+  }
+}
+
+/** Options LlamaChat and LlamaCompletion share. */
+function commonOptions (o: RunOptions): {
+  signal: AbortSignal
+  maxTokens: number
+  temperature: number
+  topP?: number
+  seed?: number
+  repeatPenalty: false | { penalty: number, presencePenalty: number, frequencyPenalty: number, penalizeNewLine: boolean }
+} {
+  const s = o.sampling
+  return {
+    signal: o.signal,
+    maxTokens: o.maxTokens,
+    temperature: s.temperature,
+    ...(s.topP === undefined ? {} : { topP: s.topP }),
+    ...(s.seed === undefined ? {} : { seed: s.seed }),
+    // node-llama-cpp applies a 1.1 repeat penalty unless told not to; OpenAI has none.
+    repeatPenalty: s.presencePenalty === 0 && s.frequencyPenalty === 0
+      ? false
+      : { penalty: 1, presencePenalty: s.presencePenalty, frequencyPenalty: s.frequencyPenalty, penalizeNewLine: true }
+  }
+}
+
+function cancelled (): InferenceError {
+  return new InferenceError('cancelled', 'the job was cancelled')
+}
+
+function badRequest (param: string, message: string): InferenceError {
+  return new InferenceError('bad_request', message, { param })
+}
+
+function optionalNumber (body: Record<string, unknown>, key: string, min: number, max: number): number | undefined {
+  const v = body[key]
+  if (v === undefined || v === null) return undefined
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw badRequest(key, `${key} must be a number in [${min}, ${max}]`)
+  return v
+}
+
+export function parseSampling (body: Record<string, unknown>): Sampling {
+  // OpenAI's defaults: temperature 1, top_p 1.
+  const temperature = optionalNumber(body, 'temperature', 0, 2) ?? 1
+  const topP = optionalNumber(body, 'top_p', 0, 1)
+  let seed: number | undefined
+  if (body.seed !== undefined && body.seed !== null) {
+    if (typeof body.seed !== 'number' || !Number.isSafeInteger(body.seed)) throw badRequest('seed', 'seed must be an integer')
+    seed = ((body.seed % 2 ** 32) + 2 ** 32) % 2 ** 32 // llama.cpp takes a uint32
+  }
+  let stop: string[] = []
+  if (typeof body.stop === 'string') stop = [body.stop]
+  else if (Array.isArray(body.stop)) {
+    if (body.stop.length > MAX_STOP_SEQUENCES || !body.stop.every(s => typeof s === 'string')) throw badRequest('stop', `stop must be a string or at most ${MAX_STOP_SEQUENCES} strings`)
+    stop = body.stop as string[]
+  } else if (body.stop !== undefined && body.stop !== null) throw badRequest('stop', 'stop must be a string or an array of strings')
+  return {
+    temperature,
+    // top_p 1 keeps every token: the same as not filtering.
+    ...(topP === undefined || topP >= 1 ? {} : { topP: Math.max(topP, 1e-6) }),
+    ...(seed === undefined ? {} : { seed }),
+    stop: stop.filter(s => s !== ''),
+    presencePenalty: optionalNumber(body, 'presence_penalty', -2, 2) ?? 0,
+    frequencyPenalty: optionalNumber(body, 'frequency_penalty', -2, 2) ?? 0
+  }
+}
+
+function messageText (content: unknown, i: number): string {
+  if (content === undefined || content === null) return ''
+  if (typeof content === 'string') return content
+  if (Array.isArray(content)) {
+    return content.map((part: unknown) => {
+      if (typeof part === 'object' && part !== null && (part as { type?: unknown }).type === 'text' && typeof (part as { text?: unknown }).text === 'string') {
+        return (part as { text: string }).text
+      }
+      throw badRequest('messages', `messages[${i}].content: only text parts are supported`)
+    }).join('')
+  }
+  throw badRequest('messages', `messages[${i}].content must be a string or an array of text parts`)
+}
+
+/** OpenAI messages as node-llama-cpp chat history, ending with the model's turn to answer. */
+export function toChatHistory (messages: unknown): ChatHistoryItem[] {
+  if (!Array.isArray(messages) || messages.length === 0) throw badRequest('messages', 'messages must be a non-empty array')
+  const history: ChatHistoryItem[] = messages.map((m: unknown, i): ChatHistoryItem => {
+    if (typeof m !== 'object' || m === null) throw badRequest('messages', `messages[${i}] must be an object`)
+    const { role, content } = m as { role?: unknown, content?: unknown }
+    const text = messageText(content, i)
+    switch (role) {
+      case 'system':
+      case 'developer':
+        return { type: 'system', text }
+      case 'user':
+        return { type: 'user', text }
+      case 'assistant':
+        return { type: 'model', response: text === '' ? [] : [text] }
+      default:
+        throw badRequest('messages', `messages[${i}].role must be system, developer, user or assistant (got ${JSON.stringify(role)})`)
+    }
+  })
+  // As OpenAI does: a new assistant turn, even after an assistant message.
+  history.push({ type: 'model', response: [] })
+  return history
+}
+
+function parsePrompt (prompt: unknown): string {
+  if (typeof prompt === 'string') return prompt
+  if (Array.isArray(prompt) && prompt.length === 1 && typeof prompt[0] === 'string') return prompt[0]
+  throw badRequest('prompt', 'prompt must be a string')
+}
+
+/**
+ * Finds the first stop sequence in a stream of text pieces. Text that could
+ * still be the start of a stop sequence is held back until it is decided, so
+ * nothing of a stop sequence is ever emitted.
+ */
+export class StopScanner {
+  private pending = ''
+  constructor (private readonly stops: readonly string[]) {}
+
+  push (text: string): { emit: string, matched: boolean } {
+    if (this.stops.length === 0) return { emit: text, matched: false }
+    this.pending += text
+    let first = -1
+    for (const stop of this.stops) {
+      const at = this.pending.indexOf(stop)
+      if (at >= 0 && (first < 0 || at < first)) first = at
+    }
+    if (first >= 0) {
+      const emit = this.pending.slice(0, first)
+      this.pending = ''
+      return { emit, matched: true }
+    }
+    // Hold the longest tail that some stop sequence starts with.
+    let hold = 0
+    for (const stop of this.stops) {
+      for (let n = Math.min(stop.length - 1, this.pending.length); n > hold; n--) {
+        if (this.pending.endsWith(stop.slice(0, n))) { hold = n; break }
+      }
+    }
+    const emit = this.pending.slice(0, this.pending.length - hold)
+    this.pending = this.pending.slice(this.pending.length - hold)
+    return { emit, matched: false }
+  }
+
+  /** The held-back text, once no stop sequence can follow (the generation ended). */
+  flush (): string {
+    const rest = this.pending
+    this.pending = ''
+    return rest
+  }
+}
+
+interface Piece { text: string, reasoning: boolean }
+interface End extends RunResult { completionTokens: number, reasoningTokens: number }
+
+/** Bridges node-llama-cpp's callbacks to the generator: pieces in order, then the end or an error. */
+class PieceStream {
+  private readonly pieces: Piece[] = []
+  private ending: { ok: true, end: End } | { ok: false, error: unknown } | null = null
+  private wake: (() => void) | null = null
+
+  push (piece: Piece): void { this.pieces.push(piece); this.notify() }
+  end (end: End): void { this.ending ??= { ok: true, end }; this.notify() }
+  fail (error: unknown): void { this.ending ??= { ok: false, error }; this.notify() }
+
+  private notify (): void {
+    const wake = this.wake
+    this.wake = null
+    wake?.()
+  }
+
+  /** The next piece or the end; rejects with `cancelled` as soon as `signal` aborts. */
+  async next (signal: AbortSignal): Promise<Piece | End> {
+    while (true) {
+      if (signal.aborted) throw cancelled()
+      const piece = this.pieces.shift()
+      if (piece !== undefined) return piece
+      if (this.ending !== null) {
+        if (this.ending.ok) return this.ending.end
+        throw this.ending.error
+      }
+      await new Promise<void>(resolve => {
+        const onAbort = (): void => { this.wake = null; resolve() }
+        signal.addEventListener('abort', onAbort, { once: true })
+        this.wake = () => { signal.removeEventListener('abort', onAbort); resolve() }
+      })
+    }
+  }
+}
