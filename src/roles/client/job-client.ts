@@ -168,9 +168,9 @@ export class JobClient implements CompletionService {
         if (worker == null) throw new InferenceError('worker_failed', 'the proxy sent job data before naming the worker')
         const session = sealed.get(worker) as { opener: ResponseOpener, digest: Uint8Array }
         if (event.chunk != null) {
-          const chunk = parseChunk(decoder.decode(session.opener.open(event.chunk.seq, event.chunk.ciphertext)))
+          const batch = parseChunks(decoder.decode(session.opener.open(event.chunk.seq, event.chunk.ciphertext)))
           chunks++
-          yield { type: 'chunk', chunk }
+          for (const chunk of batch) yield { type: 'chunk', chunk }
           continue
         }
         if (event.final == null) throw new InferenceError('worker_failed', 'the proxy sent an empty job event')
@@ -259,12 +259,21 @@ async function cancel (framed: FramedStream | undefined): Promise<void> {
   framed.abort(new Error('cancelled'))
 }
 
-function parseChunk (text: string): InferenceChunk {
-  const parsed = JSON.parse(text) as unknown
-  if (parsed == null || typeof parsed !== 'object' || !Array.isArray((parsed as InferenceChunk).choices)) {
-    throw new InferenceError('worker_failed', 'the worker sent a chunk that is not a completion chunk')
+/** A sealed frame holds one chunk, or an array of the chunks the worker had ready at once. */
+function parseChunks (text: string): InferenceChunk[] {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    throw new InferenceError('worker_failed', 'the worker sent a chunk that is not JSON')
   }
-  return parsed as InferenceChunk
+  const list = Array.isArray(parsed) ? parsed : [parsed]
+  for (const chunk of list) {
+    if (chunk == null || typeof chunk !== 'object' || !Array.isArray((chunk as InferenceChunk).choices)) {
+      throw new InferenceError('worker_failed', 'the worker sent a chunk that is not a completion chunk')
+    }
+  }
+  return list as InferenceChunk[]
 }
 
 /** Errors that point at the proxy rather than a worker: it broke the protocol. */
