@@ -13,8 +13,7 @@
  * them: the only secrets are the ephemeral private key (client memory) and
  * the job key (the worker's TEE).
  */
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto'
-import { x25519 } from '@noble/curves/ed25519.js'
+import { createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes } from 'node:crypto'
 import { SealError } from '../errors.js'
 
 const SUITE = 'cocoon/seal/v1 x25519 hkdf-sha256 chacha20-poly1305'
@@ -81,6 +80,26 @@ function decrypt (key: Buffer, seq: number, ciphertext: Uint8Array, aad: Uint8Ar
 
 const EMPTY = new Uint8Array(0)
 
+// X25519 through node:crypto (OpenSSL): ~25x faster than a pure-JS ladder,
+// which matters on every job. Raw 32-byte keys travel as JWK.
+function publicKeyObject (raw: Uint8Array, what: string): ReturnType<typeof createPublicKey> {
+  try {
+    return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' })
+  } catch (err) {
+    throw new SealError(`${what} is not a valid X25519 public key`, { cause: err })
+  }
+}
+
+function agree (privateKey: ReturnType<typeof createPrivateKey>, publicKey: Uint8Array, what: string): Uint8Array {
+  try {
+    return diffieHellman({ privateKey, publicKey: publicKeyObject(publicKey, what) })
+  } catch (err) {
+    if (err instanceof SealError) throw err
+    // OpenSSL refuses an all-zero result: a low-order point
+    throw new SealError(`${what} is a low-order point`, { cause: err })
+  }
+}
+
 /**
  * Seals `plaintext` to `recipient` (the worker's X25519 job key).
  * `context` separates jobs (the request id); `aad` is the clear header the
@@ -88,14 +107,9 @@ const EMPTY = new Uint8Array(0)
  */
 export function sealRequest (recipient: Uint8Array, plaintext: Uint8Array, context: Uint8Array, aad: Uint8Array): { sealed: Sealed, opener: ResponseOpener } {
   if (recipient.byteLength !== 32) throw new SealError(`a job key is 32 bytes (got ${recipient.byteLength})`)
-  const ephemeral = x25519.utils.randomSecretKey()
-  const enc = x25519.getPublicKey(ephemeral)
-  let shared: Uint8Array
-  try {
-    shared = x25519.getSharedSecret(ephemeral, recipient)
-  } catch (err) {
-    throw new SealError('the job key is not a valid X25519 public key', { cause: err })
-  }
+  const ephemeral = generateKeyPairSync('x25519')
+  const enc = Buffer.from(ephemeral.publicKey.export({ format: 'jwk' }).x as string, 'base64url')
+  const shared = agree(ephemeral.privateKey, recipient, 'the job key')
   const keys = deriveKeys(shared, enc, recipient, context)
   const ciphertext = encrypt(keys.request, 0, plaintext, aad)
   let next = 0
@@ -116,12 +130,12 @@ export function sealRequest (recipient: Uint8Array, plaintext: Uint8Array, conte
 /** Opens a sealed request with the worker's job key; returns the plaintext and the response sealer. */
 export function openRequest (privateKey: Uint8Array, publicKey: Uint8Array, sealed: Sealed, context: Uint8Array, aad: Uint8Array): { plaintext: Uint8Array, sealer: ResponseSealer } {
   if (sealed.enc.byteLength !== 32) throw new SealError(`the ephemeral key is 32 bytes (got ${sealed.enc.byteLength})`)
-  let shared: Uint8Array
-  try {
-    shared = x25519.getSharedSecret(privateKey, sealed.enc)
-  } catch (err) {
-    throw new SealError('the ephemeral key is not a valid X25519 public key', { cause: err })
-  }
+  if (privateKey.byteLength !== 32 || publicKey.byteLength !== 32) throw new SealError('the job key pair must be 32-byte X25519 keys')
+  const ownKey = createPrivateKey({
+    key: { kty: 'OKP', crv: 'X25519', d: Buffer.from(privateKey).toString('base64url'), x: Buffer.from(publicKey).toString('base64url') },
+    format: 'jwk'
+  })
+  const shared = agree(ownKey, sealed.enc, 'the ephemeral key')
   const keys = deriveKeys(shared, sealed.enc, publicKey, context)
   const plaintext = decrypt(keys.request, 0, sealed.ciphertext, aad, 'the sealed request')
   return {

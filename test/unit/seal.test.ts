@@ -1,0 +1,52 @@
+import { expect } from 'chai'
+import { x25519 } from '@noble/curves/ed25519.js'
+import { SealError } from '../../src/errors.js'
+import { openRequest, sealRequest } from '../../src/tee/seal.js'
+
+describe('job sealing', () => {
+  const workerPrivate = x25519.utils.randomSecretKey()
+  const workerPublic = x25519.getPublicKey(workerPrivate)
+  const context = new TextEncoder().encode('cocoon/job/0123')
+  const aad = new TextEncoder().encode('header')
+  const body = new TextEncoder().encode('{"messages":[{"role":"user","content":"secret"}]}')
+
+  it('opens a request sealed to the worker key and streams responses back in order', () => {
+    const { sealed, opener } = sealRequest(workerPublic, body, context, aad)
+    expect(Buffer.from(sealed.ciphertext).includes(Buffer.from('secret'))).to.equal(false)
+    const { plaintext, sealer } = openRequest(workerPrivate, workerPublic, sealed, context, aad)
+    expect(Buffer.from(plaintext).toString()).to.equal(Buffer.from(body).toString())
+    for (let seq = 0; seq < 3; seq++) {
+      const chunk = sealer.seal(seq, new TextEncoder().encode(`chunk ${seq}`))
+      expect(Buffer.from(opener.open(seq, chunk)).toString()).to.equal(`chunk ${seq}`)
+    }
+  })
+
+  it('detects a tampered request, another header, another job and another key', () => {
+    const { sealed } = sealRequest(workerPublic, body, context, aad)
+    const tampered = { ...sealed, ciphertext: Uint8Array.from(sealed.ciphertext, (b, i) => i === 5 ? b ^ 1 : b) }
+    expect(() => openRequest(workerPrivate, workerPublic, tampered, context, aad)).to.throw(SealError, /authentication/)
+    expect(() => openRequest(workerPrivate, workerPublic, sealed, context, new TextEncoder().encode('other header'))).to.throw(SealError)
+    expect(() => openRequest(workerPrivate, workerPublic, sealed, new TextEncoder().encode('cocoon/job/other'), aad)).to.throw(SealError)
+    const other = x25519.utils.randomSecretKey()
+    expect(() => openRequest(other, x25519.getPublicKey(other), sealed, context, aad)).to.throw(SealError)
+  })
+
+  it('detects a tampered, replayed, reordered or dropped response chunk', () => {
+    const { sealed, opener } = sealRequest(workerPublic, body, context, aad)
+    const { sealer } = openRequest(workerPrivate, workerPublic, sealed, context, aad)
+    const c0 = sealer.seal(0, new TextEncoder().encode('zero'))
+    const c1 = sealer.seal(1, new TextEncoder().encode('one'))
+    const c2 = sealer.seal(2, new TextEncoder().encode('two'))
+    expect(() => opener.open(1, c1)).to.throw(SealError, /expected/)
+    expect(() => opener.open(0, Uint8Array.from(c0, (b, i) => i === 0 ? b ^ 0x80 : b))).to.throw(SealError, /authentication/)
+    opener.open(0, c0)
+    expect(() => opener.open(0, c0)).to.throw(SealError)
+    expect(() => opener.open(1, c2)).to.throw(SealError, /authentication/)
+    expect(Buffer.from(opener.open(1, c1)).toString()).to.equal('one')
+  })
+
+  it('refuses keys that are not X25519 points or are low-order', () => {
+    expect(() => sealRequest(new Uint8Array(31), body, context, aad)).to.throw(SealError, /32 bytes/)
+    expect(() => sealRequest(new Uint8Array(32), body, context, aad)).to.throw(SealError, /low-order/)
+  })
+})
