@@ -1,6 +1,7 @@
 import { createServer } from 'node:http'
 import { expect } from 'chai'
 import { InferenceError } from '../../src/inference/types.js'
+import { collect, failure } from './backend-events.js'
 import { OpenAIUpstreamBackend } from '../../src/roles/worker/backends/openai-upstream.js'
 import { waitFor } from '../../src/ops/wait-for.js'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
@@ -116,17 +117,6 @@ function request (kind: InferenceRequest['kind'] = 'chat', extra: Partial<Infere
   }
 }
 
-async function collect (events: AsyncIterable<BackendEvent>): Promise<BackendEvent[]> {
-  const out: BackendEvent[] = []
-  for await (const e of events) out.push(e)
-  return out
-}
-
-async function failure (events: AsyncIterable<BackendEvent>): Promise<InferenceError> {
-  const err = await collect(events).then(() => undefined, (e: unknown) => e)
-  expect(err, 'the job should fail').to.be.instanceOf(InferenceError)
-  return err as InferenceError
-}
 
 async function freePort (): Promise<number> {
   const probe = new FakeUpstream()

@@ -1,5 +1,6 @@
 import { expect } from 'chai'
 import { InferenceError } from '../../src/inference/types.js'
+import { collect, failure } from './backend-events.js'
 import { SyntheticBackend, promptTokenEstimate } from '../../src/roles/worker/backends/synthetic.js'
 import type { BackendEvent, ChatChoiceDelta, CompletionChoiceDelta, InferenceRequest } from '../../src/inference/types.js'
 import type { SyntheticBackendInit } from '../../src/roles/worker/backends/synthetic.js'
@@ -21,17 +22,6 @@ function chat (content: string, extra: Partial<InferenceRequest> = {}, seed?: nu
   }
 }
 
-async function collect (events: AsyncIterable<BackendEvent>): Promise<BackendEvent[]> {
-  const out: BackendEvent[] = []
-  for await (const e of events) out.push(e)
-  return out
-}
-
-async function failure (events: AsyncIterable<BackendEvent>): Promise<InferenceError> {
-  const err = await collect(events).then(() => undefined, (e: unknown) => e)
-  expect(err, 'the job should fail').to.be.instanceOf(InferenceError)
-  return err as InferenceError
-}
 
 const chunksOf = (events: BackendEvent[]): Array<ChatChoiceDelta | CompletionChoiceDelta> =>
   events.flatMap(e => e.type === 'chunk' ? e.chunk.choices : [])
