@@ -17,7 +17,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { createParser } from 'eventsource-parser'
+import { streamChat } from '../src/inference/stream-chat.js'
 import { startApiServer } from '../src/roles/client/http-api.js'
 import { SyntheticBackend } from '../src/roles/worker/backends/synthetic.js'
 import { readNodeFile } from '../src/ops/node-file.js'
@@ -48,37 +48,9 @@ interface RunResult { requests: number, errors: number, seconds: number, samples
 
 /** One streaming chat completion; resolves with its timings, or throws. */
 async function streamOne (apiUrl: string): Promise<Sample> {
-  const started = performance.now()
-  const res = await fetch(`${apiUrl}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: `benchmark ${Math.random()}` }], stream: true })
-  })
-  if (!res.ok || res.body == null) throw new Error(`HTTP ${res.status}: ${await res.text()}`)
-  let firstChunkMs = 0
-  let chunks = 0
-  let failure: string | undefined
-  const parser = createParser({
-    onEvent: (event) => {
-      if (event.data === '[DONE]') return
-      const data = JSON.parse(event.data) as { error?: { message: string }, choices: Array<{ delta?: { content?: string } }> }
-      if (data.error != null) failure = data.error.message
-      if ((data.choices[0]?.delta?.content ?? '') !== '') {
-        if (chunks === 0) firstChunkMs = performance.now() - started
-        chunks++
-      }
-    }
-  })
-  const decoder = new TextDecoder()
-  const reader = res.body.getReader()
-  while (true) {
-    const { done, value } = await reader.read()
-    if (done) break
-    parser.feed(decoder.decode(value, { stream: true }))
-  }
-  if (failure != null) throw new Error(failure)
-  if (chunks !== CHUNKS) throw new Error(`got ${chunks} chunks`)
-  return { firstChunkMs, totalMs: performance.now() - started }
+  const r = await streamChat(apiUrl, { model: MODEL, messages: [{ role: 'user', content: `benchmark ${Math.random()}` }] })
+  if (r.chunks !== CHUNKS) throw new Error(`got ${r.chunks} chunks`)
+  return { firstChunkMs: r.firstChunkMs ?? r.totalMs, totalMs: r.totalMs }
 }
 
 /** CONCURRENCY loops sending requests back to back for SECONDS. */

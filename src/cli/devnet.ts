@@ -9,11 +9,11 @@
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { ConfigError } from '../errors.js'
-import { cocoonHome, DEFAULT_API_PORT, DEFAULT_MODEL, defaults, merge, validate } from '../config/load.js'
+import { cocoonHome, DEFAULT_API_PORT, defaults, merge, validate } from '../config/load.js'
 import { waitFor } from '../ops/wait-for.js'
+import { streamChat } from '../inference/stream-chat.js'
 import { knowEachOther, startNode } from '../roles/runtime.js'
-import { createParser } from 'eventsource-parser'
-import { modelNameFromPath, waitForShutdown } from './main.js'
+import { flagsToConfig, waitForShutdown } from './main.js'
 import type { ClientRole } from '../roles/client/client-role.js'
 import type { ProxyRole } from '../roles/proxy/proxy-role.js'
 import type { CliIO } from './main.js'
@@ -52,9 +52,8 @@ export async function runDevnet (args: string[], io: CliIO): Promise<number> {
   if (!Number.isInteger(apiPort) || apiPort < 0 || apiPort > 65535) {
     throw new ConfigError('api-port', `expected a port number 0-65535 (got ${JSON.stringify(values['api-port'])})`)
   }
-  const worker: Record<string, unknown> = {}
-  if (values.backend != null) worker.backend = values.backend
-  if (values.model != null) worker.models = [{ ...DEFAULT_MODEL, name: modelNameFromPath(values.model), path: values.model }]
+  // the same --backend and --model as `cocoon node`
+  const worker = flagsToConfig({ backend: values.backend, model: values.model }).worker ?? {}
   const configFor = (role: RoleName, name: string, bootstrap: string[], extra: Record<string, unknown> = {}): NodeConfig => validate(merge(merge(defaults('local', role, io.env), {
     role,
     network: 'local',
@@ -142,39 +141,14 @@ async function sampleCompletion (apiUrl: string, prompt: string, io: CliIO): Pro
   const model = models.data[0]
   if (model == null) throw new Error('the swarm offers no model')
   if (model.synthetic === true) io.out(`  (${model.id} is a synthetic test model: ${model.description ?? 'random weights'}; expect noise)`)
-  const started = performance.now()
-  const res = await fetch(`${apiUrl}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: model.id, messages: [{ role: 'user', content: prompt }], max_tokens: SAMPLE_MAX_TOKENS, stream: true, stream_options: { include_usage: true } })
-  })
-  if (!res.ok || res.body == null) throw new Error(`the sample completion failed: HTTP ${res.status} ${await res.text()}`)
-  let answer = ''
-  let firstChunkMs: number | undefined
-  let chunks = 0
-  let final: { usage?: { prompt_tokens: number, completion_tokens: number }, cocoon?: { worker: string, timings_ms: Record<string, Record<string, number>> } } | undefined
-  const parser = createParser({
-    onEvent: (event) => {
-      if (event.data === '[DONE]') return
-      const data = JSON.parse(event.data) as { error?: { message: string }, choices: Array<{ delta?: { content?: string } }>, usage?: unknown, cocoon?: unknown }
-      if (data.error != null) throw new Error(`the sample completion failed mid-stream: ${data.error.message}`)
-      const piece = data.choices[0]?.delta?.content ?? ''
-      if (piece !== '') {
-        firstChunkMs ??= performance.now() - started
-        chunks++
-        answer += piece
-      }
-      if (data.usage != null) final = data as typeof final
-    }
-  })
-  const decoder = new TextDecoder()
-  const reader = res.body.getReader()
-  while (true) {
-    const { done, value } = await reader.read()
-    if (done) break
-    parser.feed(decoder.decode(value, { stream: true }))
+  let streamed
+  try {
+    streamed = await streamChat(apiUrl, { model: model.id, messages: [{ role: 'user', content: prompt }], max_tokens: SAMPLE_MAX_TOKENS, stream_options: { include_usage: true } })
+  } catch (err) {
+    throw new Error(`the sample completion failed: ${(err as Error).message}`)
   }
-  const totalMs = performance.now() - started
+  const { text: answer, chunks, firstChunkMs, totalMs } = streamed
+  const final = streamed.final as { usage?: { prompt_tokens: number, completion_tokens: number }, cocoon?: { worker: string, timings_ms: Record<string, Record<string, number>> } } | undefined
   io.out(`  answer (${chunks} chunks streamed): ${JSON.stringify(answer.length > 400 ? `${answer.slice(0, 400)}…` : answer)}`)
   const usage = final?.usage
   const worker = final?.cocoon?.timings_ms.worker

@@ -6,7 +6,7 @@ import '../polyfills.js'
 import { basename } from 'node:path'
 import { parseArgs } from 'node:util'
 import { CocoonError, ConfigError } from '../errors.js'
-import { DEFAULT_MODEL, loadConfig } from '../config/load.js'
+import { coerce, DEFAULT_MODEL, loadConfig } from '../config/load.js'
 import { packageVersion } from '../package-info.js'
 import { startNode } from '../roles/runtime.js'
 import { runDevnet } from './devnet.js'
@@ -131,7 +131,7 @@ export function reportError (err: unknown, io: CliIO): number {
 }
 
 /** A model name from a weights file name: `Llama-3.2-1B-Instruct-Q4_K_M.gguf` → `Llama-3.2-1B-Instruct-Q4_K_M`. */
-export function modelNameFromPath (path: string): string {
+function modelNameFromPath (path: string): string {
   const name = basename(path).replace(/\.gguf$/i, '').replace(/[^A-Za-z0-9._:/+-]/g, '-').slice(0, 128)
   return /^[A-Za-z0-9]/.test(name) ? name : `model-${name}`
 }
@@ -148,10 +148,7 @@ export function flagsToConfig (values: Record<string, string | boolean | string[
   if (values['no-default-bootstrap'] === true) raw.useDefaultBootstrap = false
   if (values['log-level'] !== undefined) raw.logLevel = values['log-level']
   const admin: RawConfig = {}
-  if (values['admin-port'] !== undefined) {
-    const port = values['admin-port'] as string
-    admin.port = /^\d+$/.test(port) ? Number(port) : port
-  }
+  if (values['admin-port'] !== undefined) admin.port = coerce(values['admin-port'] as string, 'number')
   if (values['no-admin'] === true) admin.enabled = false
   if (Object.keys(admin).length > 0) raw.admin = admin
   if (values.attestation !== undefined) raw.attestation = { provider: values.attestation }
@@ -167,10 +164,7 @@ export function flagsToConfig (values: Record<string, string | boolean | string[
     worker.models = [{ ...DEFAULT_MODEL, name: modelNameFromPath(path), path }]
   }
   if (Object.keys(worker).length > 0) raw.worker = worker
-  if (values['api-port'] !== undefined) {
-    const port = values['api-port'] as string
-    raw.client = { api: { port: /^\d+$/.test(port) ? Number(port) : port } }
-  }
+  if (values['api-port'] !== undefined) raw.client = { api: { port: coerce(values['api-port'] as string, 'number') } }
   return raw
 }
 

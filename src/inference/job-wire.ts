@@ -7,10 +7,11 @@ import { createHash } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { DeadlineError, FrameTooLargeError, MalformedMessageError, RemoteError, SealError, StreamClosedError } from '../errors.js'
 import { ProtocolError } from '../p2p/framing.js'
+import type { FramedStream } from '../p2p/framing.js'
 import { ErrorCode } from '../p2p/protos/framing.js'
-import { JobKind, JobResult } from '../p2p/protos/job.js'
+import { JobCancel, JobKind, JobResult } from '../p2p/protos/job.js'
 import { MODEL_NAME_PATTERN } from '../config/schema.js'
-import { JOB_MAX_DEADLINE_MS } from '../p2p/constants.js'
+import { JOB_CANCEL_GRACE_MS, JOB_MAX_DEADLINE_MS } from '../p2p/constants.js'
 import { InferenceError } from './types.js'
 import type { InferenceErrorCode, InferenceKind, Usage } from './types.js'
 import type { JobHeader, SignedResult, Usage as WireUsage } from '../p2p/protos/job.js'
@@ -148,4 +149,27 @@ export async function verifyResult (signed: SignedResult | undefined, worker: st
   if (result.worker !== worker) fail('the result names another worker')
   if (result.requestId !== requestId) fail('the result is for another job')
   return result
+}
+
+/**
+ * Watches the requester's side of a job stream once the job is under way: a
+ * JobCancel, the requester closing its side, or a reset all mean "stop".
+ * `onCancel` runs once for any of them, unless `signal` (the job's own end)
+ * aborted first.
+ */
+export function watchForCancel (framed: FramedStream, signal: AbortSignal, deadlineMs: number, onCancel: () => void): void {
+  void framed.readOrEnd(JobCancel, { signal, deadlineMs }).then(() => undefined, () => undefined).then(() => {
+    if (!signal.aborted) onCancel()
+  })
+}
+
+/** Tells the other side to stop, then resets the stream: it must stop within 100 ms either way. */
+export async function cancelStream (framed: FramedStream | undefined, reason: string): Promise<void> {
+  if (framed == null) return
+  try {
+    await framed.write(JobCancel, { reason }, { signal: AbortSignal.timeout(JOB_CANCEL_GRACE_MS) })
+  } catch {
+    // the reset below is what counts
+  }
+  framed.abort(new Error('cancelled'))
 }

@@ -10,6 +10,7 @@ import OpenAI from 'openai'
 import { lpStream } from '@libp2p/utils'
 import { startNode } from '../../src/roles/runtime.js'
 import { JOB_PROTOCOL, WORK_PROTOCOL } from '../../src/p2p/constants.js'
+import { ErrorCode, Frame } from '../../src/p2p/protos/framing.js'
 import { cleanupTempDirs, tempDir, testConfig, waitFor } from '../helpers.js'
 import type { RunningNode } from '../../src/roles/runtime.js'
 import type { ClientRole } from '../../src/roles/client/client-role.js'
@@ -101,6 +102,9 @@ describe('inference jobs end to end', function () {
       const cocoon = (res as unknown as { cocoon: { worker: string, proxy: string } }).cocoon
       expect(swarm.workers.map(w => w.peerId.toString())).to.include(cocoon.worker)
       expect(cocoon.proxy).to.equal(swarm.proxy.peerId.toString())
+      const entry = proxyRole(swarm).registry.get(cocoon.worker)
+      expect(entry?.jobs.ok).to.equal(1)
+      expect(entry?.latencyMs).to.be.a('number').and.greaterThan(0)
     })
 
     it('streams a chat completion, with usage at the end', async () => {
@@ -205,16 +209,18 @@ describe('inference jobs end to end', function () {
     it('survives malformed and oversized frames on /cocoon/job and /cocoon/work', async () => {
       const swarm = s as Swarm
       for (const [target, protocol] of [[swarm.proxy, JOB_PROTOCOL], [swarm.workers[0], WORK_PROTOCOL]] as const) {
-        // garbage that is a valid length prefix but not a frame
+        // a well-framed payload that is not a Frame: a BAD_REQUEST error frame
         const stream = await swarm.client.node.dialProtocol(target.peerId, protocol)
         const lp = lpStream(stream)
         await lp.write(new Uint8Array([0xff, 0xff, 0xff, 0x01, 0x02]))
-        const answer = await lp.read({ signal: AbortSignal.timeout(5_000) }).catch(err => err as Error)
-        expect(answer).to.not.equal(undefined)
-        // a length prefix far over the limit
+        const answer = Frame.decode(await lp.read({ signal: AbortSignal.timeout(5_000) }))
+        expect(answer.error?.code, `${protocol} malformed`).to.equal(ErrorCode.BAD_REQUEST)
+        // a length prefix far over the limit: a TOO_LARGE error frame
         const big = await swarm.client.node.dialProtocol(target.peerId, protocol)
+        const bigLp = lpStream(big)
         big.send(new Uint8Array([0xff, 0xff, 0xff, 0xff, 0x0f]))
-        await new Promise(resolve => setTimeout(resolve, 100))
+        const refusal = Frame.decode(await bigLp.read({ signal: AbortSignal.timeout(5_000) }))
+        expect(refusal.error?.code, `${protocol} oversized`).to.equal(ErrorCode.TOO_LARGE)
         big.abort(new Error('done'))
         expect(target.node.status).to.equal('started')
       }
@@ -297,6 +303,11 @@ describe('inference jobs end to end', function () {
     it('ends the stream with a clear error when the worker dies mid-stream, and lowers its success rate', async () => {
       s = await startSwarm([synthetic({ chunks: 40, intervalMs: 50 }), synthetic({ chunks: 40, intervalMs: 50 })])
       const swarm = s
+      // the registry's own record of each failure (the entry itself may go when the dead worker expires)
+      const failures: Array<{ peerId: string, failed: number, successRate: number }> = []
+      proxyRole(swarm).registry.addEventListener('worker:updated', evt => {
+        if (evt.detail.jobs.failed > 0) failures.push({ peerId: evt.detail.peerId, failed: evt.detail.jobs.failed, successRate: evt.detail.successRate })
+      })
       const stream = await swarm.openai.chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'long answer' }], stream: true })
       let received = 0
       let victim: string | undefined
@@ -314,9 +325,10 @@ describe('inference jobs end to end', function () {
       expect(error, 'the stream must end with an error').to.be.instanceOf(Error)
       expect((error as Error).message).to.match(/failed after \d+ chunks/)
       expect(received).to.be.within(3, 39)
-      await waitFor(() => (proxyRole(swarm).registry.get(victim as string)?.successRate ?? 1) < 1 || proxyRole(swarm).registry.get(victim as string) == null, 5_000, 'the failure to be recorded')
-      const entry = proxyRole(swarm).registry.get(victim as string)
-      if (entry != null) expect(entry.successRate).to.be.lessThan(1)
+      await waitFor(() => failures.some(f => f.peerId === victim), 5_000, 'the failure to be recorded')
+      const recorded = failures.find(f => f.peerId === victim)
+      expect(recorded?.failed).to.equal(1)
+      expect(recorded?.successRate).to.be.lessThan(1)
     })
 
     it('stops the worker\'s generation within 100 ms of a client abort', async () => {
@@ -355,6 +367,12 @@ describe('inference jobs end to end', function () {
       expect((slow as InstanceType<typeof OpenAI.APIError>).status).to.equal(504)
       expect(Date.now() - started).to.be.lessThan(3_000)
       await waitFor(() => Object.values(workerRole(swarm.workers[0]).work?.status().running ?? {}).every(n => n === 0), 2_000, 'the worker to drop the expired job')
+      // deadlines cascade: the worker got less time than the client and gave up first, so the
+      // 504 carries the worker's own timeout rather than the client's or the proxy's
+      expect((slow as InstanceType<typeof OpenAI.APIError>).message).to.match(/ms deadline on the worker/)
+      const workStatus = workerRole(swarm.workers[0]).work?.status()
+      expect(workStatus?.failed).to.equal(1)
+      expect(workStatus?.cancelled).to.equal(0)
       await swarm.client.stop()
       swarm.client = await startNode(testConfig('client', await tempDir(), swarm.boot.addrs(), { client: { maxPriceCompletionPerM: 1_000 } }))
       const clientRole = swarm.client.role as ClientRole

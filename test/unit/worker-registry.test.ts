@@ -83,7 +83,18 @@ describe('worker registry', () => {
     expect(registry.workersFor('m').map(w => w.entry.peerId)).to.deep.equal(['cheap', 'dear', 'flaky'])
     expect(registry.workersFor('other')).to.deep.equal([])
     const [summary] = registry.models()
-    expect(summary).to.deep.equal({ model: 'm', workers: 4, freeSlots: 12, minCompletionPerM: 1n, maxCompletionPerM: 50n })
+    expect(summary).to.deep.equal({
+      model: 'm',
+      workers: 4,
+      freeSlots: 12,
+      contextLength: 2048,
+      minPromptPerM: 10n,
+      maxPromptPerM: 10n,
+      minCompletionPerM: 1n,
+      maxCompletionPerM: 50n,
+      synthetic: false,
+      description: ''
+    })
   })
 
   it('decays success history: old failures fade, recent ones count', () => {

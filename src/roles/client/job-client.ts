@@ -19,10 +19,10 @@ import {
 } from '../../p2p/constants.js'
 import { FramedStream, request } from '../../p2p/framing.js'
 import { Evidence as WireEvidence } from '../../p2p/protos/capacity.js'
-import { JobBody, JobCancel, JobEvent, JobOffer, JobRequest, ModelsRequest, ModelsResponse } from '../../p2p/protos/job.js'
+import { JobBody, JobEvent, JobOffer, JobRequest, ModelsRequest, ModelsResponse } from '../../p2p/protos/job.js'
 import { evidenceFromWire } from '../../tee/attest-service.js'
 import { randomRequestId, sealRequest } from '../../tee/seal.js'
-import { headerAad, kindToWire, sealContext, sha256, toInferenceError, usageFromWire, verifyResult } from '../../inference/job-wire.js'
+import { cancelStream, headerAad, kindToWire, sealContext, sha256, toInferenceError, usageFromWire, verifyResult } from '../../inference/job-wire.js'
 import { InferenceError } from '../../inference/types.js'
 import type { ResponseOpener } from '../../tee/seal.js'
 import type { EvidenceVerifier } from '../../tee/attestor.js'
@@ -123,7 +123,7 @@ export class JobClient implements CompletionService {
     const jobSignal = AbortSignal.any([signal, deadline])
     let framed: FramedStream | undefined
     let done = false
-    const onAbort = (): void => { if (!done) void cancel(framed) }
+    const onAbort = (): void => { if (!done) void cancelStream(framed, 'cancelled by the client') }
     jobSignal.addEventListener('abort', onAbort, { once: true })
     this.init.proxies.jobStarted(proxy)
     try {
@@ -247,16 +247,6 @@ export class JobClient implements CompletionService {
     if (!equals(attestation.jobPublicKey, candidate.jobPublicKey)) return 'the offered job key is not the attested one'
     return undefined
   }
-}
-
-async function cancel (framed: FramedStream | undefined): Promise<void> {
-  if (framed == null) return
-  try {
-    await framed.write(JobCancel, { reason: 'cancelled by the client' }, { signal: AbortSignal.timeout(JOB_CANCEL_GRACE_MS) })
-  } catch {
-    // the reset is what counts
-  }
-  framed.abort(new Error('cancelled'))
 }
 
 /** A sealed frame holds one chunk, or an array of the chunks the worker had ready at once. */

@@ -14,14 +14,14 @@
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import {
-  JOB_CANCEL_GRACE_MS, JOB_HOP_MARGIN_MS, JOB_MAX_CANDIDATES, JOB_MAX_FRAME_BYTES, JOB_MAX_STREAMS_PER_CONNECTION,
+  JOB_HOP_MARGIN_MS, JOB_MAX_CANDIDATES, JOB_MAX_FRAME_BYTES, JOB_MAX_STREAMS_PER_CONNECTION,
   JOB_PROTOCOL, JOB_SETUP_DEADLINE_MS, MODELS_MAX_FRAME_BYTES, MODELS_PROTOCOL, WORK_PROTOCOL
 } from '../../p2p/constants.js'
 import { answerWithError, errorCodeFor, FramedStream, handleRequests, ProtocolError } from '../../p2p/framing.js'
 import { ErrorCode } from '../../p2p/protos/framing.js'
-import { JobBody, JobCancel, JobEvent, JobOffer, JobRequest, ModelsRequest, ModelsResponse, WorkEvent, WorkRequest } from '../../p2p/protos/job.js'
+import { JobBody, JobEvent, JobOffer, JobRequest, ModelsRequest, ModelsResponse, WorkEvent, WorkRequest } from '../../p2p/protos/job.js'
 import { RemoteError } from '../../errors.js'
-import { checkHeader, toInferenceError, toProtocolError, verifyResult } from '../../inference/job-wire.js'
+import { cancelStream, checkHeader, toInferenceError, toProtocolError, verifyResult, watchForCancel } from '../../inference/job-wire.js'
 import { InferenceError } from '../../inference/types.js'
 import { rankWorkers } from './job-router.js'
 import type { RankedWorker } from './job-router.js'
@@ -103,37 +103,7 @@ export class ProxyJobService {
 
   /** Models the registry can route now, for /cocoon/models. */
   catalog (): ModelInfo[] {
-    const byModel = new Map<string, ModelInfo>()
-    for (const entry of this.init.registry.list()) {
-      if (entry.state !== 'up') continue
-      for (const o of entry.offers) {
-        const m = byModel.get(o.model)
-        if (m == null) {
-          byModel.set(o.model, {
-            name: o.model,
-            workers: 1,
-            freeSlots: o.freeSlots,
-            contextLength: o.contextLength,
-            minPromptPerM: o.pricePromptPerM,
-            maxPromptPerM: o.pricePromptPerM,
-            minCompletionPerM: o.priceCompletionPerM,
-            maxCompletionPerM: o.priceCompletionPerM,
-            synthetic: o.synthetic,
-            description: o.description
-          })
-          continue
-        }
-        m.workers++
-        m.freeSlots += o.freeSlots
-        m.contextLength = Math.max(m.contextLength, o.contextLength)
-        if (o.pricePromptPerM < m.minPromptPerM) m.minPromptPerM = o.pricePromptPerM
-        if (o.pricePromptPerM > m.maxPromptPerM) m.maxPromptPerM = o.pricePromptPerM
-        if (o.priceCompletionPerM < m.minCompletionPerM) m.minCompletionPerM = o.priceCompletionPerM
-        if (o.priceCompletionPerM > m.maxCompletionPerM) m.maxCompletionPerM = o.priceCompletionPerM
-        m.synthetic = m.synthetic || o.synthetic
-      }
-    }
-    return [...byModel.values()].sort((a, b) => a.name.localeCompare(b.name))
+    return this.init.registry.models().map(({ model, ...m }) => ({ name: model, ...m }))
   }
 
   private async serve (stream: Stream, connection: Connection): Promise<void> {
@@ -157,7 +127,7 @@ export class ProxyJobService {
 
       const ranked = await this.rank(header, controller.signal)
       const wanted = Math.max(1, Math.min(request.candidates, JOB_MAX_CANDIDATES))
-      const candidates = await this.candidates(ranked, wanted, controller.signal)
+      const candidates = await this.candidates(ranked, wanted)
       if (candidates.length === 0) throw new ProtocolError(ErrorCode.NO_CAPACITY, `no worker for ${header.model} could present evidence; retry shortly`, 1_000)
       await framed.write(JobOffer, { candidates: candidates.map(c => c.wire) }, { signal: controller.signal })
 
@@ -170,11 +140,9 @@ export class ProxyJobService {
       if (attempts.length === 0) throw new ProtocolError(ErrorCode.BAD_REQUEST, 'the job body is sealed to none of the offered workers')
 
       // from here on, the client's side carries only a cancel (or its close/reset)
-      void framed.readOrEnd(JobCancel, { signal: controller.signal, deadlineMs: Math.max(1, deadlineAtMs - performance.now()) + 1_000 })
-        .then(() => undefined, () => undefined)
-        .then(() => {
-          if (!controller.signal.aborted) controller.abort(new InferenceError('cancelled', 'the client cancelled the job'))
-        })
+      watchForCancel(framed, controller.signal, Math.max(1, deadlineAtMs - performance.now()) + 1_000, () => {
+        controller.abort(new InferenceError('cancelled', 'the client cancelled the job'))
+      })
 
       await this.relay(framed, header, attempts.map(a => ({ ranked: a.ranked, sealed: sealedFor.get(a.wire.peerId) as SealedRequest })), deadlineAtMs, controller, startedMs)
     } catch (err) {
@@ -222,11 +190,12 @@ export class ProxyJobService {
   }
 
   /** The first `wanted` ranked workers whose epoch evidence we have or can get now. */
-  private async candidates (ranked: RankedWorker[], wanted: number, signal: AbortSignal): Promise<Array<{ ranked: RankedWorker, wire: WorkerCandidate }>> {
+  private async candidates (ranked: RankedWorker[], wanted: number): Promise<Array<{ ranked: RankedWorker, wire: WorkerCandidate }>> {
     const out: Array<{ ranked: RankedWorker, wire: WorkerCandidate }> = []
-    for (let i = 0; i < ranked.length && out.length < wanted; i += wanted) {
+    for (let i = 0; i < ranked.length && out.length < wanted;) {
       const batch = ranked.slice(i, i + wanted - out.length)
-      const results = await Promise.allSettled(batch.map(async r => this.init.evidence.get(peerIdFromString(r.entry.peerId), r.entry.attestation.jobPublicKey, signal)))
+      i += batch.length
+      const results = await Promise.allSettled(batch.map(async r => this.init.evidence.get(peerIdFromString(r.entry.peerId), r.entry.attestation.jobPublicKey)))
       for (const [j, result] of results.entries()) {
         const r = batch[j]
         if (result.status === 'rejected') {
@@ -264,7 +233,7 @@ export class ProxyJobService {
       const routeMs = Math.round(performance.now() - startedMs)
       let chunks = 0
       let workerStream: FramedStream | undefined
-      const onAbort = (): void => { void cancelWorker(workerStream) }
+      const onAbort = (): void => { void cancelStream(workerStream, 'cancelled by the client') }
       controller.signal.addEventListener('abort', onAbort, { once: true })
       try {
         const stream = await this.node.dialProtocol(peerIdFromString(worker), WORK_PROTOCOL, {
@@ -331,17 +300,6 @@ async function toClient (client: FramedStream, event: Partial<JobEvent>, control
     if (!controller.signal.aborted) controller.abort(new InferenceError('cancelled', 'the client went away', { cause: err }))
     throw controller.signal.reason
   }
-}
-
-/** Tells the worker to stop, then resets the stream: it must stop within 100 ms either way. */
-async function cancelWorker (stream: FramedStream | undefined): Promise<void> {
-  if (stream == null) return
-  try {
-    await stream.write(JobCancel, { reason: 'cancelled by the client' }, { signal: AbortSignal.timeout(JOB_CANCEL_GRACE_MS) })
-  } catch {
-    // the reset below is what counts
-  }
-  stream.abort(new Error('cancelled'))
 }
 
 function bump (map: Map<string, number>, key: string, delta: number): void {

@@ -22,14 +22,19 @@ import type { RoleBehaviour, RoleContext } from '../role.js'
 import type { NodeTee } from '../tee-setup.js'
 import type { LookupResult } from './worker-lookup.js'
 import type { ProxyJobStatus } from './job-service.js'
-import type { WorkerEntry } from './worker-registry.js'
+import type { ModelSummary, WorkerEntry } from './worker-registry.js'
 import type { PeerId } from '@libp2p/interface'
 
 /** The proxy's part of /status (JSON: bigints as strings). */
 export interface ProxyRoleStatus {
   dht: Array<{ name: string, provided: boolean }>
   jobs: ProxyJobStatus
-  models: Array<{ model: string, workers: number, freeSlots: number, minCompletionPerM: string, maxCompletionPerM: string }>
+  models: Array<Omit<ModelSummary, 'minPromptPerM' | 'maxPromptPerM' | 'minCompletionPerM' | 'maxCompletionPerM'> & {
+    minPromptPerM: string
+    maxPromptPerM: string
+    minCompletionPerM: string
+    maxCompletionPerM: string
+  }>
   workers: Array<{
     peerId: string
     state: 'up' | 'down'
@@ -145,7 +150,13 @@ export class ProxyRole implements RoleBehaviour {
     return {
       dht: this.provided.status(),
       jobs: this.jobs.status(),
-      models: this.registry.models().map(m => ({ ...m, minCompletionPerM: m.minCompletionPerM.toString(), maxCompletionPerM: m.maxCompletionPerM.toString() })),
+      models: this.registry.models().map(m => ({
+        ...m,
+        minPromptPerM: m.minPromptPerM.toString(),
+        maxPromptPerM: m.maxPromptPerM.toString(),
+        minCompletionPerM: m.minCompletionPerM.toString(),
+        maxCompletionPerM: m.maxCompletionPerM.toString()
+      })),
       workers: this.registry.list().map(w => ({
         peerId: w.peerId,
         state: w.state,

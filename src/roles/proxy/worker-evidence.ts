@@ -27,18 +27,16 @@ export class WorkerEvidence {
     this.now = now
   }
 
-  /** The worker's encoded epoch evidence for `jobPublicKey`; throws when it cannot be had. */
-  async get (peer: PeerId, jobPublicKey: Uint8Array, signal?: AbortSignal): Promise<Uint8Array<ArrayBuffer>> {
+  /**
+   * The worker's encoded epoch evidence for `jobPublicKey`; throws when it
+   * cannot be had within JOB_EVIDENCE_TIMEOUT_MS. Concurrent jobs for one
+   * worker share one fetch, so no single job's cancel may end it.
+   */
+  async get (peer: PeerId, jobPublicKey: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
     const id = peer.toString()
-    const epoch = epochAt(this.now())
     const hit = this.cache.get(id)
-    if (hit != null && hit.epoch === epoch && equals(hit.jobPublicKey, jobPublicKey)) return hit.encoded
-    let pending = this.inFlight.get(id)
-    if (pending == null) {
-      pending = this.fetch(peer, signal).finally(() => { this.inFlight.delete(id) })
-      this.inFlight.set(id, pending)
-    }
-    const fetched = await pending
+    if (hit != null && hit.epoch === epochAt(this.now()) && equals(hit.jobPublicKey, jobPublicKey)) return hit.encoded
+    const fetched = await this.fetchOnce(peer)
     if (!equals(fetched.jobPublicKey, jobPublicKey)) {
       this.cache.delete(id)
       throw new Error(`worker ${id} presents a job key other than the attested one`)
@@ -48,19 +46,26 @@ export class WorkerEvidence {
 
   /** Warms the cache for a worker that just joined. */
   prefetch (peer: PeerId): void {
-    if (this.cache.has(peer.toString()) || this.inFlight.has(peer.toString())) return
-    const id = peer.toString()
-    const pending = this.fetch(peer).finally(() => { this.inFlight.delete(id) })
-    this.inFlight.set(id, pending)
-    pending.catch(err => { this.log('epoch evidence from %p failed - %s', peer, (err as Error).message) })
+    if (this.cache.has(peer.toString())) return
+    this.fetchOnce(peer).catch(err => { this.log('epoch evidence from %p failed - %s', peer, (err as Error).message) })
   }
 
   forget (peerId: string): void {
     this.cache.delete(peerId)
   }
 
-  private async fetch (peer: PeerId, signal?: AbortSignal): Promise<Cached> {
-    const { evidence } = await fetchEvidence(this.host, peer, new Uint8Array(0), { deadlineMs: JOB_EVIDENCE_TIMEOUT_MS, signal })
+  private async fetchOnce (peer: PeerId): Promise<Cached> {
+    const id = peer.toString()
+    let pending = this.inFlight.get(id)
+    if (pending == null) {
+      pending = this.fetch(peer).finally(() => { this.inFlight.delete(id) })
+      this.inFlight.set(id, pending)
+    }
+    return pending
+  }
+
+  private async fetch (peer: PeerId): Promise<Cached> {
+    const { evidence } = await fetchEvidence(this.host, peer, new Uint8Array(0), { deadlineMs: JOB_EVIDENCE_TIMEOUT_MS })
     if (evidence.freshness.kind !== 'epoch') throw new Error(`worker ${peer.toString()} answered an epoch request with nonce evidence`)
     const cached: Cached = { epoch: evidence.freshness.epoch, jobPublicKey: evidence.jobPublicKey, encoded: Evidence.encode(evidenceToWire(evidence)) }
     this.cache.set(peer.toString(), cached)

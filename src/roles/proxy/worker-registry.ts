@@ -27,6 +27,23 @@ export interface WorkerOffer {
   description: string
 }
 
+/** One model across every worker that offers it. */
+export interface ModelSummary {
+  model: string
+  workers: number
+  freeSlots: number
+  /** The longest context any of its workers offers. */
+  contextLength: number
+  minPromptPerM: bigint
+  maxPromptPerM: bigint
+  minCompletionPerM: bigint
+  maxCompletionPerM: bigint
+  /** True when any worker says it is a synthetic test model. */
+  synthetic: boolean
+  /** The first worker's description. */
+  description: string
+}
+
 export interface WorkerAccelerator {
   kind: 'gpu' | 'cpu'
   name: string
@@ -202,14 +219,7 @@ export class WorkerRegistry extends TypedEventEmitter<WorkerRegistryEvents> {
    * cheapest completion price first, then best success rate.
    */
   workersFor (model: string): Array<{ entry: WorkerEntry, offer: WorkerOffer }> {
-    const nowMs = this.now()
-    const out: Array<{ entry: WorkerEntry, offer: WorkerOffer }> = []
-    for (const entry of this.entries.values()) {
-      if (entry.state !== 'up' || nowMs - entry.lastSeenMs > entry.ttlMs) continue
-      const offer = entry.offers.find(o => o.model === model)
-      if (offer != null && offer.freeSlots > 0) out.push({ entry, offer })
-    }
-    return out.sort((a, b) =>
+    return this.offersFor(model).filter(w => w.offer.freeSlots > 0).sort((a, b) =>
       a.offer.priceCompletionPerM === b.offer.priceCompletionPerM
         ? b.entry.successRate - a.entry.successRate
         : (a.offer.priceCompletionPerM < b.offer.priceCompletionPerM ? -1 : 1))
@@ -227,21 +237,36 @@ export class WorkerRegistry extends TypedEventEmitter<WorkerRegistryEvents> {
     return out
   }
 
-  /** Models on offer now, with how many workers serve each and their price range. */
-  models (): Array<{ model: string, workers: number, freeSlots: number, minCompletionPerM: bigint, maxCompletionPerM: bigint }> {
-    const byModel = new Map<string, { model: string, workers: number, freeSlots: number, minCompletionPerM: bigint, maxCompletionPerM: bigint }>()
+  /** Models on offer now: how many workers serve each, their free slots, context and price ranges. */
+  models (): ModelSummary[] {
+    const byModel = new Map<string, ModelSummary>()
     for (const entry of this.entries.values()) {
       if (entry.state !== 'up') continue
       for (const o of entry.offers) {
         const m = byModel.get(o.model)
         if (m == null) {
-          byModel.set(o.model, { model: o.model, workers: 1, freeSlots: o.freeSlots, minCompletionPerM: o.priceCompletionPerM, maxCompletionPerM: o.priceCompletionPerM })
-        } else {
-          m.workers++
-          m.freeSlots += o.freeSlots
-          if (o.priceCompletionPerM < m.minCompletionPerM) m.minCompletionPerM = o.priceCompletionPerM
-          if (o.priceCompletionPerM > m.maxCompletionPerM) m.maxCompletionPerM = o.priceCompletionPerM
+          byModel.set(o.model, {
+            model: o.model,
+            workers: 1,
+            freeSlots: o.freeSlots,
+            contextLength: o.contextLength,
+            minPromptPerM: o.pricePromptPerM,
+            maxPromptPerM: o.pricePromptPerM,
+            minCompletionPerM: o.priceCompletionPerM,
+            maxCompletionPerM: o.priceCompletionPerM,
+            synthetic: o.synthetic,
+            description: o.description
+          })
+          continue
         }
+        m.workers++
+        m.freeSlots += o.freeSlots
+        m.contextLength = Math.max(m.contextLength, o.contextLength)
+        if (o.pricePromptPerM < m.minPromptPerM) m.minPromptPerM = o.pricePromptPerM
+        if (o.pricePromptPerM > m.maxPromptPerM) m.maxPromptPerM = o.pricePromptPerM
+        if (o.priceCompletionPerM < m.minCompletionPerM) m.minCompletionPerM = o.priceCompletionPerM
+        if (o.priceCompletionPerM > m.maxCompletionPerM) m.maxCompletionPerM = o.priceCompletionPerM
+        m.synthetic ||= o.synthetic
       }
     }
     return [...byModel.values()].sort((a, b) => a.model.localeCompare(b.model))

@@ -12,13 +12,13 @@
 import { JOB_MAX_FRAME_BYTES, JOB_MAX_STREAMS_PER_CONNECTION, JOB_SETUP_DEADLINE_MS, WORK_PROTOCOL } from '../../p2p/constants.js'
 import { answerWithError, errorCodeFor, FramedStream, ProtocolError } from '../../p2p/framing.js'
 import { ErrorCode } from '../../p2p/protos/framing.js'
-import { JobCancel, WorkEvent, WorkRequest } from '../../p2p/protos/job.js'
+import { WorkEvent, WorkRequest } from '../../p2p/protos/job.js'
 import { SealError } from '../../errors.js'
 import { openRequest } from '../../tee/seal.js'
-import { checkHeader, headerAad, kindFromWire, sealContext, sha256, signResult, toProtocolError, usageToWire } from '../../inference/job-wire.js'
+import { checkHeader, headerAad, kindFromWire, sealContext, sha256, signResult, toProtocolError, usageToWire, watchForCancel } from '../../inference/job-wire.js'
 import { InferenceError } from '../../inference/types.js'
 import type { NodeMetrics } from '../../p2p/metrics.js'
-import type { InferenceBackend, InferenceChunk, InferenceKind, Usage } from '../../inference/types.js'
+import type { InferenceBackend, InferenceChunk, Usage } from '../../inference/types.js'
 import type { JobHeader } from '../../p2p/protos/job.js'
 import type { Connection, Logger, PrivateKey, Stream } from '@libp2p/interface'
 
@@ -127,11 +127,8 @@ export class WorkService {
       slot = model.name
       this.setRunning(slot, +1)
       deadline = setTimeout(() => { controller.abort(new InferenceError('timeout', `the job passed its ${header?.deadlineMs ?? 0} ms deadline on the worker`)) }, header.deadlineMs)
-      // the proxy's side: a cancel frame, its close or a reset all stop the job
-      void framed.readOrEnd(JobCancel, { signal: controller.signal, deadlineMs: header.deadlineMs + 1_000 }).then(
-        () => undefined, () => undefined
-      ).then(() => {
-        if (finished || controller.signal.aborted) return
+      watchForCancel(framed, controller.signal, header.deadlineMs + 1_000, () => {
+        if (finished) return
         cancelledAtMs = Date.now()
         controller.abort(new InferenceError(CANCELLED, 'the requester cancelled the job'))
       })
@@ -155,7 +152,7 @@ export class WorkService {
         chunks++
       }
       const events = this.init.backend.generate({
-        kind: kindFromWire(header.kind) satisfies InferenceKind,
+        kind: kindFromWire(header.kind),
         model: model.name,
         body,
         maxTokens: Math.min(header.maxTokens, model.contextLength),
