@@ -2,6 +2,8 @@
 
 export const COCOON_KAD_PROTOCOL = '/cocoon/kad/1.0.0'
 export const AMINO_KAD_PROTOCOL = '/ipfs/kad/1.0.0'
+/** The multiaddr code of `/p2p/<peer id>`; announced and stored addresses go without it. */
+export const P2P_MULTIADDR_CODE = 421
 export const INFO_PROTOCOL = '/cocoon/info/1.0.0'
 
 export const PRESENCE_TOPIC = 'cocoon/1/presence'

@@ -7,7 +7,7 @@
  */
 import { multiaddr } from '@multiformats/multiaddr'
 import {
-  PRESENCE_INTERVAL_MS, PRESENCE_MAX_ADDRS, PRESENCE_NEWCOMER_MIN_GAP_MS, PRESENCE_COALESCE_MS, PRESENCE_MAX_BYTES, PRESENCE_MAX_CLOCK_SKEW_MS, PRESENCE_TOPIC
+  P2P_MULTIADDR_CODE, PRESENCE_INTERVAL_MS, PRESENCE_MAX_ADDRS, PRESENCE_NEWCOMER_MIN_GAP_MS, PRESENCE_COALESCE_MS, PRESENCE_MAX_BYTES, PRESENCE_MAX_CLOCK_SKEW_MS, PRESENCE_TOPIC
 } from './constants.js'
 import { TopicValidatorResult } from './gossip.js'
 import { Presence, Role } from './protos/node.js'
@@ -103,7 +103,7 @@ export class PresenceService {
       role: this.init.role,
       network: this.init.network,
       version: this.init.version,
-      addrs: this.host.getMultiaddrs().slice(0, PRESENCE_MAX_ADDRS).map(ma => ma.decapsulateCode(421).bytes),
+      addrs: this.host.getMultiaddrs().slice(0, PRESENCE_MAX_ADDRS).map(ma => ma.decapsulateCode(P2P_MULTIADDR_CODE).bytes),
       timestampMs: BigInt(this.now()),
       seq: this.lastSeq
     }

@@ -23,7 +23,7 @@ export class ClientRole implements RoleBehaviour {
     this.ctx = ctx
     this.finder = new ProxyFinder(ctx)
     const attestations = new PeerAttestations(ctx.node, { verifier, metrics: ctx.metrics, log: ctx.logger.forComponent('cocoon:client:attestations') })
-    this.pool = new ProxyPool(this.finder, ctx.directory, attestations, ctx.logger.forComponent('cocoon:client:proxies'))
+    this.pool = new ProxyPool(ctx.node, this.finder, ctx.directory, attestations, ctx.logger.forComponent('cocoon:client:proxies'))
     const c = ctx.config.client
     this.jobs = new JobClient(ctx.node, {
       proxies: this.pool,

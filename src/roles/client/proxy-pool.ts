@@ -6,12 +6,21 @@
  * while. libp2p keeps the connections open between jobs.
  */
 import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import { P2P_MULTIADDR_CODE } from '../../p2p/constants.js'
 import { Role } from '../../p2p/protos/node.js'
 import { InferenceError } from '../../inference/types.js'
 import type { ProxyFinder } from './proxy-finder.js'
 import type { PeerDirectory } from '../../p2p/peer-directory.js'
 import type { PeerAttestations } from '../proxy/peer-attestations.js'
-import type { Logger } from '@libp2p/interface'
+import type { Connection, Logger, PeerId, PeerStore } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+
+/** The parts of the libp2p node the pool uses to make a proxy dialable. */
+export interface ProxyPoolHost {
+  peerStore: Pick<PeerStore, 'merge'>
+  getConnections(peer?: PeerId): Connection[]
+}
 
 /** A proxy that broke the protocol or failed attestation is not used for this long. */
 const DEMOTION_MS = 30_000
@@ -23,6 +32,7 @@ export interface ProxyPoolStatus {
 }
 
 export class ProxyPool {
+  private readonly host: ProxyPoolHost
   private readonly finder: ProxyFinder
   private readonly directory: PeerDirectory
   private readonly attestations: PeerAttestations
@@ -30,7 +40,8 @@ export class ProxyPool {
   private readonly jobs = new Map<string, number>()
   private readonly demoted = new Map<string, number>()
 
-  constructor (finder: ProxyFinder, directory: PeerDirectory, attestations: PeerAttestations, log: Logger) {
+  constructor (host: ProxyPoolHost, finder: ProxyFinder, directory: PeerDirectory, attestations: PeerAttestations, log: Logger) {
+    this.host = host
     this.finder = finder
     this.directory = directory
     this.attestations = attestations
@@ -46,32 +57,69 @@ export class ProxyPool {
 
   /** Proxies whose evidence verified, attesting the rest now; least loaded first. */
   async attested (signal: AbortSignal): Promise<string[]> {
+    return (await this.attestAll(signal)).ok
+  }
+
+  private async attestAll (signal: AbortSignal): Promise<{ ok: string[], refused: Array<{ peerId: string, reason: string }> }> {
     const now = Date.now()
     const usable = this.known().filter(id => (this.demoted.get(id) ?? 0) <= now)
     const wait = AbortSignal.any([signal, AbortSignal.timeout(ATTEST_WAIT_MS)])
     const results = await Promise.allSettled(usable.map(async id => {
       if (this.attestations.cached(id) != null) return id
-      await raceAbort(this.attestations.attest(peerIdFromString(id)), wait)
+      const peer = peerIdFromString(id)
+      await this.rememberAddrs(peer)
+      await raceAbort(this.attestations.attest(peer), wait)
       return id
     }))
     const ok: string[] = []
+    const refused: Array<{ peerId: string, reason: string }> = []
     for (const [i, r] of results.entries()) {
-      if (r.status === 'fulfilled') ok.push(r.value)
-      else this.log('proxy %s not usable - %s', usable[i], (r.reason as Error).message)
+      if (r.status === 'fulfilled') {
+        ok.push(r.value)
+      } else {
+        const reason = (r.reason as Error).message
+        refused.push({ peerId: usable[i], reason })
+        this.log('proxy %s not usable - %s', usable[i], reason)
+      }
     }
-    return ok.sort((a, b) => (this.jobs.get(a) ?? 0) - (this.jobs.get(b) ?? 0))
+    return { ok: ok.sort((a, b) => (this.jobs.get(a) ?? 0) - (this.jobs.get(b) ?? 0)), refused }
   }
 
   /** The proxy for the next job. */
   async pick (signal: AbortSignal): Promise<string> {
-    const ok = await this.attested(signal)
+    const { ok, refused } = await this.attestAll(signal)
     if (ok.length === 0) {
       const known = this.known().length
+      const why = refused.slice(0, 3).map(r => `${r.peerId.slice(-8)}: ${r.reason}`).join('; ')
       throw new InferenceError('unavailable', known === 0
         ? 'no proxy is known yet; the client is still joining the swarm'
-        : `none of the ${known} known proxies presented evidence this client accepts`, { retryAfterMs: 2_000 })
+        : `none of the ${known} known proxies presented evidence this client accepts${why === '' ? '' : ` (${why})`}`, { retryAfterMs: 2_000 })
     }
     return ok[0]
+  }
+
+  /**
+   * Puts the addresses the DHT record and presence gossip gave for a proxy
+   * into the peer store, so the first dial goes straight to them instead of
+   * asking the DHT for the peer (which can take seconds, or fail).
+   */
+  private async rememberAddrs (peer: PeerId): Promise<void> {
+    if (this.host.getConnections(peer).length > 0) return
+    const id = peer.toString()
+    const known = new Set([
+      ...(this.finder.list().find(p => p.peerId === id)?.addrs ?? []),
+      ...(this.directory.get(id)?.addrs ?? [])
+    ])
+    const multiaddrs: Multiaddr[] = []
+    for (const addr of known) {
+      try {
+        multiaddrs.push(multiaddr(addr).decapsulateCode(P2P_MULTIADDR_CODE))
+      } catch {
+        // an unparsable address from the network is skipped
+      }
+    }
+    if (multiaddrs.length === 0) return
+    await this.host.peerStore.merge(peer, { multiaddrs }).catch(err => { this.log('could not store addresses of %s - %s', id, (err as Error).message) })
   }
 
   jobStarted (proxy: string): void {
