@@ -8,6 +8,7 @@
  * prompt, seed), so the same request always yields the same chunks.
  */
 import { createHash } from 'node:crypto'
+import { setMaxListeners } from 'node:events'
 import { InferenceError } from '../../../inference/types.js'
 import type {
   BackendEvent, BackendModel, BackendStatus, FinishReason, InferenceBackend, InferenceChunk, InferenceRequest, Usage
@@ -60,7 +61,7 @@ export class SyntheticBackend implements InferenceBackend {
   private readonly events = new EventTarget()
   private available = true
   private detail = ''
-  private stopping = new AbortController()
+  private stopping = stopController()
   private readonly counts = { running: 0, completed: 0, failed: 0, cancelled: 0, tokens: 0 }
 
   constructor (init: SyntheticBackendInit) {
@@ -75,7 +76,7 @@ export class SyntheticBackend implements InferenceBackend {
   }
 
   async start (onProgress?: (line: string) => void): Promise<void> {
-    this.stopping = new AbortController()
+    this.stopping = stopController()
     onProgress?.(`synthetic backend: ${this.modelList.map(m => m.name).join(', ')}`)
   }
 
@@ -275,6 +276,13 @@ async function pause (ms: number, signal: AbortSignal, stopping: AbortSignal): P
     signal.addEventListener('abort', onAbort)
     stopping.addEventListener('abort', onStop)
   })
+}
+
+/** The backend-wide stop signal: every running job listens on it, so it has no listener cap. */
+function stopController (): AbortController {
+  const controller = new AbortController()
+  setMaxListeners(Infinity, controller.signal)
+  return controller
 }
 
 function stopped (): InferenceError {
