@@ -88,7 +88,7 @@ describe('attested capacity on a loopback swarm', function () {
 
     await leaving.stop()
     stopped.add(leaving)
-    await waitFor(() => registry.get(leaving.peerId.toString()) == null, 2_000, 'the withdrawn worker to leave the registry')
+    await waitFor(() => registry.get(leaving.peerId.toString()) == null, 5_000, 'the withdrawn worker to leave the registry')
 
     // a crash: the libp2p node goes away without the role saying goodbye
     const crashedAt = Date.now()
