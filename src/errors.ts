@@ -14,6 +14,9 @@ export type CocoonErrorCode =
   | 'ERR_ATTESTATION'
   | 'ERR_GPU_DISCOVERY'
   | 'ERR_SEAL'
+  | 'ERR_CHANNEL'
+  | 'ERR_CHANNEL_STORE'
+  | 'ERR_CHAIN'
 
 export class CocoonError extends Error {
   readonly code: CocoonErrorCode
@@ -119,5 +122,40 @@ export class AttestationError extends CocoonError {
 export class SealError extends CocoonError {
   constructor (message: string, options?: { cause?: unknown }) {
     super('ERR_SEAL', message, options)
+  }
+}
+
+/**
+ * A payment-channel state or operation was refused: a bad signature, a
+ * replayed or older state, an amount over the deposit, a wrong channel.
+ * `reason` is stable to match on.
+ */
+export type ChannelErrorReason =
+  | 'bad_signature' | 'stale_state' | 'wrong_channel' | 'overspent' | 'decreasing'
+  | 'unknown_channel' | 'not_open' | 'unpaid' | 'malformed'
+export class ChannelError extends CocoonError {
+  readonly reason: ChannelErrorReason
+  constructor (reason: ChannelErrorReason, message: string, options?: { cause?: unknown }) {
+    super('ERR_CHANNEL', `channel (${reason}): ${message}`, options)
+    this.reason = reason
+  }
+}
+
+/** The durable channel store could not be opened, read or written. Nothing was acknowledged. */
+export class ChannelStoreError extends CocoonError {
+  readonly path: string
+  constructor (path: string, message: string, options?: { cause?: unknown }) {
+    super('ERR_CHANNEL_STORE', `channel store ${path}: ${message}`, options)
+    this.path = path
+  }
+}
+
+/** The chain (devnet emulator, local devnet server, or a TON API endpoint) refused or failed an operation. */
+export class ChainError extends CocoonError {
+  /** The contract's exit code when the chain ran and refused the message. */
+  readonly exitCode: number | null
+  constructor (message: string, options?: { cause?: unknown, exitCode?: number | null }) {
+    super('ERR_CHAIN', message, options)
+    this.exitCode = options?.exitCode ?? null
   }
 }
