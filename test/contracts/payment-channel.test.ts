@@ -15,6 +15,8 @@ import { flattenTransaction } from '@ton/test-utils'
 import {
   ChannelExitCodes, CLOSE_RESERVE, OPERATION_VALUE, PaymentChannel, stateToSign
 } from '../../contracts/payment-channel.js'
+import { ChannelKey } from '../../src/settlement/channel-key.js'
+import { signState } from '../../src/settlement/channel-state.js'
 import type { FlatTransaction } from '@ton/test-utils'
 import type { KeyPair } from '@ton/crypto'
 import type { SandboxContract, SendMessageResult, TreasuryContract } from '@ton/sandbox'
@@ -37,14 +39,14 @@ interface World {
   deploy: SendMessageResult
 }
 
-async function world (opts: { channelId?: bigint, networkId?: number, funding?: bigint } = {}): Promise<World> {
+async function world (opts: { channelId?: bigint, networkId?: number, funding?: bigint, payerSeed?: Buffer, payeeSeed?: Buffer } = {}): Promise<World> {
   const chain = await Blockchain.create()
   chain.now = START_TIME
   const payer = await chain.treasury('payer')
   const payee = await chain.treasury('payee')
   const stranger = await chain.treasury('stranger')
-  const payerKeys = keyPairFromSeed(randomBytes(32))
-  const payeeKeys = keyPairFromSeed(randomBytes(32))
+  const payerKeys = keyPairFromSeed(opts.payerSeed ?? randomBytes(32))
+  const payeeKeys = keyPairFromSeed(opts.payeeSeed ?? randomBytes(32))
   const channel = chain.openContract(PaymentChannel.createFromConfig({
     networkId: opts.networkId ?? NETWORK_ID,
     channelId: opts.channelId ?? 1n,
@@ -295,6 +297,24 @@ describe('payment-channel contract (sandbox)', function () {
     const empty = await w.payer.send({ to: w.channel.address, value: toNano('0.05') })
     expectExit(w, empty, ChannelExitCodes.unknownOp)
     expect((await w.channel.getChannel()).status).to.equal('open')
+  })
+
+  it('accepts states signed off chain by the nodes\' channel keys', async () => {
+    const payerSeed = randomBytes(32)
+    const payeeSeed = randomBytes(32)
+    const w = await world({ payerSeed, payeeSeed })
+    const payerKey = ChannelKey.fromSeed(payerSeed)
+    const payeeKey = ChannelKey.fromSeed(payeeSeed)
+    expect(payerKey.publicKey.equals(w.payerKeys.publicKey)).to.equal(true)
+    const record = { address: w.channel.address.toRawString(), networkId: NETWORK_ID, channelId: 1n }
+    const state = { channel: record.address, seqno: 4n, cumulative: toNano('1.5') }
+    const close = await w.channel.sendCooperativeClose(w.payer.getSender(), {
+      ...state,
+      payerSignature: signState(payerKey, record, state, 'cooperative'),
+      payeeSignature: signState(payeeKey, record, state, 'cooperative')
+    })
+    expect(onChannel(w, close).aborted).to.equal(false)
+    expect(received(close, w.payee.address)).to.equal(toNano('1.5'))
   })
 
   it('accepts a bounced message without touching its state', async () => {

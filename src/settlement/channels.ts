@@ -1,0 +1,178 @@
+/**
+ * The two ends of an open channel, off chain. Every state is written to the
+ * durable store before it is handed to the other side or acted on: the payer
+ * stores a state before sending it, the payee stores it before countersigning
+ * and before delivering what it pays for.
+ *
+ * Credit: the payee delivers (tokens, forwarded chunks) ahead of payment only
+ * while what it earned minus what it was paid stays within `creditWindow`, so
+ * a payer that stops paying costs it at most one window.
+ */
+import { CLOSE_RESERVE } from '../../contracts/payment-channel.js'
+import { ChannelError } from '../errors.js'
+import { checkStateSignature, signState } from './channel-state.js'
+import type { ChannelKey } from './channel-key.js'
+import type { ChannelRecord, ChannelStore, StoredState } from './types.js'
+
+/** The most a payer may ever owe on a channel: the deposit less what a close keeps for fees. */
+export function spendable (record: ChannelRecord): bigint {
+  const max = record.deposited - CLOSE_RESERVE
+  return max > 0n ? max : 0n
+}
+
+/** A payer's update, as it travels to the payee. */
+export interface PaymentUpdate {
+  channel: string
+  seqno: bigint
+  cumulative: bigint
+  payerSignature: Uint8Array
+}
+
+abstract class ChannelEnd {
+  protected readonly store: ChannelStore
+  protected readonly key: ChannelKey
+  private current: ChannelRecord
+
+  constructor (record: ChannelRecord, store: ChannelStore, key: ChannelKey) {
+    this.current = record
+    this.store = store
+    this.key = key
+  }
+
+  get record (): ChannelRecord {
+    return this.current
+  }
+
+  get address (): string {
+    return this.current.address
+  }
+
+  /** Highest state either side signed, as stored. */
+  latest (): StoredState | undefined {
+    return this.store.latestState(this.address)
+  }
+
+  /** Highest state both sides signed: what a unilateral close would use. */
+  latestBothSigned (): StoredState | undefined {
+    return this.store.latestBothSigned(this.address)
+  }
+
+  /** Records a new deposit total or status (after a top-up or close on chain). */
+  update (changes: Partial<Pick<ChannelRecord, 'deposited' | 'status'>>): void {
+    const next = { ...this.current, ...changes, updatedAtMs: Date.now() }
+    this.store.putChannel(next)
+    this.current = next
+  }
+
+  protected requireOpen (): void {
+    if (this.current.status !== 'open') throw new ChannelError('not_open', `${this.address} is ${this.current.status}`)
+  }
+}
+
+export class PayerChannel extends ChannelEnd {
+  /** Cumulative amount signed so far. */
+  get paid (): bigint {
+    return this.latest()?.cumulative ?? 0n
+  }
+
+  /** What may still be paid before the deposit runs out. */
+  get remaining (): bigint {
+    return spendable(this.record) - this.paid
+  }
+
+  /**
+   * Signs and durably stores a state that brings the total paid to
+   * `cumulative`; returns the update to send. Paying no more than already
+   * signed returns the latest update again (a retransmission, no new state).
+   */
+  payUpTo (cumulative: bigint): PaymentUpdate {
+    this.requireOpen()
+    const latest = this.latest()
+    if (latest != null && cumulative <= latest.cumulative) return toUpdate(latest)
+    if (cumulative > spendable(this.record)) {
+      throw new ChannelError('overspent', `paying ${cumulative} nanoTON in all would exceed the ${spendable(this.record)} nanoTON ${this.address} can pay out; top it up`)
+    }
+    const state = { channel: this.address, seqno: (latest?.seqno ?? 0n) + 1n, cumulative }
+    const stored: StoredState = { ...state, payerSignature: signState(this.key, this.record, state), payeeSignature: null, savedAtMs: Date.now() }
+    this.store.saveState(stored)
+    return toUpdate(stored)
+  }
+
+  /** Takes the payee's countersignature of a state this side signed. */
+  countersigned (seqno: bigint, payeeSignature: Uint8Array): StoredState {
+    const latest = this.latest()
+    const state = latest != null && latest.seqno === seqno ? latest : undefined
+    if (state == null) {
+      // an older one may arrive late; only the newest matters, and the store refuses older ones
+      const both = this.latestBothSigned()
+      if (both != null && both.seqno >= seqno) return both
+      throw new ChannelError('stale_state', `no state with seqno ${seqno} awaits a countersignature on ${this.address}`)
+    }
+    if (state.payeeSignature != null) return state
+    checkStateSignature(this.record, state, 'payee', payeeSignature)
+    const both = { ...state, payeeSignature: new Uint8Array(payeeSignature), savedAtMs: Date.now() }
+    this.store.saveState(both)
+    return both
+  }
+}
+
+export class PayeeChannel extends ChannelEnd {
+  private earnedNanoTon: bigint
+
+  constructor (record: ChannelRecord, store: ChannelStore, key: ChannelKey) {
+    super(record, store, key)
+    // after a restart, what was earned before is taken as paid: only new deliveries count
+    this.earnedNanoTon = this.received
+  }
+
+  /** Cumulative amount the payer signed over. */
+  get received (): bigint {
+    return this.latest()?.cumulative ?? 0n
+  }
+
+  /** What the payer owes for what was delivered and not yet paid. */
+  get unpaid (): bigint {
+    const owed = this.earnedNanoTon - this.received
+    return owed > 0n ? owed : 0n
+  }
+
+  /** Counts `amount` as delivered (earned, to be paid). */
+  earn (amount: bigint): void {
+    if (amount < 0n) throw new RangeError('cannot earn a negative amount')
+    this.earnedNanoTon += amount
+  }
+
+  /** Whether delivering `amount` more keeps the unpaid credit within `window`. */
+  mayDeliver (amount: bigint, window: bigint): boolean {
+    return this.earnedNanoTon + amount - this.received <= window
+  }
+
+  /**
+   * Checks a payer's update and durably stores it with this side's
+   * countersignature, which it returns. A repeat of the latest state is
+   * countersigned again; an older one, another channel's, one over the
+   * deposit, or a bad signature throws ChannelError and stores nothing.
+   */
+  accept (update: PaymentUpdate): Uint8Array {
+    this.requireOpen()
+    if (update.channel !== this.address) throw new ChannelError('wrong_channel', `an update for ${update.channel} arrived on ${this.address}`)
+    const latest = this.latest()
+    if (latest != null && update.seqno === latest.seqno && update.cumulative === latest.cumulative && latest.payeeSignature != null) {
+      return latest.payeeSignature
+    }
+    if (latest != null && update.seqno <= latest.seqno) throw new ChannelError('stale_state', `seqno ${update.seqno} is not newer than ${latest.seqno} on ${this.address}`)
+    if (latest != null && update.cumulative < latest.cumulative) throw new ChannelError('decreasing', `cumulative ${update.cumulative} is below the ${latest.cumulative} already paid on ${this.address}`)
+    if (update.cumulative > spendable(this.record)) {
+      throw new ChannelError('overspent', `cumulative ${update.cumulative} exceeds the ${spendable(this.record)} nanoTON ${this.address} can pay out`)
+    }
+    const state = { channel: update.channel, seqno: update.seqno, cumulative: update.cumulative }
+    checkStateSignature(this.record, state, 'payer', update.payerSignature)
+    const payeeSignature = signState(this.key, this.record, state)
+    this.store.saveState({ ...state, payerSignature: new Uint8Array(update.payerSignature), payeeSignature, savedAtMs: Date.now() })
+    return payeeSignature
+  }
+}
+
+function toUpdate (s: StoredState): PaymentUpdate {
+  return { channel: s.channel, seqno: s.seqno, cumulative: s.cumulative, payerSignature: s.payerSignature }
+}
