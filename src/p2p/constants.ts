@@ -112,3 +112,9 @@ export const JOB_EVIDENCE_TIMEOUT_MS = 3_000
 /** A cancel frame gets this long to leave before the stream is reset. */
 export const JOB_CANCEL_GRACE_MS = 50
 export const MODELS_MAX_FRAME_BYTES = 256 * 1024
+
+export const PAY_PROTOCOL = '/cocoon/pay/1.0.0'
+/** A pay request or answer is a few hundred bytes; anything near this is an attack. */
+export const PAY_MAX_FRAME_BYTES = 4 * 1024
+/** Opening waits for the chain: a payee reads the contract before it answers. */
+export const PAY_DEADLINE_MS = 30_000
