@@ -1,0 +1,146 @@
+import { join } from 'node:path'
+import { expect } from 'chai'
+import { toNano } from '@ton/core'
+import { CLOSE_RESERVE } from '../../contracts/payment-channel.js'
+import { ChannelError } from '../../src/errors.js'
+import { ChannelKey } from '../../src/settlement/channel-key.js'
+import { PayeeChannel, PayerChannel, spendable } from '../../src/settlement/channels.js'
+import { openChannelStore } from '../../src/settlement/store.js'
+import { cleanupTempDirs, tempDir } from '../helpers.js'
+import type { ChannelRecord, ChannelStore } from '../../src/settlement/types.js'
+
+const ADDRESS = '0:' + 'ab'.repeat(32)
+
+function record (side: 'payer' | 'payee', payerKey: ChannelKey, payeeKey: ChannelKey, deposited = toNano('1')): ChannelRecord {
+  return {
+    address: ADDRESS, side, peerId: 'peer', networkId: -239, channelId: 7n, disputeWindowS: 3600,
+    payerKey: payerKey.publicKey, payeeKey: payeeKey.publicKey,
+    payer: '0:' + '11'.repeat(32), payee: '0:' + '22'.repeat(32),
+    deposited, status: 'open', createdAtMs: 1, updatedAtMs: 1
+  }
+}
+
+function refusal (fn: () => unknown): ChannelError {
+  try {
+    fn()
+  } catch (err) {
+    expect(err).to.be.instanceOf(ChannelError)
+    return err as ChannelError
+  }
+  throw new Error('expected a ChannelError')
+}
+
+describe('payment channel ends', () => {
+  let payerKey: ChannelKey
+  let payeeKey: ChannelKey
+  let payerStore: ChannelStore
+  let payeeStore: ChannelStore
+  let payer: PayerChannel
+  let payee: PayeeChannel
+  let dir: string
+
+  beforeEach(async () => {
+    dir = await tempDir()
+    payerKey = ChannelKey.generate()
+    payeeKey = ChannelKey.generate()
+    payerStore = openChannelStore(join(dir, 'payer.sqlite'))
+    payeeStore = openChannelStore(join(dir, 'payee.sqlite'))
+    payerStore.putChannel(record('payer', payerKey, payeeKey))
+    payeeStore.putChannel(record('payee', payerKey, payeeKey))
+    payer = new PayerChannel(record('payer', payerKey, payeeKey), payerStore, payerKey)
+    payee = new PayeeChannel(record('payee', payerKey, payeeKey), payeeStore, payeeKey)
+  })
+
+  afterEach(() => {
+    payerStore.close()
+    payeeStore.close()
+  })
+
+  after(cleanupTempDirs)
+
+  it('pays, countersigns and leaves both sides holding the same both-signed state', () => {
+    const update = payer.payUpTo(1_000n)
+    expect(update).to.include({ channel: ADDRESS, seqno: 1n, cumulative: 1_000n })
+    expect(payerStore.latestState(ADDRESS)?.payeeSignature, 'stored before it is sent').to.equal(null)
+    const countersignature = payee.accept(update)
+    expect(payeeStore.latestBothSigned(ADDRESS)?.seqno).to.equal(1n)
+    payer.countersigned(update.seqno, countersignature)
+    const a = payerStore.latestBothSigned(ADDRESS)
+    const b = payeeStore.latestBothSigned(ADDRESS)
+    expect(a?.cumulative).to.equal(1_000n)
+    expect(Buffer.from(a?.payeeSignature ?? []).equals(Buffer.from(b?.payeeSignature ?? [])), 'same countersignature on both sides').to.equal(true)
+    expect(payer.paid).to.equal(1_000n)
+    expect(payee.received).to.equal(1_000n)
+  })
+
+  it('retransmits instead of re-signing when asked to pay no more than already paid', () => {
+    const first = payer.payUpTo(500n)
+    expect(payer.payUpTo(500n)).to.deep.equal(first)
+    expect(payer.payUpTo(100n).seqno).to.equal(1n)
+    expect(payer.payUpTo(600n).seqno).to.equal(2n)
+  })
+
+  it('answers a repeated update with the same countersignature, and refuses older, decreasing and conflicting ones', () => {
+    const one = payer.payUpTo(500n)
+    const sig = payee.accept(one)
+    expect(Buffer.from(payee.accept(one)).equals(Buffer.from(sig))).to.equal(true)
+    const two = payer.payUpTo(900n)
+    payee.accept(two)
+    expect(refusal(() => payee.accept(one)).reason).to.equal('stale_state')
+    // a payer that signs a lower amount at a higher seqno (it cannot through payUpTo)
+    const lower = { ...two, seqno: 3n, cumulative: 100n }
+    expect(refusal(() => payee.accept(lower)).reason).to.equal('decreasing')
+    expect(payeeStore.latestState(ADDRESS)?.seqno).to.equal(2n)
+  })
+
+  it('refuses forged, misdirected and over-deposit updates, storing nothing', () => {
+    const honest = payer.payUpTo(500n)
+    const forged = { ...honest, cumulative: 5_000n }
+    expect(refusal(() => payee.accept(forged)).reason).to.equal('bad_signature')
+    const stranger = ChannelKey.generate()
+    const strangerStore = openChannelStore(join(dir, 'stranger.sqlite'))
+    strangerStore.putChannel(record('payer', stranger, payeeKey))
+    const byStranger = new PayerChannel(record('payer', stranger, payeeKey), strangerStore, stranger).payUpTo(500n)
+    strangerStore.close()
+    expect(refusal(() => payee.accept(byStranger)).reason).to.equal('bad_signature')
+    expect(refusal(() => payee.accept({ ...honest, channel: '0:' + 'cd'.repeat(32) })).reason).to.equal('wrong_channel')
+    expect(payeeStore.latestState(ADDRESS)).to.equal(undefined)
+    expect(refusal(() => payer.payUpTo(spendable(payer.record) + 1n)).reason).to.equal('overspent')
+    expect(spendable(payer.record)).to.equal(toNano('1') - CLOSE_RESERVE)
+  })
+
+  it('keeps the unpaid credit within the window, counting only what was delivered', () => {
+    const window = 1_000n
+    expect(payee.mayDeliver(800n, window)).to.equal(true)
+    payee.earn(800n)
+    expect(payee.unpaid).to.equal(800n)
+    expect(payee.mayDeliver(300n, window), 'would owe 1100').to.equal(false)
+    payee.accept(payer.payUpTo(800n))
+    expect(payee.unpaid).to.equal(0n)
+    expect(payee.mayDeliver(1_000n, window)).to.equal(true)
+  })
+
+  it('resumes after a restart from what the store holds', () => {
+    const update = payer.payUpTo(700n)
+    payer.countersigned(update.seqno, payee.accept(update))
+    payerStore.close()
+    payeeStore.close()
+    payerStore = openChannelStore(join(dir, 'payer.sqlite'))
+    payeeStore = openChannelStore(join(dir, 'payee.sqlite'))
+    const payer2 = new PayerChannel(payerStore.getChannel(ADDRESS) as ChannelRecord, payerStore, payerKey)
+    const payee2 = new PayeeChannel(payeeStore.getChannel(ADDRESS) as ChannelRecord, payeeStore, payeeKey)
+    expect(payer2.paid).to.equal(700n)
+    expect(payee2.received).to.equal(700n)
+    expect(payee2.unpaid).to.equal(0n)
+    const next = payer2.payUpTo(900n)
+    expect(next.seqno).to.equal(2n)
+    payer2.countersigned(next.seqno, payee2.accept(next))
+    expect(payerStore.latestBothSigned(ADDRESS)?.cumulative).to.equal(900n)
+  })
+
+  it('pays nothing on a channel that is not open', () => {
+    payer.update({ status: 'closing' })
+    expect(refusal(() => payer.payUpTo(1n)).reason).to.equal('not_open')
+    expect(payerStore.getChannel(ADDRESS)?.status).to.equal('closing')
+  })
+})
