@@ -9,12 +9,12 @@ import { DeadlineError, FrameTooLargeError, MalformedMessageError, RemoteError, 
 import { ProtocolError } from '../p2p/framing.js'
 import type { FramedStream } from '../p2p/framing.js'
 import { ErrorCode } from '../p2p/protos/framing.js'
-import { JobCancel, JobKind, JobResult } from '../p2p/protos/job.js'
+import { JobKind, JobResult, JobUpstream } from '../p2p/protos/job.js'
 import { MODEL_NAME_PATTERN } from '../config/schema.js'
 import { JOB_CANCEL_GRACE_MS, JOB_MAX_DEADLINE_MS } from '../p2p/constants.js'
 import { InferenceError } from './types.js'
-import type { InferenceErrorCode, InferenceKind, Usage } from './types.js'
-import type { JobHeader, SignedResult, Usage as WireUsage } from '../p2p/protos/job.js'
+import type { InferenceChunk, InferenceErrorCode, InferenceKind, Usage } from './types.js'
+import type { JobHeader, Payment, SignedResult, Usage as WireUsage } from '../p2p/protos/job.js'
 import type { PrivateKey } from '@libp2p/interface'
 
 const REQUEST_ID_PATTERN = /^[0-9a-f]{32}$/
@@ -152,22 +152,75 @@ export async function verifyResult (signed: SignedResult | undefined, worker: st
 }
 
 /**
- * Watches the requester's side of a job stream once the job is under way: a
- * JobCancel, the requester closing its side, or a reset all mean "stop".
- * `onCancel` runs once for any of them, unless `signal` (the job's own end)
- * aborted first.
+ * Watches the requester's side of a job stream once the job is under way:
+ * payments go to `onPayment` (in order); a JobCancel, the requester closing
+ * its side, or a reset all mean "stop": `onCancel` runs once for any of them,
+ * unless `signal` (the job's own end) aborted first. A payment handler that
+ * throws ends the watch with `onCancel` too, after `onPaymentError`.
  */
-export function watchForCancel (framed: FramedStream, signal: AbortSignal, deadlineMs: number, onCancel: () => void): void {
-  void framed.readOrEnd(JobCancel, { signal, deadlineMs }).then(() => undefined, () => undefined).then(() => {
-    if (!signal.aborted) onCancel()
-  })
+export function watchUpstream (framed: FramedStream, signal: AbortSignal, deadlineMs: number, handlers: {
+  onCancel: () => void
+  onPayment?: (payment: Payment) => void | Promise<void>
+  onPaymentError?: (err: unknown) => void
+}): void {
+  void (async () => {
+    try {
+      while (!signal.aborted) {
+        const message = await framed.readOrEnd(JobUpstream, { signal, deadlineMs })
+        if (message?.payment == null) break
+        if (handlers.onPayment == null) break
+        try {
+          await handlers.onPayment(message.payment)
+        } catch (err) {
+          handlers.onPaymentError?.(err)
+          break
+        }
+      }
+    } catch {
+      // a reset or the deadline: the same as a cancel
+    }
+    if (!signal.aborted) handlers.onCancel()
+  })()
+}
+
+/**
+ * The clear token count a sealed frame travels with, as the seal's
+ * associated data: the client opens the frame only with the count the
+ * worker sealed, so no hop can inflate what it bills.
+ */
+export function tokensAad (tokens: number): Uint8Array {
+  const out = new Uint8Array(TOKENS_AAD_PREFIX.byteLength + 4)
+  out.set(TOKENS_AAD_PREFIX)
+  new DataView(out.buffer).setUint32(TOKENS_AAD_PREFIX.byteLength, tokens)
+  return out
+}
+const TOKENS_AAD_PREFIX = new TextEncoder().encode('cocoon/tokens/v1\n')
+
+/** Completion tokens a batch of chunks stands for: one per chunk that carries text. */
+export function contentTokens (chunks: InferenceChunk[]): number {
+  let n = 0
+  for (const chunk of chunks) {
+    if (chunk.choices.some(c => ('text' in c && c.text !== '') || ('delta' in c && ((c.delta.content ?? '') !== '' || (c.delta.reasoning_content ?? '') !== '')))) n++
+  }
+  return n
+}
+
+/** Writes one frame at a time, in call order, on a stream that several tasks write to. */
+export class SerialWriter {
+  private tail: Promise<unknown> = Promise.resolve()
+
+  run<T> (write: () => Promise<T>): Promise<T> {
+    const next = this.tail.then(write, write)
+    this.tail = next.catch(() => {})
+    return next
+  }
 }
 
 /** Tells the other side to stop, then resets the stream: it must stop within 100 ms either way. */
 export async function cancelStream (framed: FramedStream | undefined, reason: string): Promise<void> {
   if (framed == null) return
   try {
-    await framed.write(JobCancel, { reason }, { signal: AbortSignal.timeout(JOB_CANCEL_GRACE_MS) })
+    await framed.write(JobUpstream, { cancel: { reason } }, { signal: AbortSignal.timeout(JOB_CANCEL_GRACE_MS) })
   } catch {
     // the reset below is what counts
   }

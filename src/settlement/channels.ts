@@ -70,6 +70,20 @@ abstract class ChannelEnd {
 }
 
 export class PayerChannel extends ChannelEnd {
+  private target: bigint | undefined
+
+  /**
+   * Adds `delta` to what this channel owes and signs the new total: jobs
+   * sharing the channel each add their own increments.
+   */
+  payMore (delta: bigint): PaymentUpdate {
+    if (delta < 0n) throw new RangeError('cannot pay a negative amount')
+    const next = (this.target ?? this.paid) + delta
+    const update = this.payUpTo(next)
+    this.target = next
+    return update
+  }
+
   /** Cumulative amount signed so far. */
   get paid (): bigint {
     return this.latest()?.cumulative ?? 0n

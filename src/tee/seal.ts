@@ -31,12 +31,13 @@ export interface Sealed {
 
 /** The client's half after sealing: opens the worker's response chunks in order. */
 export interface ResponseOpener {
-  open(seq: number, ciphertext: Uint8Array): Uint8Array
+  /** `aad`: clear data the chunk travels with and the worker sealed over (e.g. its token count). */
+  open(seq: number, ciphertext: Uint8Array, aad?: Uint8Array): Uint8Array
 }
 
 /** The worker's half after opening: seals response chunks. */
 export interface ResponseSealer {
-  seal(seq: number, plaintext: Uint8Array): Uint8Array
+  seal(seq: number, plaintext: Uint8Array, aad?: Uint8Array): Uint8Array
 }
 
 interface Keys { request: Buffer, response: Buffer }
@@ -116,10 +117,10 @@ export function sealRequest (recipient: Uint8Array, plaintext: Uint8Array, conte
   return {
     sealed: { enc, ciphertext },
     opener: {
-      open (seq, chunk) {
+      open (seq, chunk, aad = EMPTY) {
         // chunks must arrive in order: a skipped one is a dropped one
         if (seq !== next) throw new SealError(`response chunk ${seq} arrived where ${next} was expected`)
-        const plain = decrypt(keys.response, seq, chunk, EMPTY, `response chunk ${seq}`)
+        const plain = decrypt(keys.response, seq, chunk, aad, `response chunk ${seq}`)
         next++
         return plain
       }
@@ -140,7 +141,7 @@ export function openRequest (privateKey: Uint8Array, publicKey: Uint8Array, seal
   const plaintext = decrypt(keys.request, 0, sealed.ciphertext, aad, 'the sealed request')
   return {
     plaintext,
-    sealer: { seal: (seq, chunk) => encrypt(keys.response, seq, chunk, EMPTY) }
+    sealer: { seal: (seq, chunk, aad = EMPTY) => encrypt(keys.response, seq, chunk, aad) }
   }
 }
 

@@ -45,6 +45,16 @@ describe('job sealing', () => {
     expect(Buffer.from(opener.open(1, c1)).toString()).to.equal('one')
   })
 
+  it('authenticates the clear data a response chunk travels with (the token count a proxy bills by)', () => {
+    const { sealed, opener } = sealRequest(workerPublic, body, context, aad)
+    const { sealer } = openRequest(workerPrivate, workerPublic, sealed, context, aad)
+    const claim = (n: number): Uint8Array => { const b = new Uint8Array(4); new DataView(b.buffer).setUint32(0, n); return b }
+    const c0 = sealer.seal(0, new TextEncoder().encode('zero'), claim(3))
+    expect(() => opener.open(0, c0, claim(30)), 'an inflated count').to.throw(SealError, /authentication/)
+    expect(() => opener.open(0, c0), 'a stripped count').to.throw(SealError, /authentication/)
+    expect(Buffer.from(opener.open(0, c0, claim(3))).toString()).to.equal('zero')
+  })
+
   it('refuses keys that are not X25519 points or are low-order', () => {
     expect(() => sealRequest(new Uint8Array(31), body, context, aad)).to.throw(SealError, /32 bytes/)
     expect(() => sealRequest(new Uint8Array(32), body, context, aad)).to.throw(SealError, /low-order/)

@@ -31,6 +31,7 @@ export interface JobHeader {
   maxPricePromptPerM: bigint
   maxPriceCompletionPerM: bigint
   deadlineMs: number
+  channel: string
 }
 
 export namespace JobHeader {
@@ -78,6 +79,11 @@ export namespace JobHeader {
           w.uint32(obj.deadlineMs)
         }
 
+        if ((obj.channel != null && obj.channel !== '')) {
+          w.uint32(66)
+          w.string(obj.channel)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -89,7 +95,8 @@ export namespace JobHeader {
           maxTokens: 0,
           maxPricePromptPerM: 0n,
           maxPriceCompletionPerM: 0n,
-          deadlineMs: 0
+          deadlineMs: 0,
+          channel: ''
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -124,6 +131,10 @@ export namespace JobHeader {
             }
             case 7: {
               obj.deadlineMs = reader.uint32()
+              break
+            }
+            case 8: {
+              obj.channel = reader.string()
               break
             }
             default: {
@@ -190,6 +201,13 @@ export namespace JobHeader {
               }
               break
             }
+            case 8: {
+              yield {
+                field: `${prefix}.channel`,
+                value: reader.string()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -237,6 +255,11 @@ export namespace JobHeader {
     value: number
   }
 
+  export interface JobHeaderChannelFieldEvent {
+    field: '$.channel'
+    value: string
+  }
+
   export function encode (obj: Partial<JobHeader>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, JobHeader.codec())
   }
@@ -245,7 +268,7 @@ export namespace JobHeader {
     return decodeMessage(buf, JobHeader.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<JobHeader>): Generator<JobHeaderRequestIdFieldEvent | JobHeaderModelFieldEvent | JobHeaderKindFieldEvent | JobHeaderMaxTokensFieldEvent | JobHeaderMaxPricePromptPerMFieldEvent | JobHeaderMaxPriceCompletionPerMFieldEvent | JobHeaderDeadlineMsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<JobHeader>): Generator<JobHeaderRequestIdFieldEvent | JobHeaderModelFieldEvent | JobHeaderKindFieldEvent | JobHeaderMaxTokensFieldEvent | JobHeaderMaxPricePromptPerMFieldEvent | JobHeaderMaxPriceCompletionPerMFieldEvent | JobHeaderDeadlineMsFieldEvent | JobHeaderChannelFieldEvent> {
     return streamMessage(buf, JobHeader.codec(), opts)
   }
 }
@@ -375,6 +398,11 @@ export namespace JobRequest {
     value: number
   }
 
+  export interface JobRequestHeaderChannelFieldEvent {
+    field: '$.header.channel'
+    value: string
+  }
+
   export interface JobRequestCandidatesFieldEvent {
     field: '$.candidates'
     value: number
@@ -388,7 +416,7 @@ export namespace JobRequest {
     return decodeMessage(buf, JobRequest.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<JobRequest>): Generator<JobRequestHeaderRequestIdFieldEvent | JobRequestHeaderModelFieldEvent | JobRequestHeaderKindFieldEvent | JobRequestHeaderMaxTokensFieldEvent | JobRequestHeaderMaxPricePromptPerMFieldEvent | JobRequestHeaderMaxPriceCompletionPerMFieldEvent | JobRequestHeaderDeadlineMsFieldEvent | JobRequestCandidatesFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<JobRequest>): Generator<JobRequestHeaderRequestIdFieldEvent | JobRequestHeaderModelFieldEvent | JobRequestHeaderKindFieldEvent | JobRequestHeaderMaxTokensFieldEvent | JobRequestHeaderMaxPricePromptPerMFieldEvent | JobRequestHeaderMaxPriceCompletionPerMFieldEvent | JobRequestHeaderDeadlineMsFieldEvent | JobRequestHeaderChannelFieldEvent | JobRequestCandidatesFieldEvent> {
     return streamMessage(buf, JobRequest.codec(), opts)
   }
 }
@@ -399,6 +427,8 @@ export interface WorkerCandidate {
   jobPublicKey: Uint8Array<ArrayBuffer>
   pricePromptPerM: bigint
   priceCompletionPerM: bigint
+  workerPricePromptPerM: bigint
+  workerPriceCompletionPerM: bigint
 }
 
 export namespace WorkerCandidate {
@@ -436,6 +466,16 @@ export namespace WorkerCandidate {
           w.uint64(obj.priceCompletionPerM)
         }
 
+        if ((obj.workerPricePromptPerM != null && obj.workerPricePromptPerM !== 0n)) {
+          w.uint32(48)
+          w.uint64(obj.workerPricePromptPerM)
+        }
+
+        if ((obj.workerPriceCompletionPerM != null && obj.workerPriceCompletionPerM !== 0n)) {
+          w.uint32(56)
+          w.uint64(obj.workerPriceCompletionPerM)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -445,7 +485,9 @@ export namespace WorkerCandidate {
           evidence: uint8ArrayAlloc(0),
           jobPublicKey: uint8ArrayAlloc(0),
           pricePromptPerM: 0n,
-          priceCompletionPerM: 0n
+          priceCompletionPerM: 0n,
+          workerPricePromptPerM: 0n,
+          workerPriceCompletionPerM: 0n
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -472,6 +514,14 @@ export namespace WorkerCandidate {
             }
             case 5: {
               obj.priceCompletionPerM = reader.uint64()
+              break
+            }
+            case 6: {
+              obj.workerPricePromptPerM = reader.uint64()
+              break
+            }
+            case 7: {
+              obj.workerPriceCompletionPerM = reader.uint64()
               break
             }
             default: {
@@ -524,6 +574,20 @@ export namespace WorkerCandidate {
               }
               break
             }
+            case 6: {
+              yield {
+                field: `${prefix}.workerPricePromptPerM`,
+                value: reader.uint64()
+              }
+              break
+            }
+            case 7: {
+              yield {
+                field: `${prefix}.workerPriceCompletionPerM`,
+                value: reader.uint64()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -561,6 +625,16 @@ export namespace WorkerCandidate {
     value: bigint
   }
 
+  export interface WorkerCandidateWorkerPricePromptPerMFieldEvent {
+    field: '$.workerPricePromptPerM'
+    value: bigint
+  }
+
+  export interface WorkerCandidateWorkerPriceCompletionPerMFieldEvent {
+    field: '$.workerPriceCompletionPerM'
+    value: bigint
+  }
+
   export function encode (obj: Partial<WorkerCandidate>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, WorkerCandidate.codec())
   }
@@ -569,7 +643,7 @@ export namespace WorkerCandidate {
     return decodeMessage(buf, WorkerCandidate.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<WorkerCandidate>): Generator<WorkerCandidatePeerIdFieldEvent | WorkerCandidateEvidenceFieldEvent | WorkerCandidateJobPublicKeyFieldEvent | WorkerCandidatePricePromptPerMFieldEvent | WorkerCandidatePriceCompletionPerMFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<WorkerCandidate>): Generator<WorkerCandidatePeerIdFieldEvent | WorkerCandidateEvidenceFieldEvent | WorkerCandidateJobPublicKeyFieldEvent | WorkerCandidatePricePromptPerMFieldEvent | WorkerCandidatePriceCompletionPerMFieldEvent | WorkerCandidateWorkerPricePromptPerMFieldEvent | WorkerCandidateWorkerPriceCompletionPerMFieldEvent> {
     return streamMessage(buf, WorkerCandidate.codec(), opts)
   }
 }
@@ -698,6 +772,18 @@ export namespace JobOffer {
     index: number
   }
 
+  export interface JobOfferCandidatesWorkerPricePromptPerMFieldEvent {
+    field: '$.candidates[].workerPricePromptPerM'
+    value: bigint
+    index: number
+  }
+
+  export interface JobOfferCandidatesWorkerPriceCompletionPerMFieldEvent {
+    field: '$.candidates[].workerPriceCompletionPerM'
+    value: bigint
+    index: number
+  }
+
   export function encode (obj: Partial<JobOffer>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, JobOffer.codec())
   }
@@ -706,7 +792,7 @@ export namespace JobOffer {
     return decodeMessage(buf, JobOffer.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<JobOffer>): Generator<JobOfferCandidatesPeerIdFieldEvent | JobOfferCandidatesEvidenceFieldEvent | JobOfferCandidatesJobPublicKeyFieldEvent | JobOfferCandidatesPricePromptPerMFieldEvent | JobOfferCandidatesPriceCompletionPerMFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<JobOffer>): Generator<JobOfferCandidatesPeerIdFieldEvent | JobOfferCandidatesEvidenceFieldEvent | JobOfferCandidatesJobPublicKeyFieldEvent | JobOfferCandidatesPricePromptPerMFieldEvent | JobOfferCandidatesPriceCompletionPerMFieldEvent | JobOfferCandidatesWorkerPricePromptPerMFieldEvent | JobOfferCandidatesWorkerPriceCompletionPerMFieldEvent> {
     return streamMessage(buf, JobOffer.codec(), opts)
   }
 }
@@ -1063,6 +1149,7 @@ export namespace JobCancel {
 export interface SealedChunk {
   seq: number
   ciphertext: Uint8Array<ArrayBuffer>
+  tokens: number
 }
 
 export namespace SealedChunk {
@@ -1085,13 +1172,19 @@ export namespace SealedChunk {
           w.bytes(obj.ciphertext)
         }
 
+        if ((obj.tokens != null && obj.tokens !== 0)) {
+          w.uint32(24)
+          w.uint32(obj.tokens)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
       }, (reader, length, opts = {}) => {
         const obj: any = {
           seq: 0,
-          ciphertext: uint8ArrayAlloc(0)
+          ciphertext: uint8ArrayAlloc(0),
+          tokens: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -1106,6 +1199,10 @@ export namespace SealedChunk {
             }
             case 2: {
               obj.ciphertext = reader.bytes()
+              break
+            }
+            case 3: {
+              obj.tokens = reader.uint32()
               break
             }
             default: {
@@ -1137,6 +1234,13 @@ export namespace SealedChunk {
               }
               break
             }
+            case 3: {
+              yield {
+                field: `${prefix}.tokens`,
+                value: reader.uint32()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -1159,6 +1263,11 @@ export namespace SealedChunk {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface SealedChunkTokensFieldEvent {
+    field: '$.tokens'
+    value: number
+  }
+
   export function encode (obj: Partial<SealedChunk>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, SealedChunk.codec())
   }
@@ -1167,8 +1276,447 @@ export namespace SealedChunk {
     return decodeMessage(buf, SealedChunk.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<SealedChunk>): Generator<SealedChunkSeqFieldEvent | SealedChunkCiphertextFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<SealedChunk>): Generator<SealedChunkSeqFieldEvent | SealedChunkCiphertextFieldEvent | SealedChunkTokensFieldEvent> {
     return streamMessage(buf, SealedChunk.codec(), opts)
+  }
+}
+
+export interface Payment {
+  channel: string
+  seqno: bigint
+  cumulative: bigint
+  payerSignature: Uint8Array<ArrayBuffer>
+}
+
+export namespace Payment {
+  let _codec: Codec<Payment>
+
+  export const codec = (): Codec<Payment> => {
+    if (_codec == null) {
+      _codec = message<Payment>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.channel != null && obj.channel !== '')) {
+          w.uint32(10)
+          w.string(obj.channel)
+        }
+
+        if ((obj.seqno != null && obj.seqno !== 0n)) {
+          w.uint32(16)
+          w.uint64(obj.seqno)
+        }
+
+        if ((obj.cumulative != null && obj.cumulative !== 0n)) {
+          w.uint32(24)
+          w.uint64(obj.cumulative)
+        }
+
+        if ((obj.payerSignature != null && obj.payerSignature.byteLength > 0)) {
+          w.uint32(34)
+          w.bytes(obj.payerSignature)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          channel: '',
+          seqno: 0n,
+          cumulative: 0n,
+          payerSignature: uint8ArrayAlloc(0)
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.channel = reader.string()
+              break
+            }
+            case 2: {
+              obj.seqno = reader.uint64()
+              break
+            }
+            case 3: {
+              obj.cumulative = reader.uint64()
+              break
+            }
+            case 4: {
+              obj.payerSignature = reader.bytes()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.channel`,
+                value: reader.string()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.seqno`,
+                value: reader.uint64()
+              }
+              break
+            }
+            case 3: {
+              yield {
+                field: `${prefix}.cumulative`,
+                value: reader.uint64()
+              }
+              break
+            }
+            case 4: {
+              yield {
+                field: `${prefix}.payerSignature`,
+                value: reader.bytes()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface PaymentChannelFieldEvent {
+    field: '$.channel'
+    value: string
+  }
+
+  export interface PaymentSeqnoFieldEvent {
+    field: '$.seqno'
+    value: bigint
+  }
+
+  export interface PaymentCumulativeFieldEvent {
+    field: '$.cumulative'
+    value: bigint
+  }
+
+  export interface PaymentPayerSignatureFieldEvent {
+    field: '$.payerSignature'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export function encode (obj: Partial<Payment>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, Payment.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Payment>): Payment {
+    return decodeMessage(buf, Payment.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Payment>): Generator<PaymentChannelFieldEvent | PaymentSeqnoFieldEvent | PaymentCumulativeFieldEvent | PaymentPayerSignatureFieldEvent> {
+    return streamMessage(buf, Payment.codec(), opts)
+  }
+}
+
+export interface Countersign {
+  channel: string
+  seqno: bigint
+  payeeSignature: Uint8Array<ArrayBuffer>
+}
+
+export namespace Countersign {
+  let _codec: Codec<Countersign>
+
+  export const codec = (): Codec<Countersign> => {
+    if (_codec == null) {
+      _codec = message<Countersign>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.channel != null && obj.channel !== '')) {
+          w.uint32(10)
+          w.string(obj.channel)
+        }
+
+        if ((obj.seqno != null && obj.seqno !== 0n)) {
+          w.uint32(16)
+          w.uint64(obj.seqno)
+        }
+
+        if ((obj.payeeSignature != null && obj.payeeSignature.byteLength > 0)) {
+          w.uint32(26)
+          w.bytes(obj.payeeSignature)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          channel: '',
+          seqno: 0n,
+          payeeSignature: uint8ArrayAlloc(0)
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.channel = reader.string()
+              break
+            }
+            case 2: {
+              obj.seqno = reader.uint64()
+              break
+            }
+            case 3: {
+              obj.payeeSignature = reader.bytes()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.channel`,
+                value: reader.string()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.seqno`,
+                value: reader.uint64()
+              }
+              break
+            }
+            case 3: {
+              yield {
+                field: `${prefix}.payeeSignature`,
+                value: reader.bytes()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface CountersignChannelFieldEvent {
+    field: '$.channel'
+    value: string
+  }
+
+  export interface CountersignSeqnoFieldEvent {
+    field: '$.seqno'
+    value: bigint
+  }
+
+  export interface CountersignPayeeSignatureFieldEvent {
+    field: '$.payeeSignature'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export function encode (obj: Partial<Countersign>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, Countersign.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Countersign>): Countersign {
+    return decodeMessage(buf, Countersign.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Countersign>): Generator<CountersignChannelFieldEvent | CountersignSeqnoFieldEvent | CountersignPayeeSignatureFieldEvent> {
+    return streamMessage(buf, Countersign.codec(), opts)
+  }
+}
+
+export interface JobUpstream {
+  cancel?: JobCancel
+  payment?: Payment
+}
+
+export namespace JobUpstream {
+  let _codec: Codec<JobUpstream>
+
+  export const codec = (): Codec<JobUpstream> => {
+    if (_codec == null) {
+      _codec = message<JobUpstream>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        obj = { ...obj }
+
+        if (obj.payment != null) {
+          obj.cancel = undefined
+        }
+
+        if (obj.cancel != null) {
+          obj.payment = undefined
+        }
+
+        if (obj.cancel != null) {
+          w.uint32(10)
+          JobCancel.codec().encode(obj.cancel, w)
+        }
+
+        if (obj.payment != null) {
+          w.uint32(18)
+          Payment.codec().encode(obj.payment, w)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {}
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.cancel = JobCancel.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.cancel
+              })
+              break
+            }
+            case 2: {
+              obj.payment = Payment.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.payment
+              })
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        if (obj.payment != null) {
+          delete obj.cancel
+        }
+
+        if (obj.cancel != null) {
+          delete obj.payment
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield * JobCancel.codec().stream(reader, reader.uint32(), `${prefix}.cancel`, {
+                limits: opts.limits?.cancel
+              })
+
+              break
+            }
+            case 2: {
+              yield * Payment.codec().stream(reader, reader.uint32(), `${prefix}.payment`, {
+                limits: opts.limits?.payment
+              })
+
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface JobUpstreamCancelReasonFieldEvent {
+    field: '$.cancel.reason'
+    value: string
+  }
+
+  export interface JobUpstreamPaymentChannelFieldEvent {
+    field: '$.payment.channel'
+    value: string
+  }
+
+  export interface JobUpstreamPaymentSeqnoFieldEvent {
+    field: '$.payment.seqno'
+    value: bigint
+  }
+
+  export interface JobUpstreamPaymentCumulativeFieldEvent {
+    field: '$.payment.cumulative'
+    value: bigint
+  }
+
+  export interface JobUpstreamPaymentPayerSignatureFieldEvent {
+    field: '$.payment.payerSignature'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export function encode (obj: Partial<JobUpstream>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, JobUpstream.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<JobUpstream>): JobUpstream {
+    return decodeMessage(buf, JobUpstream.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<JobUpstream>): Generator<JobUpstreamCancelReasonFieldEvent | JobUpstreamPaymentChannelFieldEvent | JobUpstreamPaymentSeqnoFieldEvent | JobUpstreamPaymentCumulativeFieldEvent | JobUpstreamPaymentPayerSignatureFieldEvent> {
+    return streamMessage(buf, JobUpstream.codec(), opts)
   }
 }
 
@@ -1879,6 +2427,11 @@ export namespace WorkRequest {
     value: number
   }
 
+  export interface WorkRequestHeaderChannelFieldEvent {
+    field: '$.header.channel'
+    value: string
+  }
+
   export interface WorkRequestSealedWorkerFieldEvent {
     field: '$.sealed.worker'
     value: string
@@ -1902,7 +2455,7 @@ export namespace WorkRequest {
     return decodeMessage(buf, WorkRequest.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<WorkRequest>): Generator<WorkRequestHeaderRequestIdFieldEvent | WorkRequestHeaderModelFieldEvent | WorkRequestHeaderKindFieldEvent | WorkRequestHeaderMaxTokensFieldEvent | WorkRequestHeaderMaxPricePromptPerMFieldEvent | WorkRequestHeaderMaxPriceCompletionPerMFieldEvent | WorkRequestHeaderDeadlineMsFieldEvent | WorkRequestSealedWorkerFieldEvent | WorkRequestSealedEncFieldEvent | WorkRequestSealedCiphertextFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<WorkRequest>): Generator<WorkRequestHeaderRequestIdFieldEvent | WorkRequestHeaderModelFieldEvent | WorkRequestHeaderKindFieldEvent | WorkRequestHeaderMaxTokensFieldEvent | WorkRequestHeaderMaxPricePromptPerMFieldEvent | WorkRequestHeaderMaxPriceCompletionPerMFieldEvent | WorkRequestHeaderDeadlineMsFieldEvent | WorkRequestHeaderChannelFieldEvent | WorkRequestSealedWorkerFieldEvent | WorkRequestSealedEncFieldEvent | WorkRequestSealedCiphertextFieldEvent> {
     return streamMessage(buf, WorkRequest.codec(), opts)
   }
 }
@@ -1910,6 +2463,7 @@ export namespace WorkRequest {
 export interface WorkEvent {
   chunk?: SealedChunk
   final?: SignedResult
+  countersign?: Countersign
 }
 
 export namespace WorkEvent {
@@ -1924,11 +2478,18 @@ export namespace WorkEvent {
 
         obj = { ...obj }
 
+        if (obj.countersign != null) {
+          obj.final = undefined
+          obj.chunk = undefined
+        }
+
         if (obj.final != null) {
+          obj.countersign = undefined
           obj.chunk = undefined
         }
 
         if (obj.chunk != null) {
+          obj.countersign = undefined
           obj.final = undefined
         }
 
@@ -1940,6 +2501,11 @@ export namespace WorkEvent {
         if (obj.final != null) {
           w.uint32(18)
           SignedResult.codec().encode(obj.final, w)
+        }
+
+        if (obj.countersign != null) {
+          w.uint32(26)
+          Countersign.codec().encode(obj.countersign, w)
         }
 
         if (opts.lengthDelimited !== false) {
@@ -1966,6 +2532,12 @@ export namespace WorkEvent {
               })
               break
             }
+            case 3: {
+              obj.countersign = Countersign.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.countersign
+              })
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -1973,11 +2545,18 @@ export namespace WorkEvent {
           }
         }
 
+        if (obj.countersign != null) {
+          delete obj.final
+          delete obj.chunk
+        }
+
         if (obj.final != null) {
+          delete obj.countersign
           delete obj.chunk
         }
 
         if (obj.chunk != null) {
+          delete obj.countersign
           delete obj.final
         }
 
@@ -1999,6 +2578,13 @@ export namespace WorkEvent {
             case 2: {
               yield * SignedResult.codec().stream(reader, reader.uint32(), `${prefix}.final`, {
                 limits: opts.limits?.final
+              })
+
+              break
+            }
+            case 3: {
+              yield * Countersign.codec().stream(reader, reader.uint32(), `${prefix}.countersign`, {
+                limits: opts.limits?.countersign
               })
 
               break
@@ -2025,6 +2611,11 @@ export namespace WorkEvent {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface WorkEventChunkTokensFieldEvent {
+    field: '$.chunk.tokens'
+    value: number
+  }
+
   export interface WorkEventFinalResultFieldEvent {
     field: '$.final.result'
     value: Uint8Array<ArrayBuffer>
@@ -2032,6 +2623,21 @@ export namespace WorkEvent {
 
   export interface WorkEventFinalSignatureFieldEvent {
     field: '$.final.signature'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface WorkEventCountersignChannelFieldEvent {
+    field: '$.countersign.channel'
+    value: string
+  }
+
+  export interface WorkEventCountersignSeqnoFieldEvent {
+    field: '$.countersign.seqno'
+    value: bigint
+  }
+
+  export interface WorkEventCountersignPayeeSignatureFieldEvent {
+    field: '$.countersign.payeeSignature'
     value: Uint8Array<ArrayBuffer>
   }
 
@@ -2043,7 +2649,7 @@ export namespace WorkEvent {
     return decodeMessage(buf, WorkEvent.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<WorkEvent>): Generator<WorkEventChunkSeqFieldEvent | WorkEventChunkCiphertextFieldEvent | WorkEventFinalResultFieldEvent | WorkEventFinalSignatureFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<WorkEvent>): Generator<WorkEventChunkSeqFieldEvent | WorkEventChunkCiphertextFieldEvent | WorkEventChunkTokensFieldEvent | WorkEventFinalResultFieldEvent | WorkEventFinalSignatureFieldEvent | WorkEventCountersignChannelFieldEvent | WorkEventCountersignSeqnoFieldEvent | WorkEventCountersignPayeeSignatureFieldEvent> {
     return streamMessage(buf, WorkEvent.codec(), opts)
   }
 }
@@ -2295,9 +2901,145 @@ export namespace ProxyTimings {
   }
 }
 
+export interface JobCost {
+  client: bigint
+  worker: bigint
+  commission: bigint
+}
+
+export namespace JobCost {
+  let _codec: Codec<JobCost>
+
+  export const codec = (): Codec<JobCost> => {
+    if (_codec == null) {
+      _codec = message<JobCost>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.client != null && obj.client !== 0n)) {
+          w.uint32(8)
+          w.uint64(obj.client)
+        }
+
+        if ((obj.worker != null && obj.worker !== 0n)) {
+          w.uint32(16)
+          w.uint64(obj.worker)
+        }
+
+        if ((obj.commission != null && obj.commission !== 0n)) {
+          w.uint32(24)
+          w.uint64(obj.commission)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          client: 0n,
+          worker: 0n,
+          commission: 0n
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.client = reader.uint64()
+              break
+            }
+            case 2: {
+              obj.worker = reader.uint64()
+              break
+            }
+            case 3: {
+              obj.commission = reader.uint64()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.client`,
+                value: reader.uint64()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.worker`,
+                value: reader.uint64()
+              }
+              break
+            }
+            case 3: {
+              yield {
+                field: `${prefix}.commission`,
+                value: reader.uint64()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface JobCostClientFieldEvent {
+    field: '$.client'
+    value: bigint
+  }
+
+  export interface JobCostWorkerFieldEvent {
+    field: '$.worker'
+    value: bigint
+  }
+
+  export interface JobCostCommissionFieldEvent {
+    field: '$.commission'
+    value: bigint
+  }
+
+  export function encode (obj: Partial<JobCost>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, JobCost.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<JobCost>): JobCost {
+    return decodeMessage(buf, JobCost.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<JobCost>): Generator<JobCostClientFieldEvent | JobCostWorkerFieldEvent | JobCostCommissionFieldEvent> {
+    return streamMessage(buf, JobCost.codec(), opts)
+  }
+}
+
 export interface JobFinal {
   result?: SignedResult
   timings?: ProxyTimings
+  cost?: JobCost
 }
 
 export namespace JobFinal {
@@ -2318,6 +3060,11 @@ export namespace JobFinal {
         if (obj.timings != null) {
           w.uint32(18)
           ProxyTimings.codec().encode(obj.timings, w)
+        }
+
+        if (obj.cost != null) {
+          w.uint32(26)
+          JobCost.codec().encode(obj.cost, w)
         }
 
         if (opts.lengthDelimited !== false) {
@@ -2341,6 +3088,12 @@ export namespace JobFinal {
             case 2: {
               obj.timings = ProxyTimings.codec().decode(reader, reader.uint32(), {
                 limits: opts.limits?.timings
+              })
+              break
+            }
+            case 3: {
+              obj.cost = JobCost.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.cost
               })
               break
             }
@@ -2369,6 +3122,13 @@ export namespace JobFinal {
             case 2: {
               yield * ProxyTimings.codec().stream(reader, reader.uint32(), `${prefix}.timings`, {
                 limits: opts.limits?.timings
+              })
+
+              break
+            }
+            case 3: {
+              yield * JobCost.codec().stream(reader, reader.uint32(), `${prefix}.cost`, {
+                limits: opts.limits?.cost
               })
 
               break
@@ -2410,6 +3170,21 @@ export namespace JobFinal {
     value: number
   }
 
+  export interface JobFinalCostClientFieldEvent {
+    field: '$.cost.client'
+    value: bigint
+  }
+
+  export interface JobFinalCostWorkerFieldEvent {
+    field: '$.cost.worker'
+    value: bigint
+  }
+
+  export interface JobFinalCostCommissionFieldEvent {
+    field: '$.cost.commission'
+    value: bigint
+  }
+
   export function encode (obj: Partial<JobFinal>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, JobFinal.codec())
   }
@@ -2418,7 +3193,7 @@ export namespace JobFinal {
     return decodeMessage(buf, JobFinal.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<JobFinal>): Generator<JobFinalResultResultFieldEvent | JobFinalResultSignatureFieldEvent | JobFinalTimingsRouteMsFieldEvent | JobFinalTimingsFirstChunkMsFieldEvent | JobFinalTimingsTotalMsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<JobFinal>): Generator<JobFinalResultResultFieldEvent | JobFinalResultSignatureFieldEvent | JobFinalTimingsRouteMsFieldEvent | JobFinalTimingsFirstChunkMsFieldEvent | JobFinalTimingsTotalMsFieldEvent | JobFinalCostClientFieldEvent | JobFinalCostWorkerFieldEvent | JobFinalCostCommissionFieldEvent> {
     return streamMessage(buf, JobFinal.codec(), opts)
   }
 }
@@ -2427,6 +3202,7 @@ export interface JobEvent {
   routed?: JobRouted
   chunk?: SealedChunk
   final?: JobFinal
+  countersign?: Countersign
 }
 
 export namespace JobEvent {
@@ -2441,17 +3217,26 @@ export namespace JobEvent {
 
         obj = { ...obj }
 
+        if (obj.countersign != null) {
+          obj.final = undefined
+          obj.chunk = undefined
+          obj.routed = undefined
+        }
+
         if (obj.final != null) {
+          obj.countersign = undefined
           obj.chunk = undefined
           obj.routed = undefined
         }
 
         if (obj.chunk != null) {
+          obj.countersign = undefined
           obj.final = undefined
           obj.routed = undefined
         }
 
         if (obj.routed != null) {
+          obj.countersign = undefined
           obj.final = undefined
           obj.chunk = undefined
         }
@@ -2469,6 +3254,11 @@ export namespace JobEvent {
         if (obj.final != null) {
           w.uint32(26)
           JobFinal.codec().encode(obj.final, w)
+        }
+
+        if (obj.countersign != null) {
+          w.uint32(34)
+          Countersign.codec().encode(obj.countersign, w)
         }
 
         if (opts.lengthDelimited !== false) {
@@ -2501,6 +3291,12 @@ export namespace JobEvent {
               })
               break
             }
+            case 4: {
+              obj.countersign = Countersign.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.countersign
+              })
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -2508,17 +3304,26 @@ export namespace JobEvent {
           }
         }
 
+        if (obj.countersign != null) {
+          delete obj.final
+          delete obj.chunk
+          delete obj.routed
+        }
+
         if (obj.final != null) {
+          delete obj.countersign
           delete obj.chunk
           delete obj.routed
         }
 
         if (obj.chunk != null) {
+          delete obj.countersign
           delete obj.final
           delete obj.routed
         }
 
         if (obj.routed != null) {
+          delete obj.countersign
           delete obj.final
           delete obj.chunk
         }
@@ -2548,6 +3353,13 @@ export namespace JobEvent {
             case 3: {
               yield * JobFinal.codec().stream(reader, reader.uint32(), `${prefix}.final`, {
                 limits: opts.limits?.final
+              })
+
+              break
+            }
+            case 4: {
+              yield * Countersign.codec().stream(reader, reader.uint32(), `${prefix}.countersign`, {
+                limits: opts.limits?.countersign
               })
 
               break
@@ -2584,6 +3396,11 @@ export namespace JobEvent {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface JobEventChunkTokensFieldEvent {
+    field: '$.chunk.tokens'
+    value: number
+  }
+
   export interface JobEventFinalResultResultFieldEvent {
     field: '$.final.result.result'
     value: Uint8Array<ArrayBuffer>
@@ -2609,6 +3426,36 @@ export namespace JobEvent {
     value: number
   }
 
+  export interface JobEventFinalCostClientFieldEvent {
+    field: '$.final.cost.client'
+    value: bigint
+  }
+
+  export interface JobEventFinalCostWorkerFieldEvent {
+    field: '$.final.cost.worker'
+    value: bigint
+  }
+
+  export interface JobEventFinalCostCommissionFieldEvent {
+    field: '$.final.cost.commission'
+    value: bigint
+  }
+
+  export interface JobEventCountersignChannelFieldEvent {
+    field: '$.countersign.channel'
+    value: string
+  }
+
+  export interface JobEventCountersignSeqnoFieldEvent {
+    field: '$.countersign.seqno'
+    value: bigint
+  }
+
+  export interface JobEventCountersignPayeeSignatureFieldEvent {
+    field: '$.countersign.payeeSignature'
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export function encode (obj: Partial<JobEvent>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, JobEvent.codec())
   }
@@ -2617,7 +3464,7 @@ export namespace JobEvent {
     return decodeMessage(buf, JobEvent.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<JobEvent>): Generator<JobEventRoutedWorkerFieldEvent | JobEventRoutedAttemptFieldEvent | JobEventChunkSeqFieldEvent | JobEventChunkCiphertextFieldEvent | JobEventFinalResultResultFieldEvent | JobEventFinalResultSignatureFieldEvent | JobEventFinalTimingsRouteMsFieldEvent | JobEventFinalTimingsFirstChunkMsFieldEvent | JobEventFinalTimingsTotalMsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<JobEvent>): Generator<JobEventRoutedWorkerFieldEvent | JobEventRoutedAttemptFieldEvent | JobEventChunkSeqFieldEvent | JobEventChunkCiphertextFieldEvent | JobEventChunkTokensFieldEvent | JobEventFinalResultResultFieldEvent | JobEventFinalResultSignatureFieldEvent | JobEventFinalTimingsRouteMsFieldEvent | JobEventFinalTimingsFirstChunkMsFieldEvent | JobEventFinalTimingsTotalMsFieldEvent | JobEventFinalCostClientFieldEvent | JobEventFinalCostWorkerFieldEvent | JobEventFinalCostCommissionFieldEvent | JobEventCountersignChannelFieldEvent | JobEventCountersignSeqnoFieldEvent | JobEventCountersignPayeeSignatureFieldEvent> {
     return streamMessage(buf, JobEvent.codec(), opts)
   }
 }

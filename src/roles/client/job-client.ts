@@ -8,6 +8,11 @@
  *
  * Aborting `run`'s signal sends a JobCancel and resets the stream, which the
  * proxy passes on to the worker.
+ *
+ * With settlement on, each job names the client's channel to the proxy; the
+ * client pays for every sealed frame as it opens it, for the completion
+ * tokens the worker sealed into that frame (so no hop can inflate them), and
+ * settles the exact cost from the worker's signed usage at the end.
  */
 import { createHash } from 'node:crypto'
 import { publicKeyToProtobuf } from '@libp2p/crypto/keys'
@@ -19,11 +24,15 @@ import {
 } from '../../p2p/constants.js'
 import { FramedStream, request } from '../../p2p/framing.js'
 import { Evidence as WireEvidence } from '../../p2p/protos/capacity.js'
-import { JobBody, JobEvent, JobOffer, JobRequest, ModelsRequest, ModelsResponse } from '../../p2p/protos/job.js'
+import { JobBody, JobEvent, JobOffer, JobRequest, JobUpstream, ModelsRequest, ModelsResponse } from '../../p2p/protos/job.js'
 import { evidenceFromWire } from '../../tee/attest-service.js'
 import { randomRequestId, sealRequest } from '../../tee/seal.js'
-import { cancelStream, headerAad, kindToWire, sealContext, sha256, toInferenceError, usageFromWire, verifyResult } from '../../inference/job-wire.js'
+import { cancelStream, headerAad, kindToWire, sealContext, SerialWriter, sha256, tokensAad, toInferenceError, usageFromWire, verifyResult } from '../../inference/job-wire.js'
 import { InferenceError } from '../../inference/types.js'
+import { ChannelError } from '../../errors.js'
+import { JobPayer } from '../../settlement/job-payments.js'
+import { DEFAULT_CACHED_BP, DEFAULT_REASONING_BP } from '../../settlement/pricing.js'
+import type { PayerChannel, PaymentUpdate } from '../../settlement/channels.js'
 import type { ResponseOpener } from '../../tee/seal.js'
 import type { EvidenceVerifier } from '../../tee/attestor.js'
 import type { VerifiedAttestation } from '../../tee/types.js'
@@ -42,6 +51,8 @@ export interface JobClientInit {
   maxPriceCompletionPerM: bigint
   defaultMaxTokens: number
   requestTimeoutMs: number
+  /** Set when the client pays: its channel to a proxy, opened on first need. */
+  payments?: { payerFor(proxy: string, signal: AbortSignal): Promise<PayerChannel> }
   metrics?: NodeMetrics
   log: Logger
 }
@@ -116,17 +127,23 @@ export class JobClient implements CompletionService {
       maxTokens: job.maxTokens ?? this.init.defaultMaxTokens,
       maxPricePromptPerM: this.init.maxPricePromptPerM,
       maxPriceCompletionPerM: this.init.maxPriceCompletionPerM,
-      deadlineMs: this.init.requestTimeoutMs
+      deadlineMs: this.init.requestTimeoutMs,
+      channel: ''
     }
     const proxy = await this.init.proxies.pick(signal)
     const deadline = AbortSignal.timeout(this.init.requestTimeoutMs)
     const jobSignal = AbortSignal.any([signal, deadline])
     let framed: FramedStream | undefined
     let done = false
+    let completed = false
     const onAbort = (): void => { if (!done) void cancelStream(framed, 'cancelled by the client') }
     jobSignal.addEventListener('abort', onAbort, { once: true })
     this.init.proxies.jobStarted(proxy)
+    const writer = new SerialWriter()
+    let payer: JobPayer | undefined
     try {
+      const channel = this.init.payments == null ? undefined : await this.payerFor(proxy, jobSignal)
+      header.channel = channel?.address ?? ''
       const stream = await this.node.dialProtocol(peerIdFromString(proxy), JOB_PROTOCOL, { signal: AbortSignal.any([jobSignal, AbortSignal.timeout(JOB_SETUP_DEADLINE_MS)]) })
       framed = new FramedStream(stream, { protocol: JOB_PROTOCOL, maxFrameBytes: JOB_MAX_FRAME_BYTES, deadlineMs: JOB_SETUP_DEADLINE_MS })
       await framed.write(JobRequest, { header, candidates: JOB_MAX_CANDIDATES }, { signal: jobSignal })
@@ -134,7 +151,7 @@ export class JobClient implements CompletionService {
 
       const aad = headerAad(header)
       const context = sealContext(requestId)
-      const sealed = new Map<string, { opener: ResponseOpener, digest: Uint8Array }>()
+      const sealed = new Map<string, { opener: ResponseOpener, digest: Uint8Array, candidate: WorkerCandidate }>()
       const body: JobBody = { sealed: [] }
       const refusals: string[] = []
       for (const candidate of offer.candidates.slice(0, JOB_MAX_CANDIDATES)) {
@@ -145,7 +162,7 @@ export class JobClient implements CompletionService {
           continue
         }
         const { sealed: s, opener } = sealRequest(candidate.jobPublicKey, plaintext, context, aad)
-        sealed.set(candidate.peerId, { opener, digest: sha256(s.ciphertext) })
+        sealed.set(candidate.peerId, { opener, digest: sha256(s.ciphertext), candidate })
         body.sealed.push({ worker: candidate.peerId, enc: new Uint8Array(s.enc), ciphertext: new Uint8Array(s.ciphertext) })
       }
       if (body.sealed.length === 0) {
@@ -155,7 +172,13 @@ export class JobClient implements CompletionService {
 
       let worker: string | undefined
       let chunks = 0
+      let tokens = 0
       const decoder = new TextDecoder('utf-8', { fatal: true })
+      const pay = async (update: PaymentUpdate | null): Promise<void> => {
+        if (update == null || framed == null) return
+        const out = framed
+        await writer.run(async () => out.write(JobUpstream, { payment: { ...update, payerSignature: new Uint8Array(update.payerSignature) } }, { signal: jobSignal }))
+      }
       while (true) {
         const remainingMs = Math.max(1, Math.floor(this.init.requestTimeoutMs - (performance.now() - startedMs)))
         const event = await framed.read(JobEvent, { signal: jobSignal, deadlineMs: remainingMs })
@@ -163,13 +186,23 @@ export class JobClient implements CompletionService {
           if (chunks > 0) throw new InferenceError('worker_failed', 'the proxy switched workers mid-stream')
           if (!sealed.has(event.routed.worker)) throw new InferenceError('worker_failed', `the proxy routed to ${event.routed.worker}, a worker the job was not sealed to`)
           worker = event.routed.worker
+          const c = (sealed.get(worker) as { candidate: WorkerCandidate }).candidate
+          if (channel != null) payer = new JobPayer(channel, { promptPerM: c.pricePromptPerM, completionPerM: c.priceCompletionPerM, cachedBp: DEFAULT_CACHED_BP, reasoningBp: DEFAULT_REASONING_BP })
+          continue
+        }
+        if (event.countersign != null) {
+          if (channel != null) channel.countersigned(event.countersign.seqno, event.countersign.payeeSignature)
           continue
         }
         if (worker == null) throw new InferenceError('worker_failed', 'the proxy sent job data before naming the worker')
         const session = sealed.get(worker) as { opener: ResponseOpener, digest: Uint8Array }
         if (event.chunk != null) {
-          const batch = parseChunks(decoder.decode(session.opener.open(event.chunk.seq, event.chunk.ciphertext)))
+          // the token count opens only if it is the one the worker sealed
+          const batch = parseChunks(decoder.decode(session.opener.open(event.chunk.seq, event.chunk.ciphertext, tokensAad(event.chunk.tokens))))
+          if (event.chunk.tokens < tokens) throw new InferenceError('worker_failed', `the worker's token count went back from ${tokens} to ${event.chunk.tokens}`)
+          tokens = event.chunk.tokens
           chunks++
+          await pay(payer?.onTokens(tokens) ?? null)
           for (const chunk of batch) yield { type: 'chunk', chunk }
           continue
         }
@@ -179,13 +212,22 @@ export class JobClient implements CompletionService {
         if (!equals(result.requestDigest, session.digest)) throw new InferenceError('worker_failed', 'the worker answered a request other than the one this client sealed')
         const finishReason = (FINISH_REASONS.has(result.finishReason) ? result.finishReason : 'stop') as FinishReason
         const usage = usageFromWire(result.usage)
+        if (usage.completionTokens < tokens) throw new InferenceError('worker_failed', `the worker signed ${usage.completionTokens} completion tokens after sealing a count of ${tokens}`)
+        await pay(payer?.onFinal(usage) ?? null)
+        const reported = event.final.cost
+        if (payer != null && reported != null && reported.client !== payer.cost) {
+          this.init.log('job %s: the proxy counts %s nanoTON, this client %s', requestId, reported.client, payer.cost)
+        }
         done = true
         this.counts.completed++
         this.init.metrics?.jobs.inc({ side: 'client', model: job.model, result: 'ok' })
         this.init.metrics?.jobSeconds.observe({ side: 'client', phase: 'total' }, (performance.now() - startedMs) / 1000)
         this.init.metrics?.jobTokens.inc({ side: 'client', model: job.model, kind: 'prompt' }, usage.promptTokens)
         this.init.metrics?.jobTokens.inc({ side: 'client', model: job.model, kind: 'completion' }, usage.completionTokens)
-        await framed.close({ signal: AbortSignal.timeout(JOB_CANCEL_GRACE_MS * 10) }).catch(() => {})
+        const out = framed
+        await writer.run(async () => out.close({ signal: AbortSignal.timeout(JOB_CANCEL_GRACE_MS * 10) })).catch(() => {})
+        completed = true
+        void collectCountersigns(framed, channel)
         yield {
           type: 'done',
           usage,
@@ -195,6 +237,16 @@ export class JobClient implements CompletionService {
             proxy,
             worker,
             signed_result: Buffer.from(event.final.result?.result ?? new Uint8Array(0)).toString('base64'),
+            ...(payer == null
+              ? {}
+              : {
+                  cost_nanoton: {
+                    paid: payer.cost.toString(),
+                    worker: reported?.worker.toString() ?? null,
+                    commission: reported?.commission.toString() ?? null,
+                    channel: payer.channel.address
+                  }
+                }),
             timings_ms: {
               worker: { queue: result.queueMs, first_chunk: result.firstChunkMs, total: result.totalMs },
               proxy: { route: event.final.timings?.routeMs ?? 0, first_chunk: event.final.timings?.firstChunkMs ?? 0, total: event.final.timings?.totalMs ?? 0 },
@@ -216,13 +268,23 @@ export class JobClient implements CompletionService {
       this.counts.failed++
       this.init.metrics?.jobs.inc({ side: 'client', model: job.model, result: failure.code })
       if (failure.code === 'worker_failed' && isProxyFault(err)) this.init.proxies.demote(proxy)
+      if (err instanceof ChannelError) throw new InferenceError('unavailable', `paying the proxy failed: ${err.message}`, { cause: err })
       throw failure
     } finally {
       done = true
       jobSignal.removeEventListener('abort', onAbort)
       this.init.proxies.jobEnded(proxy)
       // a consumer that stops iterating early (client went away) must not leave the job running
-      if (framed != null && framed.stream.status !== 'closed') framed.abort(new Error('job ended'))
+      if (framed != null && !completed && framed.stream.status !== 'closed') framed.abort(new Error('job ended'))
+    }
+  }
+
+  private async payerFor (proxy: string, signal: AbortSignal): Promise<PayerChannel> {
+    try {
+      return await (this.init.payments as NonNullable<JobClientInit['payments']>).payerFor(proxy, signal)
+    } catch (err) {
+      if (signal.aborted) throw err
+      throw new InferenceError('unavailable', `no payment channel to the proxy: ${(err as Error).message}`, { cause: err, retryAfterMs: 2_000 })
     }
   }
 
@@ -248,6 +310,24 @@ export class JobClient implements CompletionService {
     return undefined
   }
 }
+
+/**
+ * After the final payment: the proxy's countersignature of it arrives before
+ * the proxy closes; keep it, so both sides hold the same last state. Reading
+ * to the end (rather than resetting) also lets the payment itself land.
+ */
+async function collectCountersigns (framed: FramedStream, channel: PayerChannel | undefined): Promise<void> {
+  try {
+    for await (const event of framed.messages(JobEvent, { deadlineMs: COUNTERSIGN_WAIT_MS })) {
+      if (event.countersign != null && channel != null) channel.countersigned(event.countersign.seqno, event.countersign.payeeSignature)
+    }
+  } catch {
+    // a late or missing countersignature only leaves an older both-signed state
+  } finally {
+    if (framed.stream.status !== 'closed') framed.abort(new Error('job ended'))
+  }
+}
+const COUNTERSIGN_WAIT_MS = 5_000
 
 /** A sealed frame holds one chunk, or an array of the chunks the worker had ready at once. */
 function parseChunks (text: string): InferenceChunk[] {

@@ -11,6 +11,13 @@
  *
  * The client cancels with a JobCancel frame, by closing its side or by
  * resetting the stream; any of them resets the worker's stream at once.
+ *
+ * Paid jobs: the client names its channel to this proxy and pays as sealed
+ * frames arrive, at the worker's price plus this proxy's commission; the
+ * proxy pays the worker on its own channel at the worker's price. A frame
+ * goes on to the client only while the client's unpaid credit stays within
+ * the window; a client that stops paying gets PAYMENT_REQUIRED and the
+ * worker is stopped, so the proxy loses at most about one window.
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import {
@@ -19,10 +26,18 @@ import {
 } from '../../p2p/constants.js'
 import { answerWithError, errorCodeFor, FramedStream, handleRequests, ProtocolError } from '../../p2p/framing.js'
 import { ErrorCode } from '../../p2p/protos/framing.js'
-import { JobBody, JobEvent, JobOffer, JobRequest, ModelsRequest, ModelsResponse, WorkEvent, WorkRequest } from '../../p2p/protos/job.js'
+import { JobBody, JobEvent, JobOffer, JobRequest, JobUpstream, ModelsRequest, ModelsResponse, WorkEvent, WorkRequest } from '../../p2p/protos/job.js'
+import { wakeUp } from '../../ops/wake-up.js'
+import type { WakeUp } from '../../ops/wake-up.js'
 import { RemoteError } from '../../errors.js'
-import { cancelStream, checkHeader, toInferenceError, toProtocolError, verifyResult, watchForCancel } from '../../inference/job-wire.js'
+import { cancelStream, checkHeader, SerialWriter, toInferenceError, toProtocolError, usageFromWire, verifyResult, watchUpstream } from '../../inference/job-wire.js'
 import { InferenceError } from '../../inference/types.js'
+import { ChannelError } from '../../errors.js'
+import { JobPayee, JobPayer } from '../../settlement/job-payments.js'
+import { BASIS_POINTS, DEFAULT_CACHED_BP, DEFAULT_REASONING_BP, withCommission } from '../../settlement/pricing.js'
+import type { ChannelManager } from '../../settlement/channel-manager.js'
+import type { PayerChannel, PaymentUpdate } from '../../settlement/channels.js'
+import type { ModelPrice } from '../../settlement/pricing.js'
 import { rankWorkers } from './job-router.js'
 import type { RankedWorker } from './job-router.js'
 import type { WorkerEvidence } from './worker-evidence.js'
@@ -30,7 +45,7 @@ import type { WorkerRegistry } from './worker-registry.js'
 import type { WorkerLookup } from './worker-lookup.js'
 import type { NodeMetrics } from '../../p2p/metrics.js'
 import type { CocoonLibp2p } from '../../p2p/node.js'
-import type { JobHeader, ModelInfo, SealedRequest, WorkerCandidate } from '../../p2p/protos/job.js'
+import type { JobCost, JobHeader, ModelInfo, Payment, SealedRequest, WorkerCandidate } from '../../p2p/protos/job.js'
 import type { Connection, Logger, Stream } from '@libp2p/interface'
 
 export interface ProxyJobServiceInit {
@@ -41,8 +56,22 @@ export interface ProxyJobServiceInit {
   maxJobsPerClient: number
   /** How long a job for an unknown model may wait on the DHT fallback. */
   lookupWaitMs?: number
+  /** Set when this proxy settles: clients pay it, it pays workers. */
+  payments?: ProxyPayments
   metrics?: NodeMetrics
   log: Logger
+}
+
+export interface ProxyPayments {
+  manager: ChannelManager
+  /** Refuse jobs that name no channel. */
+  required: boolean
+  /** Added to workers' prices for clients, in basis points. */
+  commissionBp: number
+  /** The channel this proxy pays `worker` through, opened on first need. */
+  payerFor(worker: string, signal: AbortSignal): Promise<PayerChannel>
+  paymentWaitMs: number
+  settleWaitMs: number
 }
 
 export interface ProxyJobStatus {
@@ -69,7 +98,7 @@ export class ProxyJobService {
   private readonly byWorker = new Map<string, number>()
   private readonly controllers = new Set<AbortController>()
   private inFlight = 0
-  private readonly counts = { relayed: 0, failed: 0, cancelled: 0, retried: 0 }
+  private readonly counts = { relayed: 0, failed: 0, cancelled: 0, retried: 0, unpaid: 0 }
 
   constructor (node: CocoonLibp2p, init: ProxyJobServiceInit) {
     this.node = node
@@ -101,9 +130,22 @@ export class ProxyJobService {
     return { inFlight: this.inFlight, byClient: Object.fromEntries(this.byClient), byWorker: Object.fromEntries(this.byWorker), ...this.counts }
   }
 
-  /** Models the registry can route now, for /cocoon/models. */
+  /** Models the registry can route now, for /cocoon/models, at the prices clients pay. */
   catalog (): ModelInfo[] {
-    return this.init.registry.models().map(({ model, ...m }) => ({ name: model, ...m }))
+    const up = (p: bigint): bigint => this.clientPrice({ promptPerM: p, completionPerM: p, cachedBp: 0, reasoningBp: 0 }).promptPerM
+    return this.init.registry.models().map(({ model, ...m }) => ({
+      name: model,
+      ...m,
+      minPromptPerM: up(m.minPromptPerM),
+      maxPromptPerM: up(m.maxPromptPerM),
+      minCompletionPerM: up(m.minCompletionPerM),
+      maxCompletionPerM: up(m.maxCompletionPerM)
+    }))
+  }
+
+  /** What clients pay for a worker's price. */
+  private clientPrice (worker: ModelPrice): ModelPrice {
+    return withCommission(worker, this.init.payments?.commissionBp ?? 0)
   }
 
   private async serve (stream: Stream, connection: Connection): Promise<void> {
@@ -124,6 +166,7 @@ export class ProxyJobService {
       }
       admitted = true
       this.admit(client, +1)
+      const clientChannel = this.clientChannel(header, client)
 
       const ranked = await this.rank(header, controller.signal)
       const wanted = Math.max(1, Math.min(request.candidates, JOB_MAX_CANDIDATES))
@@ -139,12 +182,17 @@ export class ProxyJobService {
       const attempts = candidates.filter(c => sealedFor.has(c.wire.peerId))
       if (attempts.length === 0) throw new ProtocolError(ErrorCode.BAD_REQUEST, 'the job body is sealed to none of the offered workers')
 
-      // from here on, the client's side carries only a cancel (or its close/reset)
-      watchForCancel(framed, controller.signal, Math.max(1, deadlineAtMs - performance.now()) + 1_000, () => {
-        controller.abort(new InferenceError('cancelled', 'the client cancelled the job'))
+      // from here on, the client's side carries payments and a cancel (or its close/reset)
+      const job: RelayJob = { client: framed, writer: new SerialWriter(), header, deadlineAtMs, controller, startedMs, clientChannel, payee: undefined, paid: wakeUp() }
+      watchUpstream(framed, controller.signal, Math.max(1, deadlineAtMs - performance.now()) + (this.init.payments?.settleWaitMs ?? 0) + 1_000, {
+        onCancel: () => { controller.abort(new InferenceError('cancelled', 'the client cancelled the job')) },
+        onPayment: async (payment) => { await this.takePayment(job, payment) },
+        onPaymentError: (err) => {
+          controller.abort(err instanceof ChannelError ? new ProtocolError(ErrorCode.PAYMENT_REFUSED, err.message) : err)
+        }
       })
 
-      await this.relay(framed, header, attempts.map(a => ({ ranked: a.ranked, sealed: sealedFor.get(a.wire.peerId) as SealedRequest })), deadlineAtMs, controller, startedMs)
+      await this.relay(job, attempts.map(a => ({ ranked: a.ranked, sealed: sealedFor.get(a.wire.peerId) as SealedRequest })))
     } catch (err) {
       const reason: unknown = controller.signal.aborted ? controller.signal.reason : err
       if (reason instanceof InferenceError && reason.code === 'cancelled') {
@@ -166,6 +214,49 @@ export class ProxyJobService {
     }
   }
 
+  /** The client's open channel to this proxy that the job names, checked. */
+  private clientChannel (header: JobHeader, client: string): JobRelayChannel | undefined {
+    const payments = this.init.payments
+    if (header.channel === '') {
+      if (payments?.required === true) throw new ProtocolError(ErrorCode.PAYMENT_REQUIRED, 'this proxy routes paid jobs only: open a channel over /cocoon/pay and name it in the job')
+      return undefined
+    }
+    if (payments == null) throw new ProtocolError(ErrorCode.PAYMENT_REFUSED, 'this proxy runs without settlement and takes no payments')
+    const channel = payments.manager.payee(header.channel)
+    if (channel == null || channel.record.peerId !== client || channel.record.status !== 'open') {
+      throw new ProtocolError(ErrorCode.PAYMENT_REQUIRED, `${header.channel} is not an open channel from this client; open one over /cocoon/pay`)
+    }
+    return channel
+  }
+
+  /** A client's payment: checked, stored, countersigned back; frames held for credit may go. */
+  private async takePayment (job: RelayJob, payment: Payment): Promise<void> {
+    if (job.payee == null) {
+      // before routing nothing is owed; a payment now is early, not wrong, and is checked like any other
+      if (job.clientChannel == null) throw new ProtocolError(ErrorCode.PAYMENT_REFUSED, 'this job is not paid through a channel')
+      if (payment.channel !== job.clientChannel.address) throw new ChannelError('wrong_channel', `a payment for ${payment.channel} arrived on a job paid through ${job.clientChannel.address}`)
+    }
+    const payeeSignature = job.payee != null ? job.payee.accept(payment) : (job.clientChannel as JobRelayChannel).accept(payment)
+    job.paid.wake()
+    job.paid = wakeUp()
+    await job.writer.run(async () => job.client.write(JobEvent, { countersign: { channel: payment.channel, seqno: payment.seqno, payeeSignature: new Uint8Array(payeeSignature) } }, { signal: job.controller.signal }))
+  }
+
+  /** Holds a frame until the client's credit allows it, at most paymentWaitMs. */
+  private async awaitCredit (job: RelayJob, tokens: number): Promise<void> {
+    const payee = job.payee
+    if (payee == null) return
+    const giveUpAt = performance.now() + (this.init.payments?.paymentWaitMs ?? 0)
+    while (!payee.mayDeliver(tokens)) {
+      const left = giveUpAt - performance.now()
+      if (left <= 0) {
+        this.counts.unpaid++
+        throw new ProtocolError(ErrorCode.PAYMENT_REQUIRED, `payment fell behind: ${payee.channel.unpaid} nanoTON unpaid, over the ${payee.creditWindow} nanoTON credit window`)
+      }
+      await job.paid.wait(left, job.controller.signal)
+    }
+  }
+
   private admit (client: string, delta: number): void {
     this.inFlight += delta
     bump(this.byClient, client, delta)
@@ -174,7 +265,9 @@ export class ProxyJobService {
 
   /** Ranked workers for the job, asking the DHT (briefly) when the registry knows none. */
   private async rank (header: JobHeader, signal: AbortSignal): Promise<RankedWorker[]> {
-    const cap = { promptPerM: header.maxPricePromptPerM, completionPerM: header.maxPriceCompletionPerM }
+    // the client's cap is on what it pays: the worker's price plus the commission
+    const bp = BigInt(this.init.payments?.commissionBp ?? 0)
+    const cap = { promptPerM: header.maxPricePromptPerM * BASIS_POINTS / (BASIS_POINTS + bp), completionPerM: header.maxPriceCompletionPerM * BASIS_POINTS / (BASIS_POINTS + bp) }
     const inFlight = (peerId: string): number => this.byWorker.get(peerId) ?? 0
     let decision = rankWorkers(header.model, this.init.registry.offersFor(header.model), cap, inFlight)
     if (!decision.ok && decision.code === 'model_unknown') {
@@ -202,14 +295,17 @@ export class ProxyJobService {
           this.init.log('no epoch evidence from %s - %s', r.entry.peerId, (result.reason as Error).message)
           continue
         }
+        const client = this.clientPrice(workerPrice(r))
         out.push({
           ranked: r,
           wire: {
             peerId: r.entry.peerId,
             evidence: result.value,
             jobPublicKey: new Uint8Array(r.entry.attestation.jobPublicKey),
-            pricePromptPerM: r.offer.pricePromptPerM,
-            priceCompletionPerM: r.offer.priceCompletionPerM
+            pricePromptPerM: client.promptPerM,
+            priceCompletionPerM: client.completionPerM,
+            workerPricePromptPerM: r.offer.pricePromptPerM,
+            workerPriceCompletionPerM: r.offer.priceCompletionPerM
           }
         })
       }
@@ -218,58 +314,84 @@ export class ProxyJobService {
   }
 
   /** Runs the job on the first candidate, on the next if it fails before its first chunk; relays to the client. */
-  private async relay (
-    client: FramedStream, header: JobHeader, attempts: Array<{ ranked: RankedWorker, sealed: SealedRequest }>,
-    deadlineAtMs: number, controller: AbortController, startedMs: number
-  ): Promise<void> {
+  private async relay (job: RelayJob, attempts: Array<{ ranked: RankedWorker, sealed: SealedRequest }>): Promise<void> {
+    const { header, deadlineAtMs, controller, startedMs } = job
     let lastError: unknown
     for (const [index, { ranked, sealed }] of attempts.entries()) {
       const worker = ranked.entry.peerId
       const remainingMs = Math.floor(deadlineAtMs - performance.now() - JOB_HOP_MARGIN_MS)
       if (remainingMs < 1) throw new InferenceError('timeout', `the job's deadline passed before a worker could take it${lastError == null ? '' : ` (${(lastError as Error).message})`}`)
       if (index > 0) this.counts.retried++
-      await toClient(client, { routed: { worker, attempt: index + 1 } }, controller)
+      await this.toClient(job, { routed: { worker, attempt: index + 1 } })
       bump(this.byWorker, worker, +1)
       const routeMs = Math.round(performance.now() - startedMs)
+      const price = workerPrice(ranked)
+      job.payee = job.clientChannel == null ? undefined : new JobPayee(job.clientChannel, this.clientPrice(price), this.init.payments?.manager.terms().creditWindow ?? 0n)
       let chunks = 0
+      let tokens = 0
       let workerStream: FramedStream | undefined
+      const workerWriter = new SerialWriter()
       const onAbort = (): void => { void cancelStream(workerStream, 'cancelled by the client') }
       controller.signal.addEventListener('abort', onAbort, { once: true })
       try {
+        const payer = this.init.payments == null ? undefined : new JobPayer(await this.init.payments.payerFor(worker, controller.signal), price)
         const stream = await this.node.dialProtocol(peerIdFromString(worker), WORK_PROTOCOL, {
           signal: AbortSignal.any([controller.signal, AbortSignal.timeout(Math.min(remainingMs, JOB_SETUP_DEADLINE_MS))])
         })
         workerStream = new FramedStream(stream, { protocol: WORK_PROTOCOL, maxFrameBytes: JOB_MAX_FRAME_BYTES, deadlineMs: remainingMs })
         if (controller.signal.aborted) throw controller.signal.reason
-        await workerStream.write(WorkRequest, { header: { ...header, deadlineMs: remainingMs }, sealed }, { signal: controller.signal })
+        const toWorker = workerStream
+        const payWorker = async (update: PaymentUpdate | null): Promise<void> => {
+          if (update == null) return
+          await workerWriter.run(async () => toWorker.write(JobUpstream, { payment: { ...update, payerSignature: new Uint8Array(update.payerSignature) } }, { signal: controller.signal }))
+        }
+        await workerStream.write(WorkRequest, { header: { ...header, deadlineMs: remainingMs, channel: payer?.channel.address ?? '' }, sealed }, { signal: controller.signal })
         let firstChunkMs = 0
         while (true) {
           const readMs = Math.max(1, Math.floor(deadlineAtMs - performance.now()))
           const event = await workerStream.read(WorkEvent, { signal: controller.signal, deadlineMs: readMs })
+          if (event.countersign != null) {
+            if (payer != null) payer.channel.countersigned(event.countersign.seqno, event.countersign.payeeSignature)
+            continue
+          }
           if (event.chunk != null) {
+            if (event.chunk.tokens < tokens) throw new InferenceError('worker_failed', `worker ${worker} claimed ${event.chunk.tokens} tokens after ${tokens}`)
+            tokens = event.chunk.tokens
             if (chunks === 0) firstChunkMs = Math.round(performance.now() - startedMs)
             chunks++
-            await toClient(client, { chunk: event.chunk }, controller)
+            await payWorker(payer?.onTokens(tokens) ?? null)
+            await this.awaitCredit(job, tokens)
+            await this.toClient(job, { chunk: event.chunk })
+            job.payee?.delivered(tokens)
             continue
           }
           if (event.final == null) throw new ProtocolError(ErrorCode.BAD_REQUEST, 'empty work event')
           const result = await verifyResult(event.final, worker, header.requestId)
           if (result.chunks !== chunks) throw new InferenceError('worker_failed', `worker ${worker} counted ${result.chunks} chunks but sent ${chunks}`)
+          const usage = usageFromWire(result.usage)
+          if (usage.completionTokens < tokens) throw new InferenceError('worker_failed', `worker ${worker} signed ${usage.completionTokens} completion tokens after claiming ${tokens}`)
+          await payWorker(payer?.onFinal(usage) ?? null)
+          const cost: JobCost | undefined = job.payee == null || payer == null
+            ? undefined
+            : (() => { const c = job.payee.final(usage); return { client: c, worker: payer.cost, commission: c - payer.cost } })()
           const totalMs = Math.round(performance.now() - startedMs)
-          await toClient(client, { final: { result: event.final, timings: { routeMs, firstChunkMs, totalMs } } }, controller)
-          await client.close({ signal: AbortSignal.timeout(JOB_SETUP_DEADLINE_MS) }).catch(() => {})
-          await workerStream.close().catch(() => {})
+          await this.toClient(job, { final: { result: event.final, timings: { routeMs, firstChunkMs, totalMs }, cost } })
+          await workerWriter.run(async () => toWorker.close()).catch(() => {})
           this.init.registry.recordResult(worker, { ok: true, latencyMs: result.totalMs })
           this.counts.relayed++
           this.init.metrics?.jobs.inc({ side: 'proxy', model: header.model, result: 'ok' })
           this.init.metrics?.jobSeconds.observe({ side: 'proxy', phase: 'first_chunk' }, firstChunkMs / 1000)
           this.init.metrics?.jobSeconds.observe({ side: 'proxy', phase: 'total' }, totalMs / 1000)
+          await this.awaitSettlement(job)
+          await job.writer.run(async () => job.client.close({ signal: AbortSignal.timeout(JOB_SETUP_DEADLINE_MS) })).catch(() => {})
           return
         }
       } catch (err) {
         if (controller.signal.aborted) throw controller.signal.reason
         workerStream?.abort(new Error('job failed'))
-        const blameless = err instanceof RemoteError && (err.remoteCode === ErrorCode.BAD_REQUEST || err.remoteCode === ErrorCode.TOO_LARGE)
+        if (err instanceof ProtocolError && (err.errorCode === ErrorCode.PAYMENT_REQUIRED || err.errorCode === ErrorCode.PAYMENT_REFUSED)) throw err
+        if (err instanceof ChannelError) throw new ProtocolError(ErrorCode.PAYMENT_REFUSED, `paying worker ${worker}: ${err.message}`)
+        const blameless = err instanceof RemoteError && (err.remoteCode === ErrorCode.BAD_REQUEST || err.remoteCode === ErrorCode.TOO_LARGE || err.remoteCode === ErrorCode.PAYMENT_REQUIRED || err.remoteCode === ErrorCode.PAYMENT_REFUSED)
         if (!blameless) {
           this.init.registry.recordResult(worker, { ok: false })
           if (err instanceof InferenceError || err instanceof RemoteError) this.init.evidence.forget(worker)
@@ -290,16 +412,54 @@ export class ProxyJobService {
     const last = lastError instanceof InferenceError ? lastError : undefined
     throw new InferenceError(last?.code === 'overloaded' ? 'overloaded' : 'worker_failed', `no worker could run the job: ${last?.message ?? 'unknown failure'}`, { retryAfterMs: last?.retryAfterMs })
   }
+
+  /** Waits (bounded) for the client's payment that settles a finished job. */
+  private async awaitSettlement (job: RelayJob): Promise<void> {
+    const payee = job.payee
+    if (payee == null) return
+    const giveUpAt = performance.now() + (this.init.payments?.settleWaitMs ?? 0)
+    while (!payee.settled()) {
+      const left = giveUpAt - performance.now()
+      if (left <= 0 || job.controller.signal.aborted) {
+        this.counts.unpaid++
+        this.init.log('job %s ended with %s nanoTON unpaid on %s', job.header.requestId, payee.channel.unpaid, payee.channel.address)
+        return
+      }
+      await job.paid.wait(left, job.controller.signal).catch(() => {})
+    }
+  }
+
+  /** Writes to the client; a client that cannot be written to has gone, which cancels the job (never the worker's fault). */
+  private async toClient (job: RelayJob, event: Partial<JobEvent>): Promise<void> {
+    try {
+      await job.writer.run(async () => job.client.write(JobEvent, event, { signal: job.controller.signal }))
+    } catch (err) {
+      if (!job.controller.signal.aborted) job.controller.abort(new InferenceError('cancelled', 'the client went away', { cause: err }))
+      throw job.controller.signal.reason
+    }
+  }
 }
 
-/** Writes to the client; a client that cannot be written to has gone, which cancels the job (never the worker's fault). */
-async function toClient (client: FramedStream, event: Partial<JobEvent>, controller: AbortController): Promise<void> {
-  try {
-    await client.write(JobEvent, event, { signal: controller.signal })
-  } catch (err) {
-    if (!controller.signal.aborted) controller.abort(new InferenceError('cancelled', 'the client went away', { cause: err }))
-    throw controller.signal.reason
-  }
+type JobRelayChannel = NonNullable<ReturnType<ChannelManager['payee']>>
+
+/** One job as it is relayed: both streams' state and its payments. */
+interface RelayJob {
+  client: FramedStream
+  writer: SerialWriter
+  header: JobHeader
+  deadlineAtMs: number
+  controller: AbortController
+  startedMs: number
+  /** The client's channel to this proxy, when the job is paid. */
+  clientChannel: JobRelayChannel | undefined
+  /** The client's side of this job's payments, once routed. */
+  payee: JobPayee | undefined
+  /** Woken by every client payment. */
+  paid: WakeUp
+}
+
+function workerPrice (r: RankedWorker): ModelPrice {
+  return { promptPerM: r.offer.pricePromptPerM, completionPerM: r.offer.priceCompletionPerM, cachedBp: DEFAULT_CACHED_BP, reasoningBp: DEFAULT_REASONING_BP }
 }
 
 function bump (map: Map<string, number>, key: string, delta: number): void {

@@ -8,6 +8,12 @@
  * proxy closing its side, or a reset aborts generation at once. The job's
  * own deadline aborts it too. A full model answers OVERLOADED at once rather
  * than queueing behind running jobs: the proxy picks another worker.
+ *
+ * A paid job names the proxy's channel to this worker. Each sealed frame
+ * carries the completion tokens streamed so far (sealed over, so the client
+ * can hold everyone to it); the proxy pays as frames arrive, and a frame
+ * leaves only while the proxy's unpaid credit stays within the window. A
+ * proxy that stops paying gets PAYMENT_REQUIRED and the job stops.
  */
 import { JOB_MAX_FRAME_BYTES, JOB_MAX_STREAMS_PER_CONNECTION, JOB_SETUP_DEADLINE_MS, WORK_PROTOCOL } from '../../p2p/constants.js'
 import { answerWithError, errorCodeFor, FramedStream, ProtocolError } from '../../p2p/framing.js'
@@ -15,8 +21,14 @@ import { ErrorCode } from '../../p2p/protos/framing.js'
 import { WorkEvent, WorkRequest } from '../../p2p/protos/job.js'
 import { SealError } from '../../errors.js'
 import { openRequest } from '../../tee/seal.js'
-import { checkHeader, headerAad, kindFromWire, sealContext, sha256, signResult, toProtocolError, usageToWire, watchForCancel } from '../../inference/job-wire.js'
+import { checkHeader, contentTokens, headerAad, kindFromWire, sealContext, SerialWriter, sha256, signResult, tokensAad, toProtocolError, usageToWire, watchUpstream } from '../../inference/job-wire.js'
 import { InferenceError } from '../../inference/types.js'
+import { ChannelError } from '../../errors.js'
+import { JobPayee } from '../../settlement/job-payments.js'
+import { DEFAULT_CACHED_BP, DEFAULT_REASONING_BP } from '../../settlement/pricing.js'
+import { wakeUp } from '../../ops/wake-up.js'
+import type { WakeUp } from '../../ops/wake-up.js'
+import type { ChannelManager } from '../../settlement/channel-manager.js'
 import type { NodeMetrics } from '../../p2p/metrics.js'
 import type { InferenceBackend, InferenceChunk, Usage } from '../../inference/types.js'
 import type { JobHeader } from '../../p2p/protos/job.js'
@@ -28,11 +40,31 @@ export interface WorkServiceInit {
   /** The worker's libp2p key: signs job results. */
   signer: PrivateKey
   peerId: string
-  models: Array<{ name: string, maxConcurrent: number, contextLength: number }>
+  models: WorkModel[]
+  /** Set when this worker settles: paid jobs are checked and metered against the proxy's channel. */
+  payments?: WorkPayments
   /** Jobs running for a model changed (free slots go out in the next announcement). */
   onRunning?: (model: string, jobs: number) => void
   metrics?: NodeMetrics
   log: Logger
+}
+
+export interface WorkModel {
+  name: string
+  maxConcurrent: number
+  contextLength: number
+  pricePromptPerM: bigint
+  priceCompletionPerM: bigint
+}
+
+export interface WorkPayments {
+  manager: ChannelManager
+  /** Refuse jobs that name no channel. */
+  required: boolean
+  /** How long a frame waits for the payment that lets it out before the job stops. */
+  paymentWaitMs: number
+  /** After the final result: how long to wait for the payment that settles the job. */
+  settleWaitMs: number
 }
 
 /** How one cancelled job stopped: for operators and for the tests that hold us to 100 ms. */
@@ -71,10 +103,10 @@ const CANCELLED = 'cancelled'
 export class WorkService {
   private readonly host: Host
   private readonly init: WorkServiceInit
-  private readonly models: Map<string, { name: string, maxConcurrent: number, contextLength: number }>
+  private readonly models: Map<string, WorkModel>
   private readonly running = new Map<string, number>()
   private readonly controllers = new Set<AbortController>()
-  private readonly counts = { completed: 0, failed: 0, cancelled: 0 }
+  private readonly counts = { completed: 0, failed: 0, cancelled: 0, unpaid: 0 }
   private readonly recentCancels: CancelRecord[] = []
 
   constructor (host: Host, init: WorkServiceInit) {
@@ -121,17 +153,46 @@ export class WorkService {
       }
       const sealed = request.sealed
       if (sealed == null || sealed.worker !== this.init.peerId) throw new ProtocolError(ErrorCode.BAD_REQUEST, 'the job is not sealed to this worker')
+      const payee = this.payeeFor(header, connection.remotePeer.toString(), model)
       const { plaintext, sealer } = openRequest(this.init.jobKey.privateKey, this.init.jobKey.publicKey, sealed, sealContext(header.requestId), headerAad(header))
       const body = parseBody(plaintext)
 
       slot = model.name
       this.setRunning(slot, +1)
       deadline = setTimeout(() => { controller.abort(new InferenceError('timeout', `the job passed its ${header?.deadlineMs ?? 0} ms deadline on the worker`)) }, header.deadlineMs)
-      watchForCancel(framed, controller.signal, header.deadlineMs + 1_000, () => {
-        if (finished) return
-        cancelledAtMs = Date.now()
-        controller.abort(new InferenceError(CANCELLED, 'the requester cancelled the job'))
+      const writer = new SerialWriter()
+      let paid = wakeUp()
+      watchUpstream(framed, controller.signal, header.deadlineMs + (this.init.payments?.settleWaitMs ?? 0) + 1_000, {
+        onCancel: () => {
+          if (finished) return
+          cancelledAtMs = Date.now()
+          controller.abort(new InferenceError(CANCELLED, 'the requester cancelled the job'))
+        },
+        onPayment: async (payment) => {
+          if (payee == null) throw new ProtocolError(ErrorCode.PAYMENT_REFUSED, 'this job is not paid through a channel')
+          const payeeSignature = payee.accept(payment)
+          paid.wake()
+          paid = wakeUp()
+          await writer.run(async () => framed.write(WorkEvent, { countersign: { channel: payment.channel, seqno: payment.seqno, payeeSignature: new Uint8Array(payeeSignature) } }, { signal: controller.signal }))
+        },
+        onPaymentError: (err) => {
+          const reason = err instanceof ChannelError ? new ProtocolError(ErrorCode.PAYMENT_REFUSED, err.message) : err
+          controller.abort(reason)
+        }
       })
+      // holds a frame until the proxy's credit allows it, at most paymentWaitMs
+      const awaitCredit = async (tokens: number): Promise<void> => {
+        if (payee == null) return
+        const giveUpAt = performance.now() + (this.init.payments?.paymentWaitMs ?? 0)
+        while (!payee.mayDeliver(tokens)) {
+          const left = giveUpAt - performance.now()
+          if (left <= 0) {
+            this.counts.unpaid++
+            throw new ProtocolError(ErrorCode.PAYMENT_REQUIRED, `payment fell behind: ${payee.channel.unpaid} nanoTON unpaid, over the ${payee.creditWindow} nanoTON credit window`)
+          }
+          await paid.wait(left, controller.signal)
+        }
+      }
 
       const queueMs = Math.round(performance.now() - startedMs)
       let firstChunkMs = 0
@@ -142,14 +203,20 @@ export class WorkService {
       // array): a burst costs one frame per hop instead of one per token, and
       // nothing waits, since a frame leaves as soon as the backend pauses.
       const pending: InferenceChunk[] = []
+      let tokens = 0
       const flush = async (): Promise<void> => {
         if (pending.length === 0) return
+        const claimed = tokens + contentTokens(pending)
+        await awaitCredit(claimed)
         if (chunks === 0) firstChunkMs = Math.round(performance.now() - startedMs)
         const plaintext = encoder.encode(JSON.stringify(pending.length === 1 ? pending[0] : pending))
         pending.length = 0
-        const ciphertext = sealer.seal(chunks, plaintext)
-        await framed.write(WorkEvent, { chunk: { seq: chunks, ciphertext: new Uint8Array(ciphertext) } }, { signal: controller.signal })
+        const ciphertext = sealer.seal(chunks, plaintext, tokensAad(claimed))
+        const seq = chunks
+        await writer.run(async () => framed.write(WorkEvent, { chunk: { seq, ciphertext: new Uint8Array(ciphertext), tokens: claimed } }, { signal: controller.signal }))
         chunks++
+        tokens = claimed
+        payee?.delivered(claimed)
       }
       const events = this.init.backend.generate({
         kind: kindFromWire(header.kind),
@@ -179,6 +246,9 @@ export class WorkService {
       if (!controller.signal.aborted) await flush()
       if (controller.signal.aborted) throw controller.signal.reason
       if (usage == null) throw new InferenceError('worker_failed', 'the backend ended without usage')
+      // never below what was claimed while streaming: what was paid for stays paid for
+      if (usage.completionTokens < tokens) usage = { ...usage, completionTokens: tokens }
+      payee?.final(usage)
       const totalMs = Math.round(performance.now() - startedMs)
       const signed = await signResult(this.init.signer, {
         requestId: header.requestId,
@@ -193,8 +263,9 @@ export class WorkService {
         totalMs
       })
       finished = true
-      await framed.write(WorkEvent, { final: signed }, { signal: controller.signal })
-      await framed.close({ signal: AbortSignal.timeout(JOB_SETUP_DEADLINE_MS) }).catch(() => {})
+      await writer.run(async () => framed.write(WorkEvent, { final: signed }, { signal: controller.signal }))
+      if (payee != null) await this.awaitSettlement(payee, header.requestId, () => paid, controller.signal)
+      await writer.run(async () => framed.close({ signal: AbortSignal.timeout(JOB_SETUP_DEADLINE_MS) })).catch(() => {})
       this.counts.completed++
       this.init.metrics?.jobs.inc({ side: 'worker', model: model.name, result: 'ok' })
       this.init.metrics?.jobSeconds.observe({ side: 'worker', phase: 'first_chunk' }, firstChunkMs / 1000)
@@ -222,6 +293,36 @@ export class WorkService {
       this.controllers.delete(controller)
       if (!controller.signal.aborted) controller.abort()
       if (slot != null) this.setRunning(slot, -1)
+    }
+  }
+
+  /** The job's payee end: its channel must be open and the proxy's own. */
+  private payeeFor (header: JobHeader, proxy: string, model: WorkModel): JobPayee | undefined {
+    const payments = this.init.payments
+    if (header.channel === '') {
+      if (payments?.required === true) throw new ProtocolError(ErrorCode.PAYMENT_REQUIRED, 'this worker takes paid jobs only: open a channel over /cocoon/pay and name it in the job')
+      return undefined
+    }
+    if (payments == null) throw new ProtocolError(ErrorCode.PAYMENT_REFUSED, 'this worker runs without settlement and takes no payments')
+    const channel = payments.manager.payee(header.channel)
+    if (channel == null || channel.record.peerId !== proxy || channel.record.status !== 'open') {
+      throw new ProtocolError(ErrorCode.PAYMENT_REQUIRED, `${header.channel} is not an open channel from this proxy; open one over /cocoon/pay`)
+    }
+    const price = { promptPerM: model.pricePromptPerM, completionPerM: model.priceCompletionPerM, cachedBp: DEFAULT_CACHED_BP, reasoningBp: DEFAULT_REASONING_BP }
+    return new JobPayee(channel, price, payments.manager.terms().creditWindow)
+  }
+
+  /** Waits (bounded) for the payment that settles a finished job; an unsettled job stays as unpaid credit. */
+  private async awaitSettlement (payee: JobPayee, requestId: string, paid: () => WakeUp, signal: AbortSignal): Promise<void> {
+    const giveUpAt = performance.now() + (this.init.payments?.settleWaitMs ?? 0)
+    while (!payee.settled()) {
+      const left = giveUpAt - performance.now()
+      if (left <= 0 || signal.aborted) {
+        this.counts.unpaid++
+        this.init.log('job %s ended with %s nanoTON unpaid on %s', requestId, payee.channel.unpaid, payee.channel.address)
+        return
+      }
+      await paid().wait(left, signal).catch(() => {})
     }
   }
 

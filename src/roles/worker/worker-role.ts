@@ -81,7 +81,10 @@ export class WorkerRole implements RoleBehaviour {
       jobKey: { privateKey: this.tee.jobPrivateKey, publicKey: this.tee.jobPublicKey },
       signer: this.ctx.privateKey,
       peerId: this.ctx.node.peerId.toString(),
-      models: config.worker.models.map(m => ({ name: m.name, maxConcurrent: m.maxConcurrent, contextLength: m.contextLength })),
+      models: config.worker.models.map(m => ({
+        name: m.name, maxConcurrent: m.maxConcurrent, contextLength: m.contextLength,
+        pricePromptPerM: BigInt(m.pricePromptPerM), priceCompletionPerM: BigInt(m.priceCompletionPerM)
+      })),
       onRunning: (model, jobs) => { this.announcer.setRunning(model, jobs) },
       metrics: this.ctx.metrics,
       log: this.ctx.logger.forComponent('cocoon:worker:jobs')

@@ -1,0 +1,110 @@
+/**
+ * Paying for one job as it streams, on a channel that may carry several jobs
+ * at once. Both ends count the same thing: the completion tokens the worker
+ * claims with each sealed frame (authenticated end to end, so a proxy cannot
+ * inflate them), priced at the job's completion price; at the end the
+ * worker's signed usage settles the exact cost (prompt tokens included),
+ * which is never below what was paid while streaming.
+ *
+ * The payer signs a new state for each frame it received; the payee delivers
+ * a frame only while its unpaid credit on the channel stays within the
+ * window (or nothing is unpaid), so a payer that stops paying costs it at
+ * most about one window.
+ */
+import { ChannelError } from '../errors.js'
+import { costOf } from './pricing.js'
+import type { PayeeChannel, PayerChannel, PaymentUpdate } from './channels.js'
+import type { ModelPrice } from './pricing.js'
+import type { Usage } from '../inference/types.js'
+
+/** What streaming has established so far: completion tokens only, prompt tokens come with the final usage. */
+function streamingCost (completionTokens: number, price: ModelPrice): bigint {
+  return costOf({ promptTokens: 0, cachedTokens: 0, completionTokens, reasoningTokens: 0 }, price)
+}
+
+/** The payer's side of one job. */
+export class JobPayer {
+  readonly channel: PayerChannel
+  readonly price: ModelPrice
+  private due = 0n
+
+  constructor (channel: PayerChannel, price: ModelPrice) {
+    this.channel = channel
+    this.price = price
+  }
+
+  /** What this job has cost so far, nanoTON. */
+  get cost (): bigint {
+    return this.due
+  }
+
+  /** A frame arrived claiming `completionTokens` so far: the update paying for it, or null when nothing new is owed. */
+  onTokens (completionTokens: number): PaymentUpdate | null {
+    return this.payFor(streamingCost(completionTokens, this.price))
+  }
+
+  /** The signed final usage arrived: the update settling the exact cost. */
+  onFinal (usage: Usage): PaymentUpdate | null {
+    return this.payFor(costOf(usage, this.price))
+  }
+
+  private payFor (total: bigint): PaymentUpdate | null {
+    if (total <= this.due) return null
+    const delta = total - this.due
+    this.due = total
+    return this.channel.payMore(delta)
+  }
+}
+
+/** The payee's side of one job. */
+export class JobPayee {
+  readonly channel: PayeeChannel
+  readonly price: ModelPrice
+  readonly creditWindow: bigint
+  private earned = 0n
+
+  constructor (channel: PayeeChannel, price: ModelPrice, creditWindow: bigint) {
+    this.channel = channel
+    this.price = price
+    this.creditWindow = creditWindow
+  }
+
+  get cost (): bigint {
+    return this.earned
+  }
+
+  /** Whether a frame bringing the job to `completionTokens` may go out now. */
+  mayDeliver (completionTokens: number): boolean {
+    const delta = streamingCost(completionTokens, this.price) - this.earned
+    return delta <= 0n || this.channel.unpaid === 0n || this.channel.mayDeliver(delta, this.creditWindow)
+  }
+
+  /** Counts a delivered frame. */
+  delivered (completionTokens: number): void {
+    this.earnUpTo(streamingCost(completionTokens, this.price))
+  }
+
+  /** Counts the final usage; returns the job's exact cost. */
+  final (usage: Usage): bigint {
+    this.earnUpTo(costOf(usage, this.price))
+    return this.earned
+  }
+
+  /** Checks and stores a payment, returning the countersignature. */
+  accept (update: PaymentUpdate): Uint8Array {
+    if (update.channel !== this.channel.address) throw new ChannelError('wrong_channel', `a payment for ${update.channel} arrived on a job paid through ${this.channel.address}`)
+    return this.channel.accept(update)
+  }
+
+  /** True once everything delivered on the channel is paid. */
+  settled (): boolean {
+    return this.channel.unpaid === 0n
+  }
+
+  private earnUpTo (total: bigint): void {
+    if (total > this.earned) {
+      this.channel.earn(total - this.earned)
+      this.earned = total
+    }
+  }
+}
