@@ -79,6 +79,24 @@ export function defaults (network: NetworkId, role: RoleName, env: NodeJS.Proces
       synthetic: { chunks: 50, chunkBytes: 128, intervalMs: 0, firstChunkDelayMs: 0 }
     },
     proxy: { maxJobs: 512, maxJobsPerClient: 64 },
+    settlement: {
+      enabled: false,
+      chain: 'devnet',
+      endpoint: null,
+      apiKeyFile: null,
+      mnemonicFile: null,
+      deposit: 2_000_000_000,
+      disputeWindowS: 86_400,
+      minDisputeWindowS: 3_600,
+      minDeposit: 100_000_000,
+      creditWindow: 5_000_000,
+      commissionBp: 1_000,
+      required: false,
+      paymentWaitMs: 5_000,
+      settleWaitMs: 2_000,
+      watchIntervalMs: 30_000,
+      devnetFaucet: true
+    },
     client: {
       api: { enabled: true, host: '127.0.0.1', port: DEFAULT_API_PORT },
       maxPricePromptPerM: 10_000_000_000,
@@ -121,7 +139,11 @@ const ENV_KEYS: Record<string, { key: string, kind: 'string' | 'list' | 'bool' |
   COCOON_BACKEND: { key: 'worker.backend', kind: 'string' },
   COCOON_UPSTREAM_URL: { key: 'worker.upstream.url', kind: 'string' },
   COCOON_UPSTREAM_API_KEY_FILE: { key: 'worker.upstream.apiKeyFile', kind: 'string' },
-  COCOON_API_PORT: { key: 'client.api.port', kind: 'number' }
+  COCOON_API_PORT: { key: 'client.api.port', kind: 'number' },
+  COCOON_SETTLEMENT: { key: 'settlement.enabled', kind: 'bool' },
+  COCOON_CHAIN: { key: 'settlement.chain', kind: 'string' },
+  COCOON_CHAIN_ENDPOINT: { key: 'settlement.endpoint', kind: 'string' },
+  COCOON_MNEMONIC_FILE: { key: 'settlement.mnemonicFile', kind: 'string' }
 }
 
 /** Converts a string from the environment or a flag into the key's type; leaves bad input for the schema to report. */

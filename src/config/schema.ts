@@ -160,6 +160,38 @@ export const NodeConfigSchema = z.strictObject({
     /** Jobs in flight per client peer. */
     maxJobsPerClient: wholeNumber('a number of jobs', 1, 100_000)
   }),
+  settlement: z.strictObject({
+    /** Pay and get paid over payment channels; off, jobs run unpaid. */
+    enabled: z.boolean({ error: 'expected true or false' }),
+    chain: z.enum(['devnet', 'testnet', 'mainnet'], { error: (issue) => `expected devnet, testnet or mainnet (got ${JSON.stringify(issue.input)})` }),
+    /** devnet: a `cocoon chain` server URL (null: the devnet in the data dir); testnet/mainnet: a toncenter v2 endpoint (null: toncenter's). */
+    endpoint: z.url({ error: (issue) => `expected an http(s) URL, such as http://127.0.0.1:8500 (got ${JSON.stringify(issue.input)})` }).nullable(),
+    /** A file holding the toncenter API key (never the key itself in config). */
+    apiKeyFile: z.string().min(1, { error: 'expected the path of a file holding the API key' }).nullable(),
+    /** The wallet's 24-word mnemonic file; required on testnet and mainnet, created in the data dir on a devnet. */
+    mnemonicFile: z.string().min(1, { error: 'expected the path of a mnemonic file' }).nullable(),
+    /** As payer: what a new channel is funded with, nanoTON. */
+    deposit: wholeNumber('an amount in nanoTON', 20_000_000, Number.MAX_SAFE_INTEGER),
+    /** As payer: the dispute window of channels this node opens, seconds. */
+    disputeWindowS: wholeNumber('a number of seconds', 60, 30 * 24 * 3600),
+    /** As payee: the least dispute window and deposit accepted. */
+    minDisputeWindowS: wholeNumber('a number of seconds', 60, 30 * 24 * 3600),
+    minDeposit: wholeNumber('an amount in nanoTON', 0, Number.MAX_SAFE_INTEGER),
+    /** As payee: nanoTON delivered ahead of payment at most (what a payer that stops paying can take). */
+    creditWindow: wholeNumber('an amount in nanoTON', 0, Number.MAX_SAFE_INTEGER),
+    /** As proxy: added to workers' prices for clients, basis points (1000 = 10%). */
+    commissionBp: wholeNumber('basis points (1000 = 10%)', 0, 100_000),
+    /** As payee: refuse jobs that name no channel. */
+    required: z.boolean({ error: 'expected true or false' }),
+    /** How long a payee holds a frame for the payment that lets it out, ms. */
+    paymentWaitMs: wholeNumber('a time in ms', 10, 600_000),
+    /** After a job's final result: how long a payee waits for the payment that settles it, ms. */
+    settleWaitMs: wholeNumber('a time in ms', 10, 600_000),
+    /** How often open and closing channels are checked on chain (challenges, finished closes), ms. */
+    watchIntervalMs: wholeNumber('an interval in ms', 100, 3_600_000),
+    /** devnet only: top the wallet up from the devnet faucet when it runs low. */
+    devnetFaucet: z.boolean({ error: 'expected true or false' })
+  }),
   client: z.strictObject({
     api: z.strictObject({
       enabled: z.boolean({ error: 'expected true or false' }),

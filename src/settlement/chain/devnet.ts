@@ -1,0 +1,549 @@
+/**
+ * The in-process devnet: an @ton/sandbox Blockchain (the real TVM and
+ * transaction emulator) persisted in the data dir, with a faucet and a clock
+ * tests can move forward.
+ *
+ * - Persistence: `<dir>/devnet-chain.json` holds the sandbox snapshot
+ *   (snapshotToSerializable, without the sandbox's own transaction list), the
+ *   clock offset and the last DEVNET_TX_LOG transactions of every account.
+ *   It is rewritten atomically (temp file, fsync, rename, fsync of the dir)
+ *   after every change, before the change is reported.
+ * - One process at a time: `<dir>/devnet-chain.lock` holds the owner's pid
+ *   (a stale lock, of a process that is gone, is taken over). Several
+ *   processes share one devnet through `cocoon chain` (devnet-server.ts).
+ * - Chain time: set to the wall clock right after create, moved to
+ *   wall clock + offset before every operation, never backwards (an account
+ *   refuses a transaction older than its last). `advanceTime(s)` adds to the
+ *   offset: time travel for dispute windows.
+ * - Faucet: `fund(address, amount)` from a sandbox treasury, bounce off, so
+ *   an undeployed wallet keeps the money.
+ */
+import { randomBytes } from 'node:crypto'
+import { constants as fsConstants } from 'node:fs'
+import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Blockchain, GetMethodError, snapshotFromSerializable, snapshotToSerializable } from '@ton/sandbox'
+import { Cell, comment, external, loadMessage, loadTransaction, openContract, toNano, TupleReader } from '@ton/core'
+import { ChainError } from '../../errors.js'
+import { describeError, parseAddress, WalletChainAdapter } from './adapter.js'
+import { loadWalletKey, MNEMONIC_FILE } from './wallet.js'
+import type { Address, Contract, ContractProvider, ContractState, Message, OpenedContract, Sender, SenderArguments, StateInit, Transaction, TupleItem } from '@ton/core'
+import type { KeyPair } from '@ton/crypto'
+import type { SendMessageResult, TreasuryContract, SandboxContract } from '@ton/sandbox'
+import type { ChainAccess, WaitOptions } from './adapter.js'
+
+export const DEVNET_CHAIN_FILE = 'devnet-chain.json'
+export const DEVNET_LOCK_FILE = 'devnet-chain.lock'
+/** Transactions kept per account (newest first). */
+export const DEVNET_TX_LOG = 200
+/** Most one faucet call hands out. */
+export const DEVNET_FAUCET_MAX = toNano('1000000')
+
+const FAUCET_SEED = 'cocoon-devnet-faucet'
+const FILE_VERSION = 1
+
+type SerializableSnapshot = ReturnType<typeof snapshotToSerializable>
+
+interface DevnetFile {
+  version: number
+  /** seconds added to the wall clock by advanceTime */
+  offsetS: number
+  /** counts applied sends: the devnet's "block" number */
+  seqno: number
+  chain: SerializableSnapshot
+  /** raw address -> transaction BOCs (base64), newest first */
+  txs: Record<string, string[]>
+}
+
+/** Fees of a wallet's transaction, as toncenter's estimateFee reports them. */
+export interface ExternalFees {
+  inFwdFee: bigint
+  storageFee: bigint
+  gasFee: bigint
+  fwdFee: bigint
+}
+
+export interface AccountSnapshot {
+  balance: bigint
+  state: 'active' | 'uninit' | 'frozen'
+  code: Cell | null
+  data: Cell | null
+  lastLt: bigint
+  lastHash: Buffer
+}
+
+export interface GetMethodOutcome {
+  exitCode: number
+  gasUsed: bigint
+  stack: TupleItem[]
+}
+
+/** A sandbox chain persisted in a data dir (see the file comment). */
+export class Devnet {
+  readonly dir: string
+  readonly path: string
+  private readonly chain: Blockchain
+  private readonly clock: () => number
+  private readonly txs: Map<string, string[]>
+  private readonly parsed = new Map<string, Transaction>()
+  private offsetS: number
+  private seqnoValue: number
+  private faucet: SandboxContract<TreasuryContract> | undefined
+  private queue: Promise<unknown> = Promise.resolve()
+  private closed = false
+
+  private constructor (dir: string, chain: Blockchain, file: DevnetFile | null, clock: () => number) {
+    this.dir = dir
+    this.path = join(dir, DEVNET_CHAIN_FILE)
+    this.chain = chain
+    this.clock = clock
+    this.offsetS = file?.offsetS ?? 0
+    this.seqnoValue = file?.seqno ?? 0
+    this.txs = new Map(Object.entries(file?.txs ?? {}))
+  }
+
+  /**
+   * Opens the devnet kept in `dir`, creating it when there is none.
+   * `clock` (ms since the epoch) is for tests; it defaults to Date.now.
+   */
+  static async open (dir: string, opts: { clock?: () => number } = {}): Promise<Devnet> {
+    await mkdir(dir, { recursive: true, mode: 0o700 })
+    await acquireLock(join(dir, DEVNET_LOCK_FILE))
+    try {
+      const clock = opts.clock ?? Date.now
+      const path = join(dir, DEVNET_CHAIN_FILE)
+      const file = await readDevnetFile(path)
+      const chain = await Blockchain.create()
+      // right after create, before anything runs: the wall clock
+      chain.now = Math.floor(clock() / 1000)
+      if (file != null) await chain.loadFrom(snapshotFromSerializable(file.chain))
+      const devnet = new Devnet(dir, chain, file, clock)
+      devnet.syncClock()
+      devnet.faucet = await chain.treasury(FAUCET_SEED)
+      devnet.dropSandboxLog()
+      if (file == null) await devnet.persist()
+      return devnet
+    } catch (err) {
+      await unlink(join(dir, DEVNET_LOCK_FILE)).catch(() => {})
+      if (err instanceof ChainError) throw err
+      throw new ChainError(`devnet ${dir}: cannot open (${describeError(err)})`, { cause: err })
+    }
+  }
+
+  /** Chain time, unix seconds (moves to the wall clock plus the offset, never back). */
+  now (): number {
+    this.syncClock()
+    return this.chain.now ?? Math.floor(this.clock() / 1000)
+  }
+
+  /** Counts applied sends. */
+  get seqno (): number {
+    return this.seqnoValue
+  }
+
+  /** Moves chain time forward by `seconds` (devnet only); returns the new chain time. */
+  async advanceTime (seconds: number): Promise<number> {
+    if (!Number.isSafeInteger(seconds) || seconds < 0) throw new ChainError(`advanceTime: seconds must be a whole number >= 0, got ${seconds}`)
+    return await this.exclusive(async () => {
+      this.offsetS += seconds
+      this.syncClock()
+      await this.persist()
+      return this.chain.now ?? 0
+    })
+  }
+
+  /** Sends `amount` nanoTON from the faucet to `address` (bounce off: an undeployed wallet keeps it). */
+  async fund (address: Address, amount: bigint): Promise<void> {
+    if (amount <= 0n || amount > DEVNET_FAUCET_MAX) throw new ChainError(`fund: amount must be within 1..${DEVNET_FAUCET_MAX} nanoTON, got ${amount}`)
+    await this.exclusive(async () => {
+      const faucet = this.faucet
+      if (faucet == null) throw new ChainError('fund: the devnet has no faucet')
+      this.syncClock()
+      const account = await this.chain.getContract(faucet.address)
+      if (account.balance < amount + toNano('10')) account.balance = DEVNET_FAUCET_MAX * 10n + amount
+      const result = await faucet.send({ to: address, value: amount, bounce: false })
+      await this.applied(result)
+    })
+  }
+
+  /**
+   * Applies an external-in message (a BOC of a Message, as sendBoc takes it)
+   * and everything it causes; returns the message's hash. Throws ChainError
+   * when the destination does not accept it (bad signature, seqno, expired).
+   */
+  async sendExternal (message: Cell | Message): Promise<Buffer> {
+    const msg = message instanceof Cell ? parseMessage(message) : message
+    if (msg.info.type !== 'external-in') throw new ChainError('sendBoc: only external-in messages can be sent')
+    const cell = message instanceof Cell ? message : null
+    const dest = msg.info.dest
+    return await this.exclusive(async () => {
+      this.syncClock()
+      let result: SendMessageResult
+      try {
+        result = await this.chain.sendMessage(msg)
+      } catch (err) {
+        this.dropSandboxLog()
+        throw new ChainError(`the external message to ${dest.toString()} was not accepted: ${describeError(err)}`, { cause: err })
+      }
+      await this.applied(result)
+      return cell?.hash() ?? result.transactions[0]?.inMessage?.body.hash() ?? Buffer.alloc(32)
+    })
+  }
+
+  /** Runs an external message on a copy of the chain and reports the destination's fees; nothing is kept. */
+  async emulateExternal (message: Cell | Message): Promise<ExternalFees> {
+    const msg = message instanceof Cell ? parseMessage(message) : message
+    if (msg.info.type !== 'external-in') throw new ChainError('estimateFee: only external-in messages can be estimated')
+    const dest = msg.info.dest
+    return await this.exclusive(async () => {
+      this.syncClock()
+      const snapshot = this.chain.snapshot()
+      try {
+        const result = await this.chain.sendMessage(msg)
+        const tx = result.transactions.find(t => t.inMessage?.info.type === 'external-in')
+        if (tx == null) throw new ChainError('estimateFee: the message ran no transaction')
+        return transactionFees(tx)
+      } catch (err) {
+        if (err instanceof ChainError) throw err
+        throw new ChainError(`estimateFee: the message to ${dest.toString()} would not be accepted: ${describeError(err)}`, { cause: err })
+      } finally {
+        await this.chain.loadFrom(snapshot)
+        this.dropSandboxLog()
+      }
+    })
+  }
+
+  async account (address: Address): Promise<AccountSnapshot> {
+    return await this.exclusive(async () => {
+      const c = await this.chain.getContract(address)
+      const s = c.accountState
+      return {
+        balance: c.balance,
+        state: s == null ? 'uninit' : s.type,
+        code: s?.type === 'active' ? s.state.code ?? null : null,
+        data: s?.type === 'active' ? s.state.data ?? null : null,
+        lastLt: c.lastTransactionLt,
+        lastHash: bigintTo32(c.lastTransactionHash)
+      }
+    })
+  }
+
+  /** Runs a getter; a getter that throws reports its exit code, an account with no code -13 (as toncenter). */
+  async runGetMethod (address: Address, method: string | number, stack: TupleItem[] = []): Promise<GetMethodOutcome> {
+    return await this.exclusive(async () => {
+      this.syncClock()
+      const c = await this.chain.getContract(address)
+      if (c.accountState?.type !== 'active') return { exitCode: -13, gasUsed: 0n, stack: [] }
+      try {
+        const r = await this.chain.runGetMethod(address, method, stack)
+        return { exitCode: r.exitCode, gasUsed: r.gasUsed, stack: r.stack }
+      } catch (err) {
+        if (err instanceof GetMethodError) return { exitCode: err.exitCode, gasUsed: err.gasUsed, stack: [] }
+        throw err
+      }
+    })
+  }
+
+  /**
+   * The account's transactions, newest first: from the one at `fromLt`
+   * (inclusive; with `fromHash` it must match) down, `limit` at most, none
+   * at or below `toLt`.
+   */
+  transactions (address: Address, limit: number, opts: { fromLt?: bigint, fromHash?: Buffer, toLt?: bigint } = {}): Transaction[] {
+    const bocs = this.txs.get(address.toRawString()) ?? []
+    const out: Transaction[] = []
+    let started = opts.fromLt == null
+    for (const boc of bocs) {
+      if (out.length >= limit) break
+      const tx = this.parse(boc)
+      if (!started) {
+        if (tx.lt > opts.fromLt!) continue
+        if (tx.lt < opts.fromLt!) break
+        if (opts.fromHash != null && !tx.hash().equals(opts.fromHash)) break
+        started = true
+      }
+      if (opts.toLt != null && tx.lt <= opts.toLt) break
+      out.push(tx)
+    }
+    return out
+  }
+
+  /** The faucet's address (a sandbox treasury). */
+  get faucetAddress (): Address | undefined {
+    return this.faucet?.address
+  }
+
+  async close (): Promise<void> {
+    if (this.closed) return
+    await this.exclusive(async () => {
+      this.closed = true
+      await this.persist()
+    })
+    await unlink(join(this.dir, DEVNET_LOCK_FILE)).catch(() => {})
+  }
+
+  private parse (boc: string): Transaction {
+    let tx = this.parsed.get(boc)
+    if (tx == null) {
+      tx = loadTransaction(Cell.fromBase64(boc).beginParse())
+      this.parsed.set(boc, tx)
+    }
+    return tx
+  }
+
+  /** Records a send's transactions in the per-account log and persists the chain. */
+  private async applied (result: SendMessageResult): Promise<void> {
+    for (const tx of result.transactions) {
+      const dest = tx.inMessage?.info.dest
+      if (dest == null || typeof (dest as Address).toRawString !== 'function') continue
+      const key = (dest as Address).toRawString()
+      const boc = tx.raw.toBoc().toString('base64')
+      const list = this.txs.get(key) ?? []
+      list.unshift(boc)
+      for (const dropped of list.splice(DEVNET_TX_LOG)) this.parsed.delete(dropped)
+      this.txs.set(key, list)
+    }
+    this.seqnoValue++
+    this.dropSandboxLog()
+    await this.persist()
+  }
+
+  /** The sandbox keeps every transaction (with logs) forever; we keep our own bounded log instead. */
+  private dropSandboxLog (): void {
+    const log = (this.chain as unknown as { transactions?: unknown[] }).transactions
+    if (Array.isArray(log)) log.length = 0
+  }
+
+  private syncClock (): void {
+    const target = Math.floor(this.clock() / 1000) + this.offsetS
+    if (this.chain.now == null || target > this.chain.now) this.chain.now = target
+  }
+
+  private async persist (): Promise<void> {
+    const snapshot = { ...this.chain.snapshot(), transactions: [] }
+    const file: DevnetFile = {
+      version: FILE_VERSION,
+      offsetS: this.offsetS,
+      seqno: this.seqnoValue,
+      chain: snapshotToSerializable(snapshot),
+      txs: Object.fromEntries(this.txs)
+    }
+    await writeAtomically(this.dir, this.path, JSON.stringify(file))
+  }
+
+  private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(async () => {
+      if (this.closed) throw new ChainError(`devnet ${this.dir} is closed`)
+      return await fn()
+    })
+    this.queue = run.catch(() => {})
+    return await run
+  }
+}
+
+function parseMessage (cell: Cell): Message {
+  try {
+    return loadMessage(cell.beginParse())
+  } catch (err) {
+    throw new ChainError(`not a message BOC: ${describeError(err)}`, { cause: err })
+  }
+}
+
+function transactionFees (tx: Transaction): ExternalFees {
+  const d = tx.description
+  let storageFee = 0n
+  let gasFee = 0n
+  let fwdFee = 0n
+  let actionFees = 0n
+  if (d.type === 'generic') {
+    storageFee = d.storagePhase?.storageFeesCollected ?? 0n
+    if (d.computePhase.type === 'vm') gasFee = d.computePhase.gasFees
+    fwdFee = d.actionPhase?.totalFwdFees ?? 0n
+    actionFees = d.actionPhase?.totalActionFees ?? 0n
+  }
+  const inFwdFee = tx.totalFees.coins - storageFee - gasFee - actionFees
+  return { inFwdFee: inFwdFee > 0n ? inFwdFee : 0n, storageFee, gasFee, fwdFee }
+}
+
+function bigintTo32 (n: bigint): Buffer {
+  return Buffer.from(n.toString(16).padStart(64, '0'), 'hex')
+}
+
+async function readDevnetFile (path: string): Promise<DevnetFile | null> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
+    throw new ChainError(`devnet ${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err })
+  }
+  let file: DevnetFile
+  try {
+    file = JSON.parse(text) as DevnetFile
+  } catch (err) {
+    throw new ChainError(`devnet ${path}: is not valid JSON; move it away to start a fresh devnet`, { cause: err })
+  }
+  if (file?.version !== FILE_VERSION || file.chain == null) throw new ChainError(`devnet ${path}: unknown format (version ${String(file?.version)}); move it away to start a fresh devnet`)
+  return file
+}
+
+/** Writes `path` via a temp file in `dir`: fsync, rename, fsync of the dir. */
+async function writeAtomically (dir: string, path: string, text: string): Promise<void> {
+  const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`
+  try {
+    const handle = await open(tmp, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, 0o600)
+    try {
+      await handle.writeFile(text)
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+    await rename(tmp, path)
+    const d = await open(dir, 'r')
+    try {
+      await d.sync()
+    } finally {
+      await d.close()
+    }
+  } catch (err) {
+    await unlink(tmp).catch(() => {})
+    throw new ChainError(`devnet ${path}: cannot be written (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err })
+  }
+}
+
+async function acquireLock (path: string): Promise<void> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const handle = await open(path, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, 0o600)
+      try {
+        await handle.writeFile(`${process.pid}\n`)
+      } finally {
+        await handle.close()
+      }
+      return
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new ChainError(`devnet lock ${path}: cannot be created (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err })
+    }
+    const pid = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10)
+    if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
+      throw new ChainError(`the devnet in ${path.replace(/\/[^/]*$/, '')} is in use by process ${pid}${pid === process.pid ? ' (this one: close it first, or share one Devnet)' : ''}; to share one devnet between processes run \`cocoon chain\` and point the nodes at it`)
+    }
+    await unlink(path).catch(() => {})
+  }
+  throw new ChainError(`devnet lock ${path}: taken over by another process meanwhile`)
+}
+
+function alive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/** A ContractProvider over the devnet; an external message runs at once, with everything it causes. */
+class DevnetProvider implements ContractProvider {
+  constructor (private readonly devnet: Devnet, private readonly address: Address, private readonly init: StateInit | null) {}
+
+  async getState (): Promise<ContractState> {
+    const a = await this.devnet.account(this.address)
+    return {
+      balance: a.balance,
+      extracurrency: null,
+      last: a.lastLt === 0n ? null : { lt: a.lastLt, hash: a.lastHash },
+      state: a.state === 'active'
+        ? { type: 'active', code: a.code?.toBoc() ?? null, data: a.data?.toBoc() ?? null }
+        : a.state === 'frozen' ? { type: 'frozen', stateHash: Buffer.alloc(32) } : { type: 'uninit' }
+    }
+  }
+
+  async get (name: string | number, args: TupleItem[]): Promise<{ stack: TupleReader }> {
+    const r = await this.devnet.runGetMethod(this.address, name, args)
+    if (r.exitCode !== 0 && r.exitCode !== 1) throw new ChainError(`get method ${String(name)} on ${this.address.toRawString()} exited with code ${r.exitCode}`)
+    return { stack: new TupleReader(r.stack) }
+  }
+
+  async external (body: Cell): Promise<void> {
+    const deployed = (await this.devnet.account(this.address)).state === 'active'
+    await this.devnet.sendExternal(external({ to: this.address, init: deployed ? null : this.init, body }))
+  }
+
+  async internal (via: Sender, args: { value: bigint | string, bounce?: boolean | null, sendMode?: SenderArguments['sendMode'], body?: Cell | string | null }): Promise<void> {
+    const deployed = (await this.devnet.account(this.address)).state === 'active'
+    await via.send({
+      to: this.address,
+      value: typeof args.value === 'string' ? toNano(args.value) : args.value,
+      bounce: args.bounce ?? true,
+      sendMode: args.sendMode,
+      init: deployed ? null : this.init,
+      body: typeof args.body === 'string' ? comment(args.body) : args.body ?? null
+    })
+  }
+
+  open<T extends Contract>(contract: T): OpenedContract<T> {
+    return openContract(contract, a => new DevnetProvider(this.devnet, a.address, a.init ?? null))
+  }
+
+  async getTransactions (address: Address, lt: bigint, hash: Buffer, limit?: number): Promise<Transaction[]> {
+    return this.devnet.transactions(address, limit ?? 100, { fromLt: lt, fromHash: hash })
+  }
+}
+
+/** ChainAccess over an in-process devnet. */
+export function devnetAccess (devnet: Devnet): ChainAccess {
+  return {
+    provider: (address, init) => new DevnetProvider(devnet, address, init ?? null),
+    transactions: async (address, limit) => devnet.transactions(address, limit),
+    now: async () => devnet.now(),
+    estimateExternalFee: async (address, body, init) => {
+      const f = await devnet.emulateExternal(external({ to: address, init, body }))
+      return f.inFwdFee + f.storageFee + f.gasFee + f.fwdFee
+    }
+  }
+}
+
+export interface DevnetAdapterOptions {
+  /** an open devnet to share (several wallets in one process); closed by the caller */
+  devnet?: Devnet
+  /** the devnet's data dir when `devnet` is not given (opened, and closed with the adapter) */
+  dataDir?: string
+  /** the wallet's mnemonic, created when missing; default `<dataDir>/wallet.mnemonic` */
+  mnemonicFile?: string
+  wait?: Partial<WaitOptions>
+}
+
+/** The ChainAdapter on the in-process devnet, plus the devnet-only faucet and clock. */
+export class DevnetAdapter extends WalletChainAdapter {
+  readonly devnet: Devnet
+  private readonly ownsDevnet: boolean
+
+  private constructor (devnet: Devnet, owns: boolean, keys: KeyPair, wait: WaitOptions) {
+    super('devnet', devnetAccess(devnet), keys, wait)
+    this.devnet = devnet
+    this.ownsDevnet = owns
+  }
+
+  static async open (opts: DevnetAdapterOptions): Promise<DevnetAdapter> {
+    const dir = opts.devnet?.dir ?? opts.dataDir
+    if (dir == null) throw new ChainError('DevnetAdapter.open needs a devnet or a dataDir')
+    const keys = await loadWalletKey(opts.mnemonicFile ?? join(dir, MNEMONIC_FILE), { create: true })
+    const devnet = opts.devnet ?? await Devnet.open(dir)
+    return new DevnetAdapter(devnet, opts.devnet == null, keys, { timeoutMs: 10_000, pollIntervalMs: 10, ...opts.wait })
+  }
+
+  /** Faucet: sends `amount` nanoTON to `address` (this wallet: `adapter.address`). */
+  async fund (address: string, amount: bigint): Promise<void> {
+    await this.devnet.fund(parseAddress(address), amount)
+  }
+
+  /** Moves chain time forward; returns the new chain time. */
+  async advanceTime (seconds: number): Promise<number> {
+    return await this.devnet.advanceTime(seconds)
+  }
+
+  override async close (): Promise<void> {
+    await super.close()
+    if (this.ownsDevnet) await this.devnet.close()
+  }
+}
