@@ -65,12 +65,15 @@ const TO_WIRE: Record<InferenceErrorCode, ErrorCode> = {
   worker_failed: ErrorCode.WORKER_FAILED,
   unavailable: ErrorCode.UNAVAILABLE,
   timeout: ErrorCode.TIMEOUT,
-  cancelled: ErrorCode.CANCELLED
+  cancelled: ErrorCode.CANCELLED,
+  payment_required: ErrorCode.PAYMENT_REQUIRED
 }
 
-const FROM_WIRE: Partial<Record<string, InferenceErrorCode>> = Object.fromEntries(
-  Object.entries(TO_WIRE).map(([code, wire]) => [wire, code as InferenceErrorCode])
-)
+const FROM_WIRE: Partial<Record<string, InferenceErrorCode>> = {
+  ...Object.fromEntries(Object.entries(TO_WIRE).map(([code, wire]) => [wire, code as InferenceErrorCode])),
+  // a refused payment is the payer's problem to fix, like a missing one
+  [ErrorCode.PAYMENT_REFUSED]: 'payment_required'
+}
 
 /** An InferenceError as a ProtocolError, to answer a peer with. */
 export function toProtocolError (err: InferenceError): ProtocolError {

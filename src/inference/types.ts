@@ -120,11 +120,13 @@ export type InferenceErrorCode =
   | 'timeout'
   | 'cancelled'
   | 'too_large'
+  | 'payment_required'
 
 /** HTTP status for each code, as the OpenAI-compatible API answers. */
 export const HTTP_STATUS: Record<InferenceErrorCode, number> = {
   bad_request: 400,
   price_too_low: 402,
+  payment_required: 402,
   model_unknown: 404,
   too_large: 413,
   overloaded: 429,

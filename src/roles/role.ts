@@ -3,6 +3,7 @@ import type { PeerDirectory } from '../p2p/peer-directory.js'
 import type { CocoonLibp2p } from '../p2p/node.js'
 import type { NodeMetrics } from '../p2p/metrics.js'
 import type { ConsoleLog } from '../ops/console-log.js'
+import type { NodeSettlement } from '../settlement/node-settlement.js'
 import type { ComponentLogger, Logger, PrivateKey } from '@libp2p/interface'
 
 /** What a role adds on top of the node core. */
@@ -25,4 +26,6 @@ export interface RoleContext {
   console: ConsoleLog
   /** The node's libp2p key (workers sign job results with it). */
   privateKey: PrivateKey
+  /** Payment channels, when settlement is on. */
+  settlement?: NodeSettlement
 }

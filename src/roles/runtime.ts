@@ -31,6 +31,8 @@ import type { CocoonLibp2p } from '../p2p/node.js'
 import type { AdminServer } from '../ops/admin-server.js'
 import type { ConsoleLog } from '../ops/console-log.js'
 import type { RoleBehaviour, RoleContext } from './role.js'
+import type { Devnet } from '../settlement/chain/index.js'
+import { NodeSettlement } from '../settlement/node-settlement.js'
 import type { ComponentLogger, Logger, PeerId } from '@libp2p/interface'
 
 export interface StartNodeOptions {
@@ -44,6 +46,8 @@ export interface StartNodeOptions {
   metrics?: boolean
   /** Rendezvous schedule overrides (public network), in ms. */
   rendezvous?: { initialDelayMs?: number, fastIntervalMs?: number, intervalMs?: number }
+  /** A devnet chain shared by the nodes of this process (settlement on the devnet). */
+  devnet?: Devnet
 }
 
 export interface PeerStatus {
@@ -69,6 +73,7 @@ export interface NodeStatus {
   amino: { routingTableSize: number, rendezvous: unknown } | null
   topics: Array<{ topic: string, subscribers: number }>
   roleStatus: Record<string, unknown>
+  settlement: Awaited<ReturnType<NodeSettlement['status']>> | null
 }
 
 export class RunningNode {
@@ -82,6 +87,8 @@ export class RunningNode {
   readonly rendezvous?: RendezvousService
   /** Attestation pieces (workers and proxies). */
   readonly tee?: NodeTee
+  /** Payment channels, when settlement is on. */
+  readonly settlement?: NodeSettlement
   private readonly attestService?: AttestService
   readonly startedAtMs: number
   adminUrl: string | null = null
@@ -96,7 +103,7 @@ export class RunningNode {
   constructor (init: {
     config: NodeConfig, node: CocoonLibp2p, directory: PeerDirectory, presence: PresenceService, info: InfoService,
     metrics: NodeMetrics, role: RoleBehaviour, rendezvous?: RendezvousService, console: ConsoleLog, log: Logger, startedAtMs: number,
-    tee?: NodeTee, attestService?: AttestService
+    tee?: NodeTee, attestService?: AttestService, settlement?: NodeSettlement
   }) {
     this.config = init.config
     this.node = init.node
@@ -111,6 +118,7 @@ export class RunningNode {
     this.startedAtMs = init.startedAtMs
     this.tee = init.tee
     this.attestService = init.attestService
+    this.settlement = init.settlement
   }
 
   get peerId (): PeerId {
@@ -130,6 +138,7 @@ export class RunningNode {
     await this.info.start()
     this.presence.start()
     await this.attestService?.start()
+    await this.settlement?.start()
     await this.role.start()
     this.rendezvous?.start()
     this.expiryTimer = setInterval(() => {
@@ -198,6 +207,7 @@ export class RunningNode {
         await step('attestation', async () => this.attestService?.stop())
         await step('info', async () => this.info.stop())
         await this.node.stop()
+        await step('settlement', async () => this.settlement?.stop())
       })()
       let timer: ReturnType<typeof setTimeout> | undefined
       const timeout = new Promise<'timeout'>(resolve => { timer = setTimeout(() => { resolve('timeout') }, SHUTDOWN_TIMEOUT_MS) })
@@ -249,7 +259,8 @@ export class RunningNode {
       dht: { protocol: COCOON_KAD_PROTOCOL, mode: dht.getMode(), routingTableSize: dht.routingTable?.size ?? 0 },
       amino: amino == null ? null : { routingTableSize: amino.routingTable?.size ?? 0, rendezvous: this.rendezvous?.status ?? null },
       topics: pubsub.getTopics().map(topic => ({ topic, subscribers: pubsub.getSubscribers(topic).length })),
-      roleStatus: this.role.status()
+      roleStatus: this.role.status(),
+      settlement: this.settlement == null ? null : await this.settlement.status()
     }
   }
 
@@ -285,6 +296,9 @@ function requireTee (tee: NodeTee | undefined): NodeTee {
   if (tee == null) throw new Error('this role needs attestation set up')
   return tee
 }
+
+/** Roles that pay or get paid. */
+const SETTLING_ROLES: ReadonlyArray<NodeConfig['role']> = ['client', 'proxy', 'worker']
 
 /** Roles that present attestation evidence to others. */
 const ATTESTED_ROLES: ReadonlyArray<NodeConfig['role']> = ['worker', 'proxy']
@@ -324,15 +338,21 @@ export async function startNode (config: NodeConfig, options: StartNodeOptions =
   const common = { role: profile.wireRole, network: config.network, version: packageVersion(), metrics }
   const presence = new PresenceService(node, directory, { ...common, log: logger.forComponent('cocoon:presence') })
   const info = new InfoService(node, directory, { ...common, startedAtMs, log: logger.forComponent('cocoon:info') })
-  const ctx: RoleContext = { config, node, directory, metrics, log, logger, console, privateKey: identity.privateKey }
+  let settlement: NodeSettlement | undefined
   let tee: NodeTee | undefined
   let attestService: AttestService | undefined
   let role: RoleBehaviour
+  let ctx: RoleContext
   try {
+    settlement = config.settlement.enabled && SETTLING_ROLES.includes(config.role)
+      ? await NodeSettlement.open(config, node, { devnet: options.devnet, metrics, log: logger.forComponent('cocoon:settlement'), console })
+      : undefined
+    ctx = { config, node, directory, metrics, log, logger, console, privateKey: identity.privateKey, settlement }
     tee = ATTESTED_ROLES.includes(config.role) ? await setupTee(config, identity.privateKey, console) : undefined
     role = createRoleBehaviour(ctx, tee)
   } catch (err) {
     await Promise.resolve(node.stop()).catch(() => {})
+    await settlement?.stop().catch(() => {})
     throw err
   }
   if (tee != null) {
@@ -347,7 +367,7 @@ export async function startNode (config: NodeConfig, options: StartNodeOptions =
     ? new RendezvousService(node, { ...options.rendezvous, network: config.network, provide: profile.provideRendezvous, log: logger.forComponent('cocoon:rendezvous') })
     : undefined
   const running = new RunningNode({
-    config, node, directory, presence, info, metrics, role, rendezvous, console, log, startedAtMs, tee, attestService
+    config, node, directory, presence, info, metrics, role, rendezvous, console, log, startedAtMs, tee, attestService, settlement
   })
   try {
     await running.start()

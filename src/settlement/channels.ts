@@ -69,8 +69,12 @@ abstract class ChannelEnd {
   }
 }
 
+/** Signed states kept in memory to match countersignatures that arrive after newer states were signed. */
+const RECENT_STATES = 64
+
 export class PayerChannel extends ChannelEnd {
   private target: bigint | undefined
+  private readonly recent = new Map<bigint, StoredState>()
 
   /**
    * Adds `delta` to what this channel owes and signs the new total: jobs
@@ -109,24 +113,31 @@ export class PayerChannel extends ChannelEnd {
     const state = { channel: this.address, seqno: (latest?.seqno ?? 0n) + 1n, cumulative }
     const stored: StoredState = { ...state, payerSignature: signState(this.key, this.record, state), payeeSignature: null, savedAtMs: Date.now() }
     this.store.saveState(stored)
+    this.recent.set(stored.seqno, stored)
+    if (this.recent.size > RECENT_STATES) this.recent.delete(this.recent.keys().next().value as bigint)
     return toUpdate(stored)
   }
 
-  /** Takes the payee's countersignature of a state this side signed. */
-  countersigned (seqno: bigint, payeeSignature: Uint8Array): StoredState {
+  /**
+   * Takes the payee's countersignature of a state this side signed. One for
+   * an older state (newer ones were signed meanwhile) still moves the
+   * both-signed state forward; one for a state this side never signed is
+   * refused.
+   */
+  countersigned (seqno: bigint, payeeSignature: Uint8Array): StoredState | undefined {
     const latest = this.latest()
-    const state = latest != null && latest.seqno === seqno ? latest : undefined
-    if (state == null) {
-      // an older one may arrive late; only the newest matters, and the store refuses older ones
-      const both = this.latestBothSigned()
-      if (both != null && both.seqno >= seqno) return both
-      throw new ChannelError('stale_state', `no state with seqno ${seqno} awaits a countersignature on ${this.address}`)
-    }
-    if (state.payeeSignature != null) return state
+    if (latest == null || seqno > latest.seqno) throw new ChannelError('stale_state', `no state with seqno ${seqno} was signed on ${this.address}`)
+    const both = this.latestBothSigned()
+    if (both != null && seqno <= both.seqno) return both
+    const state = seqno === latest.seqno ? latest : this.recent.get(seqno)
+    // an old state from before a restart: a newer countersignature will come
+    if (state == null) return both
     checkStateSignature(this.record, state, 'payee', payeeSignature)
-    const both = { ...state, payeeSignature: new Uint8Array(payeeSignature), savedAtMs: Date.now() }
-    this.store.saveState(both)
-    return both
+    const signed = { ...state, payeeSignature: new Uint8Array(payeeSignature), savedAtMs: Date.now() }
+    if (seqno === latest.seqno) this.store.saveState(signed)
+    else this.store.saveBothSigned(signed)
+    for (const s of this.recent.keys()) if (s <= seqno) this.recent.delete(s)
+    return signed
   }
 }
 

@@ -99,6 +99,7 @@ export class SqliteChannelStore implements ChannelStore {
   }
 
   private readonly save: (state: StoredState) => void
+  private readonly saveBoth: (state: StoredState) => void
 
   constructor (path: string, options: ChannelStoreOptions = {}) {
     this.path = path
@@ -126,6 +127,7 @@ export class SqliteChannelStore implements ChannelStore {
     }
     // IMMEDIATE takes the write lock before the read, so another process cannot slip a state in between
     this.save = this.db.transaction((state: StoredState) => { this.saveLocked(state) }).immediate
+    this.saveBoth = this.db.transaction((state: StoredState) => { this.saveBothLocked(state) }).immediate
   }
 
   putChannel (record: ChannelRecord): void {
@@ -157,6 +159,12 @@ export class SqliteChannelStore implements ChannelStore {
     this.guard('cannot be written', () => { this.save(state) })
   }
 
+  saveBothSigned (state: StoredState): void {
+    checkShape(state)
+    if (state.payeeSignature == null) throw new ChannelError('malformed', `seqno ${state.seqno} on ${state.channel} carries no payee signature`)
+    this.guard('cannot be written', () => { this.saveBoth(state) })
+  }
+
   latestState (channel: string): StoredState | undefined {
     return this.readState(channel, 'latest')
   }
@@ -167,6 +175,24 @@ export class SqliteChannelStore implements ChannelStore {
 
   close (): void {
     if (this.db.open) this.guard('cannot be closed', () => this.db.close())
+  }
+
+  /** Runs inside the write transaction; a throw rolls it back. */
+  private saveBothLocked (state: StoredState): void {
+    const { channel, seqno, cumulative } = state
+    if (this.stmt.getChannel.get(channel) == null) throw new ChannelError('unknown_channel', `no channel ${channel} in the store`)
+    const latestRow = this.stmt.getState.get(channel, 'latest')
+    const latest = latestRow == null ? undefined : toState(latestRow)
+    if (latest == null || seqno > latest.seqno) throw new ChannelError('stale_state', `seqno ${seqno} on ${channel} was never signed here`)
+    if (cumulative > latest.cumulative) throw new ChannelError('decreasing', `seqno ${seqno} on ${channel} pays more than the latest state`)
+    const bothRow = this.stmt.getState.get(channel, 'both')
+    const both = bothRow == null ? undefined : toState(bothRow)
+    if (both != null && seqno <= both.seqno) return
+    if (both != null && cumulative < both.cumulative) throw new ChannelError('decreasing', `seqno ${seqno} on ${channel} pays less than the stored both-signed state`)
+    if (seqno === latest.seqno) {
+      this.writeState('latest', state)
+    }
+    this.writeState('both', state)
   }
 
   /** Runs inside the write transaction; a throw rolls it back. */

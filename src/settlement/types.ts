@@ -71,6 +71,12 @@ export interface ChannelStore {
    * the same seqno with another amount (a conflicting state).
    */
   saveState(state: StoredState): void
+  /**
+   * Records a countersignature that arrived after the payer signed newer
+   * states: only the both-signed slot moves, and only forward. A state that
+   * is not newer than the stored both-signed one is left alone.
+   */
+  saveBothSigned(state: StoredState): void
   /** The highest-seqno state (possibly signed by the payer only). */
   latestState(channel: string): StoredState | undefined
   /** The highest-seqno state signed by both (what a unilateral close can use). */

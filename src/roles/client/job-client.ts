@@ -268,7 +268,7 @@ export class JobClient implements CompletionService {
       this.counts.failed++
       this.init.metrics?.jobs.inc({ side: 'client', model: job.model, result: failure.code })
       if (failure.code === 'worker_failed' && isProxyFault(err)) this.init.proxies.demote(proxy)
-      if (err instanceof ChannelError) throw new InferenceError('unavailable', `paying the proxy failed: ${err.message}`, { cause: err })
+      if (err instanceof ChannelError) throw new InferenceError(err.reason === 'overspent' ? 'payment_required' : 'unavailable', `paying the proxy failed: ${err.message}`, { cause: err })
       throw failure
     } finally {
       done = true

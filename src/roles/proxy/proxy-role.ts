@@ -17,6 +17,7 @@ import { PeerAttestations } from './peer-attestations.js'
 import { WorkerLookup } from './worker-lookup.js'
 import { WorkerEvidence } from './worker-evidence.js'
 import { ProxyJobService } from './job-service.js'
+import type { ProxyPayments } from './job-service.js'
 import { WorkerRegistry } from './worker-registry.js'
 import type { RoleBehaviour, RoleContext } from '../role.js'
 import type { NodeTee } from '../tee-setup.js'
@@ -98,6 +99,7 @@ export class ProxyRole implements RoleBehaviour {
       evidence: this.evidence,
       maxJobs: ctx.config.proxy.maxJobs,
       maxJobsPerClient: ctx.config.proxy.maxJobsPerClient,
+      payments: settlementFor(ctx),
       metrics: ctx.metrics,
       log: ctx.logger.forComponent('cocoon:proxy:jobs')
     })
@@ -176,5 +178,20 @@ export class ProxyRole implements RoleBehaviour {
         successRate: w.successRate
       }))
     }
+  }
+}
+
+/** The proxy's payment settings: clients pay it through their channels, it pays workers through its own. */
+function settlementFor (ctx: RoleContext): ProxyPayments | undefined {
+  const settlement = ctx.settlement
+  if (settlement == null) return undefined
+  const s = ctx.config.settlement
+  return {
+    manager: settlement.manager,
+    required: s.required,
+    commissionBp: s.commissionBp,
+    payerFor: async (worker, signal) => settlement.opener.payerFor(worker, signal),
+    paymentWaitMs: s.paymentWaitMs,
+    settleWaitMs: s.settleWaitMs
   }
 }

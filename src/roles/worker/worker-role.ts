@@ -85,6 +85,14 @@ export class WorkerRole implements RoleBehaviour {
         name: m.name, maxConcurrent: m.maxConcurrent, contextLength: m.contextLength,
         pricePromptPerM: BigInt(m.pricePromptPerM), priceCompletionPerM: BigInt(m.priceCompletionPerM)
       })),
+      payments: this.ctx.settlement == null
+        ? undefined
+        : {
+            manager: this.ctx.settlement.manager,
+            required: config.settlement.required,
+            paymentWaitMs: config.settlement.paymentWaitMs,
+            settleWaitMs: config.settlement.settleWaitMs
+          },
       onRunning: (model, jobs) => { this.announcer.setRunning(model, jobs) },
       metrics: this.ctx.metrics,
       log: this.ctx.logger.forComponent('cocoon:worker:jobs')

@@ -1,0 +1,202 @@
+/**
+ * Everything a node needs to pay and be paid: its chain (the in-process
+ * devnet, a shared devnet server, or TON), wallet, channel key, durable
+ * channel store, channel manager, the /cocoon/pay service (payees) and the
+ * channel opener (payers), and a watcher that challenges closes on older
+ * states and finishes expired windows.
+ */
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { ConfigError } from '../errors.js'
+import { loadOrCreateChannelKey } from './channel-key.js'
+import { ChannelManager } from './channel-manager.js'
+import { ChannelOpener } from './channel-opener.js'
+import { PayService, requestClose } from './pay-service.js'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { openChannelStore } from './store.js'
+import { createChainAdapter, DevnetAdapter, DevnetServerClient } from './chain/index.js'
+import type { Devnet } from './chain/index.js'
+import type { ChainAdapter, ChannelRecord, ChannelStore } from './types.js'
+import type { NodeConfig } from '../config/schema.js'
+import type { CocoonLibp2p } from '../p2p/node.js'
+import type { NodeMetrics } from '../p2p/metrics.js'
+import type { ConsoleLog } from '../ops/console-log.js'
+import type { Logger } from '@libp2p/interface'
+
+export const CHANNEL_STORE_FILE = 'channels.sqlite'
+
+export interface NodeSettlementOptions {
+  /** A devnet shared by the nodes of one process (`cocoon devnet`, tests). */
+  devnet?: Devnet
+  metrics?: NodeMetrics
+  log: Logger
+  console: ConsoleLog
+}
+
+export interface SettlementStatus {
+  chain: string
+  wallet: { address: string, balance: string, deployed: boolean } | { error: string }
+  channels: Array<{ address: string, side: string, peer: string, status: string, deposited: string, seqno: string | null, cumulative: string | null, countersigned: string | null }>
+}
+
+export class NodeSettlement {
+  readonly chain: ChainAdapter
+  readonly store: ChannelStore
+  readonly manager: ChannelManager
+  readonly opener: ChannelOpener
+  readonly payService: PayService
+  private readonly config: NodeConfig
+  private readonly options: NodeSettlementOptions
+  private readonly faucet?: (address: string, amount: bigint) => Promise<void>
+  private readonly node: CocoonLibp2p
+  private watchTimer?: ReturnType<typeof setInterval>
+  private watching?: Promise<unknown>
+
+  private constructor (init: { node: CocoonLibp2p, config: NodeConfig, chain: ChainAdapter, store: ChannelStore, manager: ChannelManager, opener: ChannelOpener, payService: PayService, options: NodeSettlementOptions, faucet?: (address: string, amount: bigint) => Promise<void> }) {
+    this.node = init.node
+    this.config = init.config
+    this.chain = init.chain
+    this.store = init.store
+    this.manager = init.manager
+    this.opener = init.opener
+    this.payService = init.payService
+    this.options = init.options
+    this.faucet = init.faucet
+  }
+
+  static async open (config: NodeConfig, node: CocoonLibp2p, options: NodeSettlementOptions): Promise<NodeSettlement> {
+    const s = config.settlement
+    const apiKey = s.apiKeyFile == null ? undefined : (await readFile(s.apiKeyFile, 'utf8').catch(err => { throw new ConfigError('settlement.apiKeyFile', `cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err }) })).trim()
+    const mnemonicFile = s.mnemonicFile ?? undefined
+    let chain: ChainAdapter
+    let faucet: ((address: string, amount: bigint) => Promise<void>) | undefined
+    if (s.chain === 'devnet' && options.devnet != null) {
+      const adapter = await DevnetAdapter.open({ devnet: options.devnet, mnemonicFile: mnemonicFile ?? join(config.dataDir, 'wallet.mnemonic') })
+      chain = adapter
+      faucet = async (address, amount) => { await adapter.fund(address, amount) }
+    } else {
+      const adapter = await createChainAdapter({ chain: s.chain, dataDir: config.dataDir, endpoint: s.endpoint ?? undefined, apiKey, mnemonicFile })
+      chain = adapter
+      if (adapter instanceof DevnetAdapter) faucet = async (address, amount) => { await adapter.fund(address, amount) }
+      else if (s.chain === 'devnet' && s.endpoint != null) {
+        const server = new DevnetServerClient(s.endpoint)
+        faucet = async (address, amount) => { await server.fund(address, amount) }
+      }
+    }
+    const store = openChannelStore(join(config.dataDir, CHANNEL_STORE_FILE))
+    try {
+      const key = await loadOrCreateChannelKey(config.dataDir)
+      const wallet = (await chain.wallet()).address
+      const manager = new ChannelManager({
+        store,
+        key,
+        chain,
+        wallet,
+        deposit: BigInt(s.deposit),
+        disputeWindowS: s.disputeWindowS,
+        minDisputeWindowS: s.minDisputeWindowS,
+        minDeposit: BigInt(s.minDeposit),
+        creditWindow: BigInt(s.creditWindow),
+        log: options.log
+      })
+      const payService = new PayService(node, { manager, chainEndpoint: s.endpoint ?? undefined, metrics: options.metrics, log: options.log })
+      const settlement = new NodeSettlement({ node, config, chain, store, manager, opener: new ChannelOpener(node, manager), payService, options, faucet: s.chain === 'devnet' && s.devnetFaucet ? faucet : undefined })
+      return settlement
+    } catch (err) {
+      store.close()
+      await chain.close().catch(() => {})
+      throw err
+    }
+  }
+
+  async start (): Promise<void> {
+    await this.payService.start()
+    if (this.config.role === 'client' || this.config.role === 'proxy') await this.fundIfLow()
+    const info = await this.chain.wallet()
+    this.options.console.info(`settles on ${this.chain.name}: wallet ${info.address} holds ${formatTon(info.balance)} TON; ${this.manager.list().filter(c => c.status !== 'closed').length} channels`)
+    this.watchTimer = setInterval(() => { void this.watch() }, this.config.settlement.watchIntervalMs)
+    this.watchTimer.unref?.()
+  }
+
+  async stop (): Promise<void> {
+    clearInterval(this.watchTimer)
+    await this.watching?.catch(() => {})
+    await this.payService.stop()
+    this.store.close()
+    await this.chain.close().catch(() => {})
+  }
+
+  /** Checks closing channels on chain now (also runs every watchIntervalMs). */
+  async watch (): Promise<Array<{ channel: string, action: string }>> {
+    const run = this.manager.watch().catch(err => {
+      this.options.log('channel watch failed - %s', (err as Error).message)
+      return []
+    })
+    this.watching = run
+    return run
+  }
+
+  /**
+   * Closes a channel this node is party to. As payer, cooperatively by
+   * default: the payee countersigns the final state over /cocoon/pay and the
+   * channel pays out at once. `force` (or being the payee) closes alone with
+   * the latest both-signed state; the channel pays out once the dispute
+   * window is over (the watcher finishes it).
+   */
+  async closeChannel (address: string, options: { force?: boolean } = {}): Promise<'closed' | 'closing'> {
+    const payer = this.manager.payer(address)
+    if (payer != null && options.force !== true) {
+      const proposal = this.manager.closeProposal(address)
+      const payeeSignature = await requestClose(this.node, peerIdFromString(payer.record.peerId), { channel: address, ...proposal })
+      await this.manager.finishCooperative(address, proposal, payeeSignature)
+      return 'closed'
+    }
+    await this.manager.startClose(address)
+    return 'closing'
+  }
+
+  /** devnet: tops the wallet up from the faucet so it can fund channels. */
+  async fundIfLow (): Promise<void> {
+    if (this.faucet == null) return
+    const info = await this.chain.wallet()
+    const want = BigInt(this.config.settlement.deposit) * 4n
+    if (info.balance < want) {
+      await this.faucet(info.address, want - info.balance + 1_000_000_000n)
+      this.options.log('funded wallet %s from the devnet faucet', info.address)
+    }
+  }
+
+  async status (): Promise<SettlementStatus> {
+    let wallet: SettlementStatus['wallet']
+    try {
+      const info = await this.chain.wallet()
+      wallet = { address: info.address, balance: info.balance.toString(), deployed: info.deployed }
+    } catch (err) {
+      wallet = { error: (err as Error).message }
+    }
+    return { chain: this.chain.name, wallet, channels: this.manager.list().map(c => channelStatus(c, this.store)) }
+  }
+}
+
+function channelStatus (c: ChannelRecord, store: ChannelStore): SettlementStatus['channels'][number] {
+  const latest = store.latestState(c.address)
+  const both = store.latestBothSigned(c.address)
+  return {
+    address: c.address,
+    side: c.side,
+    peer: c.peerId,
+    status: c.status,
+    deposited: c.deposited.toString(),
+    seqno: latest?.seqno.toString() ?? null,
+    cumulative: latest?.cumulative.toString() ?? null,
+    countersigned: both?.cumulative.toString() ?? null
+  }
+}
+
+export function formatTon (nano: bigint): string {
+  const sign = nano < 0n ? '-' : ''
+  const abs = nano < 0n ? -nano : nano
+  const whole = abs / 1_000_000_000n
+  const frac = (abs % 1_000_000_000n).toString().padStart(9, '0').replace(/0+$/, '')
+  return `${sign}${whole}${frac === '' ? '' : `.${frac}`}`
+}

@@ -1,0 +1,294 @@
+/**
+ * Paid inference end to end on the devnet (the TON emulator, shared by the
+ * nodes of this process): clients pay the proxy as chunks stream in, the
+ * proxy pays the workers, channels close on chain and the balances match
+ * what was used. Faults: a client that stops paying, a proxy killed
+ * mid-stream and restarted, a proxy that vanishes for good, a payer that
+ * closes alone with an older state.
+ */
+import { createServer } from 'node:net'
+import { expect } from 'chai'
+import OpenAI from 'openai'
+import { Address } from '@ton/core'
+import { OPERATION_VALUE } from '../../contracts/payment-channel.js'
+import { Devnet } from '../../src/settlement/chain/index.js'
+import { startNode } from '../../src/roles/runtime.js'
+import { toContractState } from '../../src/settlement/channel-state.js'
+import { cleanupTempDirs, tempDir, testConfig, waitFor } from '../helpers.js'
+import type { RunningNode } from '../../src/roles/runtime.js'
+import type { ClientRole } from '../../src/roles/client/client-role.js'
+import type { ProxyRole } from '../../src/roles/proxy/proxy-role.js'
+import type { NodeSettlement } from '../../src/settlement/node-settlement.js'
+import type { Transaction } from '@ton/core'
+import type { AddressInfo } from 'node:net'
+
+interface PaidSwarm {
+  devnet: Devnet
+  boot: RunningNode
+  proxy: RunningNode
+  workers: RunningNode[]
+  clients: RunningNode[]
+}
+
+const SETTLEMENT = {
+  enabled: true,
+  required: true,
+  deposit: 2_000_000_000,
+  creditWindow: 200_000,
+  paymentWaitMs: 1_500,
+  settleWaitMs: 2_000,
+  watchIntervalMs: 3_600_000
+}
+
+function settled (n: RunningNode): NodeSettlement {
+  if (n.settlement == null) throw new Error(`${n.config.role} runs without settlement`)
+  return n.settlement
+}
+
+function synthetic (tuning: Record<string, number> = {}): Record<string, unknown> {
+  return { worker: { backend: 'synthetic', synthetic: { chunks: 12, chunkBytes: 16, intervalMs: 0, firstChunkDelayMs: 0, ...tuning } } }
+}
+
+async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as AddressInfo).port
+  await new Promise<void>(resolve => server.close(() => { resolve() }))
+  return port
+}
+
+async function startPaidSwarm (devnet: Devnet, opts: { clients?: number, workers?: Array<Record<string, unknown>>, proxyDir?: string, proxyListen?: string[], settlement?: Record<string, unknown> } = {}): Promise<PaidSwarm> {
+  const settlement = { ...SETTLEMENT, ...opts.settlement }
+  const boot = await startNode(testConfig('bootstrap', await tempDir()))
+  const bootAddrs = boot.addrs()
+  const proxy = await startNode(testConfig('proxy', opts.proxyDir ?? await tempDir(), bootAddrs, { settlement, ...(opts.proxyListen == null ? {} : { listen: opts.proxyListen }) }), { devnet })
+  const workers = await Promise.all((opts.workers ?? [synthetic(), synthetic()]).map(async w => startNode(testConfig('worker', await tempDir(), bootAddrs, { ...w, settlement }), { devnet })))
+  const clients = await Promise.all(Array.from({ length: opts.clients ?? 1 }, async () => startNode(testConfig('client', await tempDir(), bootAddrs, { settlement }), { devnet })))
+  const proxyRole = proxy.role as ProxyRole
+  await waitFor(() => proxyRole.registry.list().filter(w => w.state === 'up').length === workers.length, 20_000, 'the proxy to attest every worker')
+  for (const c of clients) await waitFor(() => (c.role as ClientRole).pool.known().length > 0, 20_000, 'each client to find the proxy')
+  return { devnet, boot, proxy, workers, clients }
+}
+
+async function stopAll (nodes: Array<RunningNode | undefined>): Promise<void> {
+  await Promise.all(nodes.map(async n => { await n?.stop() }))
+}
+
+function sdk (client: RunningNode): OpenAI {
+  return new OpenAI({ baseURL: `${(client.role as ClientRole).apiUrl as string}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 30_000 })
+}
+
+interface Cost { paid: string, worker: string, commission: string, channel: string }
+
+function costOf (res: unknown): { cost: Cost, worker: string } {
+  const cocoon = (res as { cocoon: { cost_nanoton: Cost, worker: string } }).cocoon
+  return { cost: cocoon.cost_nanoton, worker: cocoon.worker }
+}
+
+/**
+ * What the channel's closing transaction paid to `to`: its first message
+ * there (the payout; a caller other than the payer gets its unspent gas in a
+ * second one).
+ */
+function payoutTo (devnet: Devnet, channel: string, to: string): bigint {
+  const [tx]: Transaction[] = devnet.transactions(Address.parseRaw(channel), 1)
+  const dest = Address.parseRaw(to)
+  for (const key of [...tx.outMessages.keys()].sort((a, b) => a - b)) {
+    const msg = tx.outMessages.get(key)
+    if (msg?.info.type === 'internal' && msg.info.dest.equals(dest)) return msg.info.value.coins
+  }
+  return 0n
+}
+
+/** A refund is what was not spent, less the channel's fees (well under 0.02 TON), plus at most the gas money the payer attached to the close. */
+function expectRefund (refund: bigint, unspent: bigint, attached: bigint): void {
+  const fees = 20_000_000n
+  expect(refund > unspent - fees && refund <= unspent + attached, `refund ${refund} for ${unspent} unspent`).to.equal(true)
+}
+
+describe('paid inference on the devnet', function () {
+  this.timeout(120_000)
+
+  after(cleanupTempDirs)
+
+  it('3 clients x 20 requests: every channel closes cooperatively and the chain pays exactly what was used', async () => {
+    const devnet = await Devnet.open(await tempDir())
+    const s = await startPaidSwarm(devnet, { clients: 3 })
+    try {
+      const paidBy = new Map<string, bigint>()
+      const earnedBy = new Map<string, bigint>()
+      let commission = 0n
+      await Promise.all(s.clients.map(async (client, i) => {
+        const openai = sdk(client)
+        for (let r = 0; r < 20; r++) {
+          const stream = r % 2 === 0
+          let res: unknown
+          if (stream) {
+            const chunks = await openai.chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: `client ${i} request ${r}` }], stream: true, stream_options: { include_usage: true } })
+            for await (const chunk of chunks) res = chunk.usage != null ? chunk : res
+          } else {
+            res = await openai.chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: `client ${i} request ${r}` }] })
+          }
+          const { cost, worker } = costOf(res)
+          expect(BigInt(cost.paid)).to.equal(BigInt(cost.worker) + BigInt(cost.commission))
+          paidBy.set(client.peerId.toString(), (paidBy.get(client.peerId.toString()) ?? 0n) + BigInt(cost.paid))
+          earnedBy.set(worker, (earnedBy.get(worker) ?? 0n) + BigInt(cost.worker))
+          commission += BigInt(cost.commission)
+        }
+      }))
+
+      // clients close their channels to the proxy
+      let proxyReceived = 0n
+      for (const client of s.clients) {
+        const [channel] = settled(client).manager.list().filter(c => c.side === 'payer')
+        const paid = paidBy.get(client.peerId.toString()) as bigint
+        expect(settled(client).store.latestState(channel.address)?.cumulative, 'the channel carries every job paid').to.equal(paid)
+        expect(await settled(client).closeChannel(channel.address)).to.equal('closed')
+        const onChain = await settled(client).chain.getChannel(channel.address)
+        expect(onChain?.status).to.equal('closed')
+        expect(onChain?.cumulative).to.equal(paid)
+        expect(payoutTo(devnet, channel.address, channel.payee), 'the proxy got exactly what the client paid').to.equal(paid)
+        // the payer submitted the close: its refund also holds the unspent gas it attached
+        expectRefund(payoutTo(devnet, channel.address, channel.payer), channel.deposited - paid, OPERATION_VALUE)
+        proxyReceived += paid
+      }
+      // the proxy closes its channels to the workers
+      let workersReceived = 0n
+      for (const channel of settled(s.proxy).manager.list().filter(c => c.side === 'payer')) {
+        const earned = earnedBy.get(channel.peerId) ?? 0n
+        expect(await settled(s.proxy).closeChannel(channel.address)).to.equal('closed')
+        expect(payoutTo(devnet, channel.address, channel.payee), `worker ${channel.peerId} got exactly its share`).to.equal(earned)
+        workersReceived += earned
+      }
+      expect(workersReceived).to.equal([...earnedBy.values()].reduce((a, b) => a + b, 0n))
+      expect(proxyReceived - workersReceived, 'the proxy kept the commission').to.equal(commission)
+      expect(commission > 0n).to.equal(true)
+    } finally {
+      await stopAll([...s.clients, ...s.workers, s.proxy, s.boot])
+      await devnet.close()
+    }
+  })
+
+  it('stops a client that stops paying within the credit window', async () => {
+    const devnet = await Devnet.open(await tempDir())
+    // 60 frames of 16 bytes, paced so each is its own frame; 88 nanoTON per token for the client
+    const s = await startPaidSwarm(devnet, { workers: [synthetic({ chunks: 400, intervalMs: 5 })], settlement: { creditWindow: 2_000, paymentWaitMs: 500 } })
+    try {
+      const client = s.clients[0]
+      const openai = sdk(client)
+      // one paid job opens the channel
+      await openai.chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'warm up' }], max_tokens: 5 })
+      const [channel] = settled(client).manager.list().filter(c => c.side === 'payer')
+      const payer = settled(client).manager.payer(channel.address)
+      if (payer == null) throw new Error('no payer channel')
+      const paidBefore = payer.paid
+      // from now on the client signs nothing new: it only repeats its last state
+      const last = payer.payUpTo(paidBefore)
+      payer.payMore = () => last
+      let received = 0
+      const error = await (async () => {
+        const stream = await openai.chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'free lunch' }], stream: true })
+        for await (const chunk of stream) if ((chunk.choices[0]?.delta?.content ?? '') !== '') received++
+      })().then(() => undefined, (err: Error) => err)
+      expect(error, 'the stream ends with an error').to.be.instanceOf(Error)
+      expect((error as Error).message).to.match(/payment fell behind/)
+      expect(received, 'the proxy stopped long before the end').to.be.below(400)
+      const payee = settled(s.proxy).manager.payee(channel.address)
+      expect(payee?.received).to.equal(paidBefore)
+      expect((payee?.unpaid ?? 0n) <= 2_000n + 88n * 64n, `the proxy lost ${payee?.unpaid} nanoTON, at most about one window`).to.equal(true)
+    } finally {
+      await stopAll([...s.clients, ...s.workers, s.proxy, s.boot])
+      await devnet.close()
+    }
+  })
+
+  it('resumes the channel after the proxy is killed mid-stream and restarted, losing no signed state', async () => {
+    const devnet = await Devnet.open(await tempDir())
+    const proxyDir = await tempDir()
+    const port = await freePort()
+    const listen = [`/ip4/127.0.0.1/tcp/${port}`]
+    const s = await startPaidSwarm(devnet, { proxyDir, proxyListen: listen, workers: [synthetic({ chunks: 200, intervalMs: 10 })] })
+    let proxy2: RunningNode | undefined
+    try {
+      const client = s.clients[0]
+      const openai = sdk(client)
+      const stream = await openai.chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'long' }], stream: true })
+      let seen = 0
+      const ended = (async () => {
+        for await (const chunk of stream) {
+          if ((chunk.choices[0]?.delta?.content ?? '') !== '') seen++
+          if (seen === 20) {
+            for (const c of s.proxy.node.getConnections()) c.abort(new Error('kill -9'))
+            await s.proxy.stop()
+          }
+        }
+      })().catch(err => err as Error)
+      expect(await ended).to.be.instanceOf(Error)
+      const [channel] = settled(client).manager.list().filter(c => c.side === 'payer')
+      const clientLatest = settled(client).store.latestBothSigned(channel.address)
+      expect(clientLatest, 'the client holds countersigned states').to.not.equal(undefined)
+
+      // restarted on its address: the worker is found again through the DHT when the next job asks for it
+      proxy2 = await startNode(testConfig('proxy', proxyDir, s.boot.addrs(), { settlement: SETTLEMENT, listen }), { devnet })
+      const proxyLatest = settled(proxy2).store.latestState(channel.address)
+      expect((proxyLatest?.seqno ?? 0n) >= (clientLatest?.seqno ?? 0n), 'every state the proxy countersigned survived').to.equal(true)
+      const res = await openai.chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'again' }], max_tokens: 4 })
+      const { cost } = costOf(res)
+      expect(cost.channel, 'the same channel').to.equal(channel.address)
+      expect(settled(proxy2).store.latestState(channel.address)?.cumulative).to.equal(settled(client).store.latestState(channel.address)?.cumulative)
+    } finally {
+      await stopAll([...s.clients, ...s.workers, proxy2, s.boot])
+      await devnet.close()
+    }
+  })
+
+  it('lets the client close alone and recover what it did not spend when the proxy vanishes', async () => {
+    const devnet = await Devnet.open(await tempDir())
+    const s = await startPaidSwarm(devnet)
+    try {
+      const client = s.clients[0]
+      await sdk(client).chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'one' }] })
+      await s.proxy.stop()
+      const [channel] = settled(client).manager.list().filter(c => c.side === 'payer')
+      const both = settled(client).store.latestBothSigned(channel.address)
+      expect(await settled(client).closeChannel(channel.address, { force: true })).to.equal('closing')
+      await devnet.advanceTime(channel.disputeWindowS)
+      const done = await settled(client).watch()
+      expect(done).to.deep.include({ channel: channel.address, action: 'finished' })
+      const spent = both?.cumulative ?? 0n
+      expect(payoutTo(devnet, channel.address, channel.payee)).to.equal(spent)
+      expectRefund(payoutTo(devnet, channel.address, channel.payer), channel.deposited - spent, OPERATION_VALUE)
+    } finally {
+      await stopAll([...s.clients, ...s.workers, s.proxy, s.boot])
+      await devnet.close()
+    }
+  })
+
+  it('answers a payer closing alone with an older state by challenging with the newer one', async () => {
+    const devnet = await Devnet.open(await tempDir())
+    const s = await startPaidSwarm(devnet)
+    try {
+      const client = s.clients[0]
+      const openai = sdk(client)
+      await openai.chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'first' }] })
+      const [channel] = settled(client).manager.list().filter(c => c.side === 'payer')
+      // the countersignature of the final payment follows the answer
+      await waitFor(() => settled(client).store.latestBothSigned(channel.address)?.seqno === settled(client).store.latestState(channel.address)?.seqno, 5_000, 'the final countersignature')
+      const old = settled(client).store.latestBothSigned(channel.address)
+      if (old == null) throw new Error('no both-signed state')
+      await openai.chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'second' }] })
+      const newer = settled(s.proxy).store.latestBothSigned(channel.address)
+      expect((newer?.seqno ?? 0n) > old.seqno).to.equal(true)
+      // the client cheats: closes with the older state
+      await settled(client).chain.startClose(channel.address, toContractState(old))
+      const actions = await settled(s.proxy).watch()
+      expect(actions).to.deep.include({ channel: channel.address, action: 'challenged' })
+      await devnet.advanceTime(channel.disputeWindowS)
+      expect(await settled(s.proxy).watch()).to.deep.include({ channel: channel.address, action: 'finished' })
+      expect(payoutTo(devnet, channel.address, channel.payee), 'the proxy loses nothing').to.equal(newer?.cumulative)
+    } finally {
+      await stopAll([...s.clients, ...s.workers, s.proxy, s.boot])
+      await devnet.close()
+    }
+  })
+})
