@@ -5,6 +5,12 @@
  * proxy has attested the workers, then sends a sample chat completion through
  * the client's OpenAI-compatible API and prints the streamed answer, usage and
  * timings; then it keeps serving until Ctrl-C (or exits, --once).
+ *
+ * The nodes settle on one devnet chain (the TON emulator, kept in the data
+ * dir): the client opens a funded channel to the proxy and the proxy one to
+ * each worker before the sample, which is paid as it streams; the devnet
+ * prints what the client paid, the worker earned and the proxy kept.
+ * `--no-settlement` runs the swarm unpaid.
  */
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -13,6 +19,8 @@ import { cocoonHome, DEFAULT_API_PORT, defaults, merge, validate } from '../conf
 import { waitFor } from '../ops/wait-for.js'
 import { streamChat } from '../inference/stream-chat.js'
 import { knowEachOther, startNode } from '../roles/runtime.js'
+import { Devnet } from '../settlement/chain/index.js'
+import { formatTon } from '../settlement/node-settlement.js'
 import { flagsToConfig, waitForShutdown } from './main.js'
 import type { ClientRole } from '../roles/client/client-role.js'
 import type { ProxyRole } from '../roles/proxy/proxy-role.js'
@@ -38,7 +46,8 @@ export async function runDevnet (args: string[], io: CliIO): Promise<number> {
       backend: { type: 'string' },
       model: { type: 'string' },
       'api-port': { type: 'string' },
-      prompt: { type: 'string' }
+      prompt: { type: 'string' },
+      'no-settlement': { type: 'boolean' }
     },
     strict: true
   })
@@ -54,6 +63,7 @@ export async function runDevnet (args: string[], io: CliIO): Promise<number> {
   }
   // the same --backend and --model as `cocoon node`
   const worker = flagsToConfig({ backend: values.backend, model: values.model }).worker ?? {}
+  const settle = values['no-settlement'] !== true
   const configFor = (role: RoleName, name: string, bootstrap: string[], extra: Record<string, unknown> = {}): NodeConfig => validate(merge(merge(defaults('local', role, io.env), {
     role,
     network: 'local',
@@ -66,19 +76,25 @@ export async function runDevnet (args: string[], io: CliIO): Promise<number> {
     admin: { enabled: true, host: '127.0.0.1', port: 0 },
     dht: { addressFilter: 'all' },
     maxConnections: 300,
-    worker
+    worker,
+    settlement: { enabled: settle && role !== 'bootstrap' }
   }), extra))
 
   const t0 = performance.now()
   const nodes: RunningNode[] = []
-  const stopAll = async (): Promise<void> => { await Promise.all(nodes.map(async n => { await n.stop() })) }
+  let devnet: Devnet | undefined
+  const stopAll = async (): Promise<void> => {
+    await Promise.all(nodes.map(async n => { await n.stop() }))
+    await devnet?.close()
+  }
   try {
+    devnet = settle ? await Devnet.open(join(root, 'chain')) : undefined
     const boot = await startNode(configFor('bootstrap', 'bootstrap', []), { consoleWrite: io.err, logPrefix: 'bootstrap' })
     nodes.push(boot)
     const bootAddrs = boot.addrs().filter(a => !a.includes('/ws/'))
     const plan: Array<[RoleName, string]> = [['proxy', 'proxy'], ...Array.from({ length: workers }, (_, i): [RoleName, string] => ['worker', `worker-${i + 1}`]), ['client', 'client']]
-    nodes.push(...await Promise.all(plan.filter(([role]) => role !== 'client').map(async ([role, name]) => startNode(configFor(role, name, bootAddrs), { consoleWrite: io.err, logPrefix: name }))))
-    nodes.push(await startClient(configFor, bootAddrs, apiPort, io))
+    nodes.push(...await Promise.all(plan.filter(([role]) => role !== 'client').map(async ([role, name]) => startNode(configFor(role, name, bootAddrs), { consoleWrite: io.err, logPrefix: name, devnet }))))
+    nodes.push(await startClient(configFor, bootAddrs, apiPort, io, devnet))
     const startedMs = performance.now() - t0
 
     await waitFor(() => knowEachOther(nodes), MEET_TIMEOUT_MS, 'every node to learn every other through presence gossip')
@@ -103,6 +119,7 @@ export async function runDevnet (args: string[], io: CliIO): Promise<number> {
       io.out(`    ${w.peerId}  ${w.attestation.kind} attestation (image ${w.attestation.imageHash.slice(0, 12)}…)  ${offers}`)
     }
     io.out(`  bootstrap address for more nodes: ${bootAddrs[0]}`)
+    if (settle) await openChannels(nodes, io)
     const apiUrl = (client.role as ClientRole).apiUrl
     if (apiUrl != null) {
       io.out(`  OpenAI-compatible API: ${apiUrl}/v1  (try: curl ${apiUrl}/v1/models)`)
@@ -124,14 +141,31 @@ export async function runDevnet (args: string[], io: CliIO): Promise<number> {
 type ConfigFor = (role: RoleName, name: string, bootstrap: string[], extra?: Record<string, unknown>) => NodeConfig
 
 /** The client, on the wanted API port, or any free one when that is taken. */
-async function startClient (configFor: ConfigFor, bootAddrs: string[], apiPort: number, io: CliIO): Promise<RunningNode> {
+async function startClient (configFor: ConfigFor, bootAddrs: string[], apiPort: number, io: CliIO, devnet: Devnet | undefined): Promise<RunningNode> {
   try {
-    return await startNode(configFor('client', 'client', bootAddrs, { client: { api: { port: apiPort } } }), { consoleWrite: io.err, logPrefix: 'client' })
+    return await startNode(configFor('client', 'client', bootAddrs, { client: { api: { port: apiPort } } }), { consoleWrite: io.err, logPrefix: 'client', devnet })
   } catch (err) {
     if (!(err instanceof ConfigError) || err.key !== 'client.api.port' || apiPort === 0) throw err
     io.err(`devnet: port ${apiPort} is taken; the API listens on a free port instead`)
-    return startNode(configFor('client', 'client', bootAddrs, { client: { api: { port: 0 } } }), { consoleWrite: io.err, logPrefix: 'client' })
+    return startNode(configFor('client', 'client', bootAddrs, { client: { api: { port: 0 } } }), { consoleWrite: io.err, logPrefix: 'client', devnet })
   }
+}
+
+/** Funded channels before the first job: client → proxy, proxy → each worker (reused when the data dir has them). */
+async function openChannels (nodes: RunningNode[], io: CliIO): Promise<void> {
+  const proxy = nodes.find(n => n.config.role === 'proxy')
+  const client = nodes.find(n => n.config.role === 'client')
+  if (proxy?.settlement == null || client?.settlement == null) return
+  const lines: string[] = []
+  const open = async (payer: RunningNode, payee: RunningNode, name: string): Promise<void> => {
+    const channel = await (payer.settlement as NonNullable<RunningNode['settlement']>).opener.payerFor(payee.peerId.toString())
+    lines.push(`    ${name}: ${channel.address} holds ${formatTon(channel.record.deposited)} TON, ${formatTon(channel.paid)} TON paid so far`)
+  }
+  await open(client, proxy, 'client → proxy')
+  for (const [i, worker] of nodes.filter(n => n.config.role === 'worker').entries()) await open(proxy, worker, `proxy → worker-${i + 1}`)
+  const wallet = await client.settlement.chain.wallet()
+  io.out(`  payment channels on the devnet chain (client wallet ${wallet.address}: ${formatTon(wallet.balance)} TON):`)
+  for (const line of lines) io.out(line)
 }
 
 /** Sends one streaming chat completion through the client's API and prints what came back. */
@@ -148,9 +182,13 @@ async function sampleCompletion (apiUrl: string, prompt: string, io: CliIO): Pro
     throw new Error(`the sample completion failed: ${(err as Error).message}`)
   }
   const { text: answer, chunks, firstChunkMs, totalMs } = streamed
-  const final = streamed.final as { usage?: { prompt_tokens: number, completion_tokens: number }, cocoon?: { worker: string, timings_ms: Record<string, Record<string, number>> } } | undefined
+  const final = streamed.final as { usage?: { prompt_tokens: number, completion_tokens: number }, cocoon?: { worker: string, timings_ms: Record<string, Record<string, number>>, cost_nanoton?: { paid: string, worker: string | null, commission: string | null } } } | undefined
   io.out(`  answer (${chunks} chunks streamed): ${JSON.stringify(answer.length > 400 ? `${answer.slice(0, 400)}…` : answer)}`)
   const usage = final?.usage
   const worker = final?.cocoon?.timings_ms.worker
   io.out(`  usage: ${usage?.prompt_tokens ?? '?'} prompt + ${usage?.completion_tokens ?? '?'} completion tokens; first chunk after ${Math.round(firstChunkMs ?? totalMs)} ms, all after ${Math.round(totalMs)} ms (worker ${final?.cocoon?.worker ?? '?'}: ${worker?.first_chunk ?? '?'} ms to first chunk, ${worker?.total ?? '?'} ms in all); sealed end to end`)
+  const cost = final?.cocoon?.cost_nanoton
+  if (cost != null) {
+    io.out(`  paid as it streamed: the client paid ${cost.paid} nanoTON, the worker earned ${cost.worker ?? '?'}, the proxy kept ${cost.commission ?? '?'}`)
+  }
 }

@@ -12,6 +12,7 @@ import { startNode } from '../roles/runtime.js'
 import { runDevnet } from './devnet.js'
 import { runId } from './id.js'
 import { runStatus } from './status.js'
+import { runChain, runChannel, runWallet } from './settlement.js'
 import type { RawConfig } from '../config/load.js'
 import type { RunningNode } from '../roles/runtime.js'
 
@@ -35,6 +36,10 @@ Usage:
   cocoon id [--role R] [--network N] [--data-dir D] [--json]     create or show a node identity
   cocoon status [--role R] [--network N] [--data-dir D] [--admin URL] [--json]
                                                                  ask running nodes for their status
+  cocoon wallet [show | faucet [TON]] [--role R] [--data-dir D]  a running node's wallet (faucet: devnet only)
+  cocoon channel list | open <peer> | topup <channel> <TON> | close <channel> [--force]  [--role R] [--data-dir D]
+                                                                 a running node's payment channels
+  cocoon chain [--port 8500] [--data-dir D]                      serve one devnet chain to nodes in other processes
   cocoon --version | --help
 
 Node options (flags > COCOON_* environment > --config file > defaults):
@@ -55,6 +60,10 @@ Node options (flags > COCOON_* environment > --config file > defaults):
   --model <file.gguf>       worker: serve this GGUF file (llama backend); without it, a generated synthetic test model
   --upstream <url>          worker: OpenAI-compatible upstream such as http://127.0.0.1:8000/v1 (implies --backend openai)  (COCOON_UPSTREAM_URL)
   --api-port <port>         client: port of the OpenAI-compatible API on 127.0.0.1 (default 8400, 0 = any)  (COCOON_API_PORT)
+  --settlement              pay and get paid over payment channels        (COCOON_SETTLEMENT=true)
+  --chain <name>            devnet (default), testnet or mainnet          (COCOON_CHAIN)
+  --chain-endpoint <url>    devnet: a cocoon chain server; testnet/mainnet: a toncenter v2 endpoint  (COCOON_CHAIN_ENDPOINT)
+  --mnemonic-file <file>    the wallet's 24 words (mode 0600); required on testnet and mainnet  (COCOON_MNEMONIC_FILE)
 Workers' models, prices and accelerators, and attestation policy, are set in the --config file (see README).
 
 Debug logs: DEBUG=cocoon:* (add libp2p:* for the network stack).`
@@ -78,6 +87,10 @@ const NODE_OPTIONS = {
   model: { type: 'string' },
   upstream: { type: 'string' },
   'api-port': { type: 'string' },
+  settlement: { type: 'boolean' },
+  chain: { type: 'string' },
+  'chain-endpoint': { type: 'string' },
+  'mnemonic-file': { type: 'string' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -103,8 +116,14 @@ export async function main (argv: string[], io: CliIO = defaultIO): Promise<numb
         return await runStatus(rest, io)
       case 'devnet':
         return await runDevnet(rest, io)
+      case 'wallet':
+        return await runWallet(rest, io)
+      case 'channel':
+        return await runChannel(rest, io)
+      case 'chain':
+        return await runChain(rest, io)
       default:
-        io.err(`cocoon: unknown command ${JSON.stringify(command)}; expected node, devnet, id or status (see cocoon --help)`)
+        io.err(`cocoon: unknown command ${JSON.stringify(command)}; expected node, devnet, id, status, wallet, channel or chain (see cocoon --help)`)
         return 2
     }
   } catch (err) {
@@ -165,6 +184,12 @@ export function flagsToConfig (values: Record<string, string | boolean | string[
   }
   if (Object.keys(worker).length > 0) raw.worker = worker
   if (values['api-port'] !== undefined) raw.client = { api: { port: coerce(values['api-port'] as string, 'number') } }
+  const settlement: RawConfig = {}
+  if (values.settlement === true) settlement.enabled = true
+  if (values.chain !== undefined) settlement.chain = values.chain
+  if (values['chain-endpoint'] !== undefined) settlement.endpoint = values['chain-endpoint']
+  if (values['mnemonic-file'] !== undefined) settlement.mnemonicFile = values['mnemonic-file']
+  if (Object.keys(settlement).length > 0) raw.settlement = settlement
   return raw
 }
 

@@ -3,10 +3,29 @@
  * It tells `cocoon status` where the node's admin endpoint is, and lets a
  * local node find the local bootstrap node without flags.
  */
+import { randomBytes } from 'node:crypto'
 import { readFile, rename, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { createSecretFile, readSecretFile } from '../p2p/secret-file.js'
 
 export const NODE_FILE = 'node.json'
+/** The token the admin endpoint's actions need (mode 0600, readable by the node's user only). */
+export const ADMIN_TOKEN_FILE = 'admin.token'
+
+export async function loadOrCreateAdminToken (dataDir: string): Promise<string> {
+  const path = join(dataDir, ADMIN_TOKEN_FILE)
+  const existing = await readSecretFile(path)
+  if (existing != null) return Buffer.from(existing).toString('utf8').trim()
+  const token = randomBytes(24).toString('hex')
+  if (await createSecretFile(dataDir, path, Buffer.from(token))) return token
+  return Buffer.from(await readSecretFile(path) ?? Buffer.from(token)).toString('utf8').trim()
+}
+
+/** The admin token of the node in `dataDir`, for the CLI; undefined when there is none. */
+export async function readAdminToken (dataDir: string): Promise<string | undefined> {
+  const bytes = await readSecretFile(join(dataDir, ADMIN_TOKEN_FILE))
+  return bytes == null ? undefined : Buffer.from(bytes).toString('utf8').trim()
+}
 
 export interface NodeFile {
   pid: number

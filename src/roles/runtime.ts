@@ -18,7 +18,7 @@ import { RendezvousService } from '../p2p/rendezvous.js'
 import { packageVersion } from '../package-info.js'
 import { startAdminServer } from '../ops/admin-server.js'
 import { createConsoleLog, enableDebugLogs } from '../ops/console-log.js'
-import { removeNodeFile, writeNodeFile } from '../ops/node-file.js'
+import { loadOrCreateAdminToken, removeNodeFile, writeNodeFile } from '../ops/node-file.js'
 import { ClientRole } from './client/client-role.js'
 import { ROLE_PROFILES, roleName } from './profiles.js'
 import { ProxyRole } from './proxy/proxy-role.js'
@@ -156,10 +156,14 @@ export class RunningNode {
     this.metrics.up.set(1)
 
     if (this.config.admin.enabled) {
+      const settlement = this.settlement
       this.admin = await startAdminServer(this.config.admin.host, this.config.admin.port, {
         healthy: () => !this.stopped && this.node.status === 'started',
         status: async () => this.status(),
-        metrics: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() })
+        metrics: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
+        read: async path => settlement?.adminRead(path),
+        act: async (path, body) => settlement?.adminAct(path, body),
+        token: await loadOrCreateAdminToken(this.config.dataDir)
       })
       this.adminUrl = this.admin.url
     }

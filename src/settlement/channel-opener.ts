@@ -32,20 +32,24 @@ export class ChannelOpener {
   async payerFor (peer: string, signal?: AbortSignal): Promise<PayerChannel> {
     const id = peerIdFromString(peer)
     const open = this.manager.payerFor(peer)
-    if (open != null) {
-      if (!this.confirmed.has(open.address)) await this.announce(id, open)
-      return open
-    }
+    if (open != null && this.confirmed.has(open.address)) return open
     signal?.throwIfAborted()
     let known = this.terms.get(peer)
     if (known == null || known.expiresAtMs <= Date.now()) {
       known = { terms: await fetchTerms(this.host, id), expiresAtMs: Date.now() + TERMS_TTL_MS }
       this.terms.set(peer, known)
     }
-    const channel = await this.manager.ensurePayer(peer, known.terms, async record => {
+    const terms = known.terms
+    if (open != null) {
+      open.payThreshold = terms.creditWindow / 2n
+      await this.announce(id, open)
+      return open
+    }
+    const channel = await this.manager.ensurePayer(peer, terms, async record => {
       await announceOpen(this.host, id, record)
       this.confirmed.add(record.address)
     })
+    channel.payThreshold = terms.creditWindow / 2n
     if (!this.confirmed.has(channel.address)) await this.announce(id, channel)
     return channel
   }

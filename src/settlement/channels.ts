@@ -73,19 +73,34 @@ abstract class ChannelEnd {
 const RECENT_STATES = 64
 
 export class PayerChannel extends ChannelEnd {
-  private target: bigint | undefined
+  /**
+   * A new state is signed once this much is owed and not yet paid; half the
+   * payee's credit window keeps it streaming without waiting, with a state
+   * per window rather than per token. 0: a state for every increment.
+   */
+  payThreshold = 0n
+  private owedNanoTon: bigint | undefined
   private readonly recent = new Map<bigint, StoredState>()
 
+  /** What the jobs on this channel have cost so far (paid or not). */
+  get owed (): bigint {
+    return this.owedNanoTon ?? this.paid
+  }
+
   /**
-   * Adds `delta` to what this channel owes and signs the new total: jobs
-   * sharing the channel each add their own increments.
+   * Adds `delta` to what this channel owes (jobs sharing it each add their
+   * own increments); returns a new signed state when the unpaid part reached
+   * the threshold, else null.
    */
-  payMore (delta: bigint): PaymentUpdate {
-    if (delta < 0n) throw new RangeError('cannot pay a negative amount')
-    const next = (this.target ?? this.paid) + delta
-    const update = this.payUpTo(next)
-    this.target = next
-    return update
+  owe (delta: bigint): PaymentUpdate | null {
+    if (delta < 0n) throw new RangeError('cannot owe a negative amount')
+    this.owedNanoTon = this.owed + delta
+    return this.owed - this.paid >= this.payThreshold && this.owed > this.paid ? this.payUpTo(this.owed) : null
+  }
+
+  /** Pays everything owed now (at the end of a job); null when nothing is unpaid. */
+  settle (): PaymentUpdate | null {
+    return this.owed > this.paid ? this.payUpTo(this.owed) : null
   }
 
   /** Cumulative amount signed so far. */

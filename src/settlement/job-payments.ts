@@ -6,10 +6,12 @@
  * worker's signed usage settles the exact cost (prompt tokens included),
  * which is never below what was paid while streaming.
  *
- * The payer signs a new state for each frame it received; the payee delivers
- * a frame only while its unpaid credit on the channel stays within the
- * window (or nothing is unpaid), so a payer that stops paying costs it at
- * most about one window.
+ * The payer signs a new state whenever what it owes on the channel and has
+ * not paid reaches half the payee's credit window (and at the end of each
+ * job); the payee delivers a frame only while its unpaid credit on the
+ * channel stays within the window (or nothing is unpaid), so a payer that
+ * stops paying costs it at most about one window, and a payer that pays
+ * never waits.
  */
 import { ChannelError } from '../errors.js'
 import { costOf } from './pricing.js'
@@ -38,21 +40,22 @@ export class JobPayer {
     return this.due
   }
 
-  /** A frame arrived claiming `completionTokens` so far: the update paying for it, or null when nothing new is owed. */
+  /** A frame arrived claiming `completionTokens` so far: the update to send now, or null when none is due yet. */
   onTokens (completionTokens: number): PaymentUpdate | null {
-    return this.payFor(streamingCost(completionTokens, this.price))
+    return this.channel.owe(this.increase(streamingCost(completionTokens, this.price)))
   }
 
-  /** The signed final usage arrived: the update settling the exact cost. */
+  /** The signed final usage arrived: the update settling everything owed (this job at its exact cost). */
   onFinal (usage: Usage): PaymentUpdate | null {
-    return this.payFor(costOf(usage, this.price))
+    this.channel.owe(this.increase(costOf(usage, this.price)))
+    return this.channel.settle()
   }
 
-  private payFor (total: bigint): PaymentUpdate | null {
-    if (total <= this.due) return null
+  private increase (total: bigint): bigint {
+    if (total <= this.due) return 0n
     const delta = total - this.due
     this.due = total
-    return this.channel.payMore(delta)
+    return delta
   }
 }
 

@@ -7,11 +7,12 @@
  */
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { ConfigError } from '../errors.js'
+import { ChannelError, CocoonError, ConfigError } from '../errors.js'
+import { AdminActionError } from '../ops/admin-server.js'
 import { loadOrCreateChannelKey } from './channel-key.js'
 import { ChannelManager } from './channel-manager.js'
 import { ChannelOpener } from './channel-opener.js'
-import { PayService, requestClose } from './pay-service.js'
+import { announceTopUp, PayService, requestClose } from './pay-service.js'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { openChannelStore } from './store.js'
 import { createChainAdapter, DevnetAdapter, DevnetServerClient } from './chain/index.js'
@@ -47,12 +48,15 @@ export class NodeSettlement {
   readonly payService: PayService
   private readonly config: NodeConfig
   private readonly options: NodeSettlementOptions
+  /** Auto top-ups (devnet with devnetFaucet on). */
   private readonly faucet?: (address: string, amount: bigint) => Promise<void>
+  /** The devnet faucet, for the operator's wallet command. */
+  private readonly faucetAny?: (address: string, amount: bigint) => Promise<void>
   private readonly node: CocoonLibp2p
   private watchTimer?: ReturnType<typeof setInterval>
   private watching?: Promise<unknown>
 
-  private constructor (init: { node: CocoonLibp2p, config: NodeConfig, chain: ChainAdapter, store: ChannelStore, manager: ChannelManager, opener: ChannelOpener, payService: PayService, options: NodeSettlementOptions, faucet?: (address: string, amount: bigint) => Promise<void> }) {
+  private constructor (init: { node: CocoonLibp2p, config: NodeConfig, chain: ChainAdapter, store: ChannelStore, manager: ChannelManager, opener: ChannelOpener, payService: PayService, options: NodeSettlementOptions, faucet?: (address: string, amount: bigint) => Promise<void>, faucetAny?: (address: string, amount: bigint) => Promise<void> }) {
     this.node = init.node
     this.config = init.config
     this.chain = init.chain
@@ -62,6 +66,7 @@ export class NodeSettlement {
     this.payService = init.payService
     this.options = init.options
     this.faucet = init.faucet
+    this.faucetAny = init.faucetAny
   }
 
   static async open (config: NodeConfig, node: CocoonLibp2p, options: NodeSettlementOptions): Promise<NodeSettlement> {
@@ -100,7 +105,7 @@ export class NodeSettlement {
         log: options.log
       })
       const payService = new PayService(node, { manager, chainEndpoint: s.endpoint ?? undefined, metrics: options.metrics, log: options.log })
-      const settlement = new NodeSettlement({ node, config, chain, store, manager, opener: new ChannelOpener(node, manager), payService, options, faucet: s.chain === 'devnet' && s.devnetFaucet ? faucet : undefined })
+      const settlement = new NodeSettlement({ node, config, chain, store, manager, opener: new ChannelOpener(node, manager), payService, options, faucet: s.chain === 'devnet' && s.devnetFaucet ? faucet : undefined, faucetAny: faucet })
       return settlement
     } catch (err) {
       store.close()
@@ -153,6 +158,59 @@ export class NodeSettlement {
     }
     await this.manager.startClose(address)
     return 'closing'
+  }
+
+  /** Operator reads for the admin endpoint: GET /wallet and /channels. */
+  async adminRead (path: string): Promise<unknown> {
+    if (path === '/wallet') return (await this.status()).wallet
+    if (path === '/channels') return (await this.status()).channels
+    return undefined
+  }
+
+  /** Operator actions for the admin endpoint (POST); AdminActionError for a refusal. */
+  async adminAct (path: string, body: Record<string, unknown>): Promise<unknown> {
+    const text = (key: string): string => {
+      const v = body[key]
+      if (typeof v !== 'string' || v === '') throw new AdminActionError(400, `${key} must be a non-empty string`)
+      return v
+    }
+    const nano = (key: string): bigint => {
+      const v = body[key]
+      if (typeof v !== 'string' || !/^\d{1,20}$/.test(v) || BigInt(v) === 0n) throw new AdminActionError(400, `${key} must be a whole number of nanoTON above 0, as a string`)
+      return BigInt(v)
+    }
+    try {
+      switch (path) {
+        case '/wallet/faucet': {
+          if (this.chain.name !== 'devnet' || this.faucetAny == null) throw new AdminActionError(409, 'the faucet exists on a devnet only')
+          const info = await this.chain.wallet()
+          await this.faucetAny(info.address, nano('amount'))
+          return (await this.status()).wallet
+        }
+        case '/channels/open': {
+          const peer = text('peer')
+          const channel = await this.opener.payerFor(peer)
+          return { channel: channel.address, deposited: channel.record.deposited.toString() }
+        }
+        case '/channels/topup': {
+          const channel = text('channel')
+          const deposited = await this.manager.topUp(channel, nano('amount'))
+          const payer = this.manager.payer(channel)
+          if (payer != null) await announceTopUp(this.node, peerIdFromString(payer.record.peerId), channel).catch(err => { this.options.log('could not tell %s about the top-up - %s', payer.record.peerId, (err as Error).message) })
+          return { channel, deposited: deposited.toString() }
+        }
+        case '/channels/close': {
+          const channel = text('channel')
+          return { channel, status: await this.closeChannel(channel, { force: body.force === true }) }
+        }
+        default:
+          return undefined
+      }
+    } catch (err) {
+      if (err instanceof ChannelError) throw new AdminActionError(409, err.message)
+      if (err instanceof CocoonError) throw new AdminActionError(502, err.message)
+      throw err
+    }
   }
 
   /** devnet: tops the wallet up from the faucet so it can fund channels. */

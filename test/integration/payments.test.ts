@@ -183,8 +183,8 @@ describe('paid inference on the devnet', function () {
       if (payer == null) throw new Error('no payer channel')
       const paidBefore = payer.paid
       // from now on the client signs nothing new: it only repeats its last state
-      const last = payer.payUpTo(paidBefore)
-      payer.payMore = () => last
+      payer.owe = () => null
+      payer.settle = () => null
       let received = 0
       const error = await (async () => {
         const stream = await openai.chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'free lunch' }], stream: true })
@@ -207,7 +207,9 @@ describe('paid inference on the devnet', function () {
     const proxyDir = await tempDir()
     const port = await freePort()
     const listen = [`/ip4/127.0.0.1/tcp/${port}`]
-    const s = await startPaidSwarm(devnet, { proxyDir, proxyListen: listen, workers: [synthetic({ chunks: 200, intervalMs: 10 })] })
+    // a small window: the client pays every dozen tokens or so, so states are signed mid-stream
+    const settlement = { ...SETTLEMENT, creditWindow: 2_000 }
+    const s = await startPaidSwarm(devnet, { proxyDir, proxyListen: listen, settlement, workers: [synthetic({ chunks: 200, intervalMs: 10 })] })
     let proxy2: RunningNode | undefined
     try {
       const client = s.clients[0]
@@ -229,7 +231,7 @@ describe('paid inference on the devnet', function () {
       expect(clientLatest, 'the client holds countersigned states').to.not.equal(undefined)
 
       // restarted on its address: the worker is found again through the DHT when the next job asks for it
-      proxy2 = await startNode(testConfig('proxy', proxyDir, s.boot.addrs(), { settlement: SETTLEMENT, listen }), { devnet })
+      proxy2 = await startNode(testConfig('proxy', proxyDir, s.boot.addrs(), { settlement, listen }), { devnet })
       const proxyLatest = settled(proxy2).store.latestState(channel.address)
       expect((proxyLatest?.seqno ?? 0n) >= (clientLatest?.seqno ?? 0n), 'every state the proxy countersigned survived').to.equal(true)
       const res = await openai.chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'again' }], max_tokens: 4 })

@@ -138,6 +138,36 @@ describe('payment channel ends', () => {
     expect(payerStore.latestBothSigned(ADDRESS)?.cumulative).to.equal(900n)
   })
 
+  it('signs a state once the unpaid part reaches the threshold, and settles the rest at the end', () => {
+    payer.payThreshold = 1_000n
+    expect(payer.owe(400n)).to.equal(null)
+    const first = payer.owe(700n)
+    expect(first?.cumulative).to.equal(1_100n)
+    expect(payer.settle()).to.equal(null)
+    expect(payer.owe(50n)).to.equal(null)
+    expect(payer.owed).to.equal(1_150n)
+    expect(payer.settle()?.cumulative).to.equal(1_150n)
+    expect(payerStore.latestState(ADDRESS)?.seqno).to.equal(2n)
+  })
+
+  it('moves the both-signed state forward with a countersignature that arrives after newer states', () => {
+    const one = payer.payUpTo(100n)
+    const two = payer.payUpTo(200n)
+    const sigOne = payee.accept(one)
+    const sigTwo = payee.accept(two)
+    payer.countersigned(one.seqno, sigOne)
+    expect(payerStore.latestBothSigned(ADDRESS)?.seqno, 'the older one still counts').to.equal(1n)
+    expect(payerStore.latestState(ADDRESS)?.seqno).to.equal(2n)
+    payer.countersigned(two.seqno, sigTwo)
+    expect(payerStore.latestBothSigned(ADDRESS)?.seqno).to.equal(2n)
+    // late and repeated: no harm, nothing moves back
+    payer.countersigned(one.seqno, sigOne)
+    expect(payerStore.latestBothSigned(ADDRESS)?.seqno).to.equal(2n)
+    expect(refusal(() => payer.countersigned(9n, sigTwo)).reason, 'a state never signed').to.equal('stale_state')
+    const three = payer.payUpTo(300n)
+    expect(refusal(() => payer.countersigned(three.seqno, sigTwo)).reason, 'a signature over another state').to.equal('bad_signature')
+  })
+
   it('pays nothing on a channel that is not open', () => {
     payer.update({ status: 'closing' })
     expect(refusal(() => payer.payUpTo(1n)).reason).to.equal('not_open')
