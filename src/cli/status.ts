@@ -9,6 +9,7 @@ import type { CliIO } from './main.js'
 import type { ProxyRoleStatus } from '../roles/proxy/proxy-role.js'
 import type { WorkerRoleStatus } from '../roles/worker/worker-role.js'
 import type { NodeStatus } from '../roles/runtime.js'
+import { formatTon } from '../settlement/node-settlement.js'
 
 const STATUS_TIMEOUT_MS = 3_000
 
@@ -103,7 +104,20 @@ export function formatStatus (s: NodeStatus): string {
   if (s.role === 'proxy') lines.push(...formatProxy(s.roleStatus as unknown as ProxyRoleStatus))
   else if (s.role === 'worker') lines.push(...formatWorker(s.roleStatus as unknown as WorkerRoleStatus))
   else if (Object.keys(s.roleStatus).length > 0) lines.push(`  ${s.role.padEnd(10)} ${JSON.stringify(s.roleStatus)}`)
+  if (s.settlement != null) lines.push(...formatSettlement(s.settlement))
   return lines.join('\n')
+}
+
+function formatSettlement (st: NonNullable<NodeStatus['settlement']>): string[] {
+  const wallet = 'error' in st.wallet ? `wallet unavailable: ${st.wallet.error}` : `wallet ${st.wallet.address} ${formatTon(BigInt(st.wallet.balance))} TON`
+  const open = st.channels.filter(c => c.status !== 'closed')
+  const lines = [`  settlement ${st.chain}, ${wallet}, ${open.length} channel${open.length === 1 ? '' : 's'} open or closing`]
+  if (open.length === 0) return lines
+  const rows = [['SIDE', 'STATUS', 'DEPOSIT TON', 'PAID TON', 'COUNTERSIGNED', 'SEQNO', 'PEER', 'CHANNEL']]
+  for (const c of open) {
+    rows.push([c.side, c.status, formatTon(BigInt(c.deposited)), formatTon(BigInt(c.cumulative ?? '0')), formatTon(BigInt(c.countersigned ?? '0')), c.seqno ?? '0', c.peer, c.address])
+  }
+  return [...lines, ...table(rows)]
 }
 
 function table (rows: string[][]): string[] {

@@ -22,6 +22,9 @@ export class NodeMetrics {
   knownPeersByRole: () => Record<string, number> = () => ({})
   /** Worker registry size by state (proxies), read when metrics are scraped. */
   registryByState: () => Record<string, number> = () => ({})
+  /** Open and closing payment channels (settling nodes), read when metrics are scraped. */
+  channels: () => ChannelGaugeRow[] = () => []
+  readonly channelNanoTon: Gauge<'side' | 'peer' | 'channel' | 'kind'>
 
   constructor (registry: Registry = new Registry()) {
     this.registry = registry
@@ -97,10 +100,35 @@ export class NodeMetrics {
       labelNames: ['side'],
       registers: [registry]
     })
+    this.channelNanoTon = new Gauge({
+      name: 'cocoon_channel_nanoton',
+      help: 'Payment channels not yet closed, by side (payer/payee), peer, channel and kind (deposited, cumulative signed, countersigned)',
+      labelNames: ['side', 'peer', 'channel', 'kind'],
+      registers: [registry],
+      collect () {
+        this.reset()
+        for (const row of metrics.channels()) {
+          const labels = { side: row.side, peer: row.peer, channel: row.channel }
+          this.set({ ...labels, kind: 'deposited' }, Number(row.deposited))
+          this.set({ ...labels, kind: 'cumulative' }, Number(row.cumulative))
+          this.set({ ...labels, kind: 'countersigned' }, Number(row.countersigned))
+        }
+      }
+    })
     this.up = new Gauge({
       name: 'cocoon_node_up',
       help: '1 while the node is running',
       registers: [registry]
     })
   }
+}
+
+/** One channel's amounts for the gauges, nanoTON. */
+export interface ChannelGaugeRow {
+  side: string
+  peer: string
+  channel: string
+  deposited: bigint
+  cumulative: bigint
+  countersigned: bigint
 }

@@ -116,6 +116,17 @@ export class NodeSettlement {
 
   async start (): Promise<void> {
     await this.payService.start()
+    const metrics = this.options.metrics
+    if (metrics != null) {
+      metrics.channels = () => this.manager.list().filter(c => c.status !== 'closed').map(c => ({
+        side: c.side,
+        peer: c.peerId,
+        channel: c.address,
+        deposited: c.deposited,
+        cumulative: this.store.latestState(c.address)?.cumulative ?? 0n,
+        countersigned: this.store.latestBothSigned(c.address)?.cumulative ?? 0n
+      }))
+    }
     if (this.config.role === 'client' || this.config.role === 'proxy') await this.fundIfLow()
     const info = await this.chain.wallet()
     this.options.console.info(`settles on ${this.chain.name}: wallet ${info.address} holds ${formatTon(info.balance)} TON; ${this.manager.list().filter(c => c.status !== 'closed').length} channels`)

@@ -162,6 +162,14 @@ describe('the cocoon command', function () {
     expect(r.stdout).to.match(/answer \(48 chunks streamed\): "[a-z ]+/)
     expect(r.stdout).to.match(/usage: \d+ prompt \+ 48 completion tokens; first chunk after \d+ ms/)
     expect(r.stdout.match(/simulated attestation \(image [0-9a-f]{12}…\)\s+cocoon-synthetic at 20000000\/80000000 nanoTON/g)).to.have.length(2)
+    // paid on the devnet chain: channels first, then the split of the sample's cost
+    expect(r.stdout).to.match(/client → proxy: 0:[0-9a-f]{64} holds 2 TON/)
+    expect(r.stdout.match(/proxy → worker-\d: 0:[0-9a-f]{64} holds 2 TON/g)).to.have.length(2)
+    const paid = /the client paid (\d+) nanoTON, the worker earned (\d+), the proxy kept (\d+)/.exec(r.stdout)
+    expect(paid, r.stdout).to.not.equal(null)
+    const [client, worker, kept] = (paid as RegExpExecArray).slice(1).map(BigInt)
+    expect(client).to.equal(worker + kept)
+    expect(kept > 0n).to.equal(true)
   })
 
   it('prints help and version', async () => {

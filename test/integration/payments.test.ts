@@ -131,11 +131,18 @@ describe('paid inference on the devnet', function () {
           }
           const { cost, worker } = costOf(res)
           expect(BigInt(cost.paid)).to.equal(BigInt(cost.worker) + BigInt(cost.commission))
+          expect((res as { usage: { cost_nanoton: { client: string } } }).usage.cost_nanoton.client, 'the usage says what it cost').to.equal(cost.paid)
           paidBy.set(client.peerId.toString(), (paidBy.get(client.peerId.toString()) ?? 0n) + BigInt(cost.paid))
           earnedBy.set(worker, (earnedBy.get(worker) ?? 0n) + BigInt(cost.worker))
           commission += BigInt(cost.commission)
         }
       }))
+
+      // the price list is what clients pay: the workers' price plus the commission
+      const models = await sdk(s.clients[0]).models.list()
+      const pricing = (models.data.find(m => m.id === 'cocoon-synthetic') as unknown as { pricing: { completion_per_m_nanoton: { min: string }, commission_bp: number } }).pricing
+      expect(pricing.commission_bp).to.equal(1_000)
+      expect(pricing.completion_per_m_nanoton.min).to.equal('88000000')
 
       // clients close their channels to the proxy
       let proxyReceived = 0n

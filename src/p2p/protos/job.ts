@@ -3544,6 +3544,7 @@ export interface ModelInfo {
   maxCompletionPerM: bigint
   synthetic: boolean
   description: string
+  commissionBp: number
 }
 
 export namespace ModelInfo {
@@ -3606,6 +3607,11 @@ export namespace ModelInfo {
           w.string(obj.description)
         }
 
+        if ((obj.commissionBp != null && obj.commissionBp !== 0)) {
+          w.uint32(88)
+          w.uint32(obj.commissionBp)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -3620,7 +3626,8 @@ export namespace ModelInfo {
           minCompletionPerM: 0n,
           maxCompletionPerM: 0n,
           synthetic: false,
-          description: ''
+          description: '',
+          commissionBp: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -3667,6 +3674,10 @@ export namespace ModelInfo {
             }
             case 10: {
               obj.description = reader.string()
+              break
+            }
+            case 11: {
+              obj.commissionBp = reader.uint32()
               break
             }
             default: {
@@ -3754,6 +3765,13 @@ export namespace ModelInfo {
               }
               break
             }
+            case 11: {
+              yield {
+                field: `${prefix}.commissionBp`,
+                value: reader.uint32()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -3816,6 +3834,11 @@ export namespace ModelInfo {
     value: string
   }
 
+  export interface ModelInfoCommissionBpFieldEvent {
+    field: '$.commissionBp'
+    value: number
+  }
+
   export function encode (obj: Partial<ModelInfo>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, ModelInfo.codec())
   }
@@ -3824,7 +3847,7 @@ export namespace ModelInfo {
     return decodeMessage(buf, ModelInfo.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ModelInfo>): Generator<ModelInfoNameFieldEvent | ModelInfoWorkersFieldEvent | ModelInfoFreeSlotsFieldEvent | ModelInfoContextLengthFieldEvent | ModelInfoMinPromptPerMFieldEvent | ModelInfoMaxPromptPerMFieldEvent | ModelInfoMinCompletionPerMFieldEvent | ModelInfoMaxCompletionPerMFieldEvent | ModelInfoSyntheticFieldEvent | ModelInfoDescriptionFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ModelInfo>): Generator<ModelInfoNameFieldEvent | ModelInfoWorkersFieldEvent | ModelInfoFreeSlotsFieldEvent | ModelInfoContextLengthFieldEvent | ModelInfoMinPromptPerMFieldEvent | ModelInfoMaxPromptPerMFieldEvent | ModelInfoMinCompletionPerMFieldEvent | ModelInfoMaxCompletionPerMFieldEvent | ModelInfoSyntheticFieldEvent | ModelInfoDescriptionFieldEvent | ModelInfoCommissionBpFieldEvent> {
     return streamMessage(buf, ModelInfo.codec(), opts)
   }
 }
@@ -3983,6 +4006,12 @@ export namespace ModelsResponse {
     index: number
   }
 
+  export interface ModelsResponseModelsCommissionBpFieldEvent {
+    field: '$.models[].commissionBp'
+    value: number
+    index: number
+  }
+
   export function encode (obj: Partial<ModelsResponse>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, ModelsResponse.codec())
   }
@@ -3991,7 +4020,7 @@ export namespace ModelsResponse {
     return decodeMessage(buf, ModelsResponse.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ModelsResponse>): Generator<ModelsResponseModelsNameFieldEvent | ModelsResponseModelsWorkersFieldEvent | ModelsResponseModelsFreeSlotsFieldEvent | ModelsResponseModelsContextLengthFieldEvent | ModelsResponseModelsMinPromptPerMFieldEvent | ModelsResponseModelsMaxPromptPerMFieldEvent | ModelsResponseModelsMinCompletionPerMFieldEvent | ModelsResponseModelsMaxCompletionPerMFieldEvent | ModelsResponseModelsSyntheticFieldEvent | ModelsResponseModelsDescriptionFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ModelsResponse>): Generator<ModelsResponseModelsNameFieldEvent | ModelsResponseModelsWorkersFieldEvent | ModelsResponseModelsFreeSlotsFieldEvent | ModelsResponseModelsContextLengthFieldEvent | ModelsResponseModelsMinPromptPerMFieldEvent | ModelsResponseModelsMaxPromptPerMFieldEvent | ModelsResponseModelsMinCompletionPerMFieldEvent | ModelsResponseModelsMaxCompletionPerMFieldEvent | ModelsResponseModelsSyntheticFieldEvent | ModelsResponseModelsDescriptionFieldEvent | ModelsResponseModelsCommissionBpFieldEvent> {
     return streamMessage(buf, ModelsResponse.codec(), opts)
   }
 }

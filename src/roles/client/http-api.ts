@@ -25,7 +25,14 @@ export interface ApiJob {
 export type ApiEvent =
   | { type: 'chunk', chunk: InferenceChunk }
   /** `cocoon`: extra information (worker, timings, cost) added to the final response as a top-level `cocoon` field. */
-  | { type: 'done', usage: Usage, finishReason: FinishReason, cocoon?: Record<string, unknown> }
+  | { type: 'done', usage: Usage, finishReason: FinishReason, cocoon?: Record<string, unknown>, cost?: ApiCost }
+
+/** What a paid job cost, nanoTON as decimal strings: the client's payment, the worker's share, the proxy's commission. */
+export interface ApiCost {
+  client: string
+  worker: string | null
+  commission: string | null
+}
 
 export interface ApiModel {
   id: string
@@ -34,6 +41,8 @@ export interface ApiModel {
   contextLength: number
   pricePromptPerM: { min: string, max: string }
   priceCompletionPerM: { min: string, max: string }
+  /** The proxy's commission, included in the prices (basis points). */
+  commissionBp?: number
   synthetic: boolean
   description: string
 }
@@ -182,6 +191,11 @@ function requireJsonContentType (req: IncomingMessage): void {
   }
 }
 
+/** A paid job's usage also says what it cost (`cost_nanoton`). */
+function withCost (usage: Record<string, unknown>, cost: ApiCost | undefined): Record<string, unknown> {
+  return cost === undefined ? usage : { ...usage, cost_nanoton: cost }
+}
+
 function toOpenAIModel (m: ApiModel): Record<string, unknown> {
   return {
     id: m.id,
@@ -192,7 +206,8 @@ function toOpenAIModel (m: ApiModel): Record<string, unknown> {
     context_length: m.contextLength,
     pricing: {
       prompt_per_m_nanoton: { min: m.pricePromptPerM.min, max: m.pricePromptPerM.max },
-      completion_per_m_nanoton: { min: m.priceCompletionPerM.min, max: m.priceCompletionPerM.max }
+      completion_per_m_nanoton: { min: m.priceCompletionPerM.min, max: m.priceCompletionPerM.max },
+      ...(m.commissionBp === undefined ? {} : { commission_bp: m.commissionBp })
     },
     synthetic: m.synthetic,
     description: m.description
@@ -356,7 +371,7 @@ export async function startApiServer (init: ApiServerInit): Promise<ApiServer> {
             created,
             model: job.model,
             choices: list,
-            usage: usageToOpenAI(event.usage),
+            usage: withCost(usageToOpenAI(event.usage), event.cost),
             ...(event.cocoon !== undefined ? { cocoon: event.cocoon } : {})
           })
           return
@@ -410,7 +425,7 @@ export async function startApiServer (init: ApiServerInit): Promise<ApiServer> {
             await send(JSON.stringify({ ...envelope, choices: [choice], ...usageField }))
           }
           if (parsed.includeUsage) {
-            await send(JSON.stringify({ ...envelope, choices: [], usage: usageToOpenAI(event.usage), ...(event.cocoon !== undefined ? { cocoon: event.cocoon } : {}) }))
+            await send(JSON.stringify({ ...envelope, choices: [], usage: withCost(usageToOpenAI(event.usage), event.cost), ...(event.cocoon !== undefined ? { cocoon: event.cocoon } : {}) }))
           }
           await send('[DONE]')
           res.end()

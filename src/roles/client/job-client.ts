@@ -110,6 +110,7 @@ export class JobClient implements CompletionService {
       contextLength: m.contextLength,
       pricePromptPerM: { min: m.minPromptPerM.toString(), max: m.maxPromptPerM.toString() },
       priceCompletionPerM: { min: m.minCompletionPerM.toString(), max: m.maxCompletionPerM.toString() },
+      commissionBp: m.commissionBp,
       synthetic: m.synthetic,
       description: m.synthetic && !/synthetic/i.test(m.description) ? `synthetic test model: ${m.description}` : m.description
     }))
@@ -232,6 +233,7 @@ export class JobClient implements CompletionService {
           type: 'done',
           usage,
           finishReason,
+          ...(payer == null ? {} : { cost: { client: payer.cost.toString(), worker: reported?.worker.toString() ?? null, commission: reported?.commission.toString() ?? null } }),
           cocoon: {
             request_id: requestId,
             proxy,

@@ -139,7 +139,8 @@ export class ProxyJobService {
       minPromptPerM: up(m.minPromptPerM),
       maxPromptPerM: up(m.maxPromptPerM),
       minCompletionPerM: up(m.minCompletionPerM),
-      maxCompletionPerM: up(m.maxCompletionPerM)
+      maxCompletionPerM: up(m.maxCompletionPerM),
+      commissionBp: this.init.payments?.commissionBp ?? 0
     }))
   }
 
