@@ -147,6 +147,11 @@ export class ChannelManager {
       createdAtMs: nowMs,
       updatedAtMs: nowMs
     }
+    if (this.init.chain.name !== 'devnet') {
+      // real money: say what opening costs before the deposit leaves the wallet
+      const fee = await this.init.chain.estimateFee('open').catch(() => undefined)
+      if (fee != null) this.init.log('opening a channel to %s: %s nanoTON deposit, about %s nanoTON in fees', peerId, deposit, fee.feesNanoTon)
+    }
     // stored before the deposit leaves the wallet: a crash now leaves a record to recover from
     this.init.store.putChannel(record)
     await this.init.chain.openChannel(config, deposit)

@@ -200,8 +200,9 @@ export class NodeSettlement {
         }
         case '/channels/open': {
           const peer = text('peer')
+          const estimate = await this.chain.estimateFee('open').catch(() => undefined)
           const channel = await this.opener.payerFor(peer)
-          return { channel: channel.address, deposited: channel.record.deposited.toString() }
+          return { channel: channel.address, deposited: channel.record.deposited.toString(), estimatedFeesNanoTon: estimate?.feesNanoTon.toString() ?? null }
         }
         case '/channels/topup': {
           const channel = text('channel')

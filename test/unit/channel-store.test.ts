@@ -137,6 +137,26 @@ describe('channel store', () => {
     expect(store.latestBothSigned(ADDRESS)).to.deep.equal(state(3n, 300n, true))
   })
 
+  it('moves only the both-signed slot forward for a countersignature of an older state', () => {
+    store.putChannel(record())
+    store.saveState(state(1n, 100n, true))
+    store.saveState(state(2n, 200n))
+    store.saveState(state(3n, 300n))
+    store.saveBothSigned(state(2n, 200n, true))
+    expect(store.latestBothSigned(ADDRESS)).to.deep.equal(state(2n, 200n, true))
+    expect(store.latestState(ADDRESS)).to.deep.equal(state(3n, 300n))
+    // older than the both-signed one: left alone
+    store.saveBothSigned(state(1n, 100n, true))
+    expect(store.latestBothSigned(ADDRESS)?.seqno).to.equal(2n)
+    expect(channelErrorOf(() => { store.saveBothSigned(state(4n, 400n, true)) }).reason, 'never signed').to.equal('stale_state')
+    expect(channelErrorOf(() => { store.saveBothSigned(state(3n, 900n, true)) }).reason, 'more than the latest').to.equal('decreasing')
+    expect(channelErrorOf(() => { store.saveBothSigned(state(3n, 300n)) }).reason, 'no payee signature').to.equal('malformed')
+    // the latest itself: both slots
+    store.saveBothSigned(state(3n, 300n, true))
+    expect(store.latestState(ADDRESS)).to.deep.equal(state(3n, 300n, true))
+    expect(store.latestBothSigned(ADDRESS)).to.deep.equal(state(3n, 300n, true))
+  })
+
   it('accepts the same state again without losing the payee signature', () => {
     store.putChannel(record())
     store.saveState(state(1n, 100n))
