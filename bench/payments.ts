@@ -9,7 +9,11 @@
  *   baselines from the same run: the ed25519 work alone, and one durable write
  *   alone;
  * - on-chain fees per channel lifetime on the TON emulator: open + cooperative
- *   close, open + close alone, and open + close alone + challenge.
+ *   close, open + close alone, and open + close alone + challenge;
+ * - what paying adds to a whole job: the same swarm (client, proxy, worker in
+ *   one process; 50 chunks of 128 bytes) answering requests one after
+ *   another unpaid, paid with the default credit window (one state per job),
+ *   and paid with a tight window (a state every few tokens).
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -22,12 +26,19 @@ import { ChannelKey, verifySignature } from '../src/settlement/channel-key.js'
 import { signState, stateDigest } from '../src/settlement/channel-state.js'
 import { PayeeChannel, PayerChannel } from '../src/settlement/channels.js'
 import { openChannelStore } from '../src/settlement/store.js'
+import { Devnet } from '../src/settlement/chain/index.js'
+import { startNode } from '../src/roles/runtime.js'
+import { testConfig, waitFor } from '../test/helpers.js'
+import type { ClientRole } from '../src/roles/client/client-role.js'
+import type { ProxyRole } from '../src/roles/proxy/proxy-role.js'
+import type { RunningNode } from '../src/roles/runtime.js'
 import { median, quantile, round, settle, writeResult } from './stats.js'
 import type { ChannelRecord } from '../src/settlement/types.js'
 import type { SendMessageResult } from '@ton/sandbox'
 
-const { values } = parseArgs({ options: { updates: { type: 'string', default: '3000' } } })
+const { values } = parseArgs({ options: { updates: { type: 'string', default: '3000' }, jobs: { type: 'string', default: '150' } } })
 const UPDATES = Number(values.updates)
+const JOBS = Number(values.jobs)
 
 function record (address: string, side: 'payer' | 'payee', payerKey: ChannelKey, payeeKey: ChannelKey): ChannelRecord {
   return {
@@ -160,14 +171,59 @@ async function onChain (): Promise<Record<string, string>> {
   }
 }
 
+/** Median and p99 of whole-job latency, `JOBS` requests one after another, with settlement as given. */
+async function jobLatency (settlement: Record<string, unknown> | null): Promise<{ p50: number, p99: number, statesSigned: number }> {
+  const root = await mkdtemp(join(tmpdir(), 'cocoon-bench-jobs-'))
+  const devnet = settlement == null ? undefined : await Devnet.open(join(root, 'chain'))
+  const nodes: RunningNode[] = []
+  try {
+    const s = settlement == null ? {} : { settlement: { enabled: true, ...settlement } }
+    const boot = await startNode(testConfig('bootstrap', join(root, 'b')))
+    nodes.push(boot)
+    const proxy = await startNode(testConfig('proxy', join(root, 'p'), boot.addrs(), s), { devnet })
+    const worker = await startNode(testConfig('worker', join(root, 'w'), boot.addrs(), { ...s, worker: { backend: 'synthetic', synthetic: { chunks: 50, chunkBytes: 128, intervalMs: 0, firstChunkDelayMs: 0 } } }), { devnet })
+    const client = await startNode(testConfig('client', join(root, 'c'), boot.addrs(), s), { devnet })
+    nodes.push(proxy, worker, client)
+    await waitFor(() => (proxy.role as ProxyRole).registry.list().some(w => w.state === 'up'), 20_000, 'the proxy to attest the worker')
+    await waitFor(() => (client.role as ClientRole).pool.known().length > 0, 20_000, 'the client to find the proxy')
+    const url = `${(client.role as ClientRole).apiUrl as string}/v1/chat/completions`
+    const ask = async (): Promise<void> => {
+      const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'bench' }] }) })
+      if (!res.ok) throw new Error(`HTTP ${res.status}: ${await res.text()}`)
+      await res.json()
+    }
+    for (let i = 0; i < 5; i++) await ask() // opens the channels, warms up
+    await settle()
+    const ms: number[] = []
+    for (let i = 0; i < JOBS; i++) {
+      const t0 = performance.now()
+      await ask()
+      ms.push(performance.now() - t0)
+    }
+    const states = client.settlement?.store.listChannels().reduce((n, c) => n + Number(client.settlement?.store.latestState(c.address)?.seqno ?? 0n), 0) ?? 0
+    return { ...summary(ms), statesSigned: states }
+  } finally {
+    await Promise.all(nodes.map(async n => { await n.stop() }))
+    await devnet?.close()
+    await rm(root, { recursive: true, force: true })
+  }
+}
+
 console.log(`payments: ${UPDATES} state updates between two durable stores; on-chain fees on the TON emulator`)
 const off = await offChain()
 const round_ = off.roundMs as { p50: number, p99: number }
 const cryptoMs = off.baselineCryptoMs as { p50: number, p99: number }
 const writeMs = off.baselineOneDurableWriteMs as { p50: number, p99: number }
 console.log(`  signed and persisted state updates: ${String(off.updatesPerSecond)} per second (each: 2 signatures, 2 checks, 3 durable writes)`)
-console.log(`  latency added per paid chunk: p50 ${round_.p50} ms, p99 ${round_.p99} ms`)
+console.log(`  one payment round (payer signs + stores, payee checks + countersigns + stores, payer checks + stores): p50 ${round_.p50} ms, p99 ${round_.p99} ms`)
 console.log(`  baselines: ed25519 work alone p50 ${cryptoMs.p50} ms; one durable write alone p50 ${writeMs.p50} ms (p99 ${writeMs.p99})`)
 const fees = await onChain()
 console.log(`  on-chain fees per channel lifetime: ${fees.cooperativeTon} TON cooperative, ${fees.closedAloneTon} TON closed alone, ${fees.closedAloneAndChallengedTon} TON with a challenge`)
-await writeResult('payments', { offChain: off, onChainFeesPerLifetime: fees, node: process.version })
+const unpaid = await jobLatency(null)
+const paid = await jobLatency({})
+const tight = await jobLatency({ creditWindow: 1_000 })
+console.log(`  whole job (50 chunks, ${JOBS} requests one after another, client+proxy+worker in one process), p50 / p99:`)
+console.log(`    unpaid                            ${unpaid.p50} / ${unpaid.p99} ms`)
+console.log(`    paid, default credit window       ${paid.p50} / ${paid.p99} ms  (${round(paid.p50 / unpaid.p50, 2)}x; ${paid.statesSigned} client states for ${JOBS + 5} jobs)`)
+console.log(`    paid, 1000 nanoTON credit window  ${tight.p50} / ${tight.p99} ms  (${round(tight.p50 / unpaid.p50, 2)}x; ${tight.statesSigned} client states for ${JOBS + 5} jobs)`)
+await writeResult('payments', { offChain: off, onChainFeesPerLifetime: fees, jobLatencyMs: { unpaid, paidDefaultWindow: paid, paidTightWindow: tight, jobs: JOBS }, node: process.version })
