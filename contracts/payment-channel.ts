@@ -7,7 +7,7 @@
  */
 import { Address, beginCell, Cell, contractAddress, SendMode, toNano } from '@ton/core'
 import { codeBoc64 } from './build/payment-channel.compiled.js'
-import type { Contract, ContractProvider, Sender, StateInit } from '@ton/core'
+import type { Builder, Contract, ContractProvider, Sender, StateInit } from '@ton/core'
 
 export const Opcodes = {
   topUp: 0x746f7075,
@@ -138,6 +138,12 @@ function keyBuffer (n: bigint): Buffer {
   return Buffer.from(n.toString(16).padStart(64, '0'), 'hex')
 }
 
+export interface OperationOptions {
+  /** attached value (unspent gas comes back); default OPERATION_VALUE */
+  value?: bigint
+  queryId?: bigint
+}
+
 export class PaymentChannel implements Contract {
   readonly address: Address
   readonly init?: StateInit
@@ -165,37 +171,27 @@ export class PaymentChannel implements Contract {
     await provider.internal(via, { value, sendMode: SendMode.PAY_GAS_SEPARATELY, body: beginCell().storeUint(Opcodes.topUp, 32).storeUint(queryId, 64).endCell() })
   }
 
-  async sendCooperativeClose (provider: ContractProvider, via: Sender, state: SignedChannelState, opts: { value?: bigint, queryId?: bigint } = {}): Promise<void> {
-    await provider.internal(via, {
-      value: opts.value ?? OPERATION_VALUE,
-      sendMode: SendMode.PAY_GAS_SEPARATELY,
-      body: beginCell().storeUint(Opcodes.cooperativeClose, 32).storeUint(opts.queryId ?? 0n, 64).storeRef(signedStateCell(state)).endCell()
-    })
+  async sendCooperativeClose (provider: ContractProvider, via: Sender, state: SignedChannelState, opts: OperationOptions = {}): Promise<void> {
+    await this.operation(provider, via, Opcodes.cooperativeClose, opts, b => b.storeRef(signedStateCell(state)))
   }
 
   /** Opens the dispute window with the latest both-signed state, or with none (nothing owed yet). */
-  async sendStartClose (provider: ContractProvider, via: Sender, state: SignedChannelState | null, opts: { value?: bigint, queryId?: bigint } = {}): Promise<void> {
-    await provider.internal(via, {
-      value: opts.value ?? OPERATION_VALUE,
-      sendMode: SendMode.PAY_GAS_SEPARATELY,
-      body: beginCell().storeUint(Opcodes.startClose, 32).storeUint(opts.queryId ?? 0n, 64).storeMaybeRef(state == null ? null : signedStateCell(state)).endCell()
-    })
+  async sendStartClose (provider: ContractProvider, via: Sender, state: SignedChannelState | null, opts: OperationOptions = {}): Promise<void> {
+    await this.operation(provider, via, Opcodes.startClose, opts, b => b.storeMaybeRef(state == null ? null : signedStateCell(state)))
   }
 
-  async sendChallenge (provider: ContractProvider, via: Sender, state: SignedChannelState, opts: { value?: bigint, queryId?: bigint } = {}): Promise<void> {
-    await provider.internal(via, {
-      value: opts.value ?? OPERATION_VALUE,
-      sendMode: SendMode.PAY_GAS_SEPARATELY,
-      body: beginCell().storeUint(Opcodes.challenge, 32).storeUint(opts.queryId ?? 0n, 64).storeRef(signedStateCell(state)).endCell()
-    })
+  async sendChallenge (provider: ContractProvider, via: Sender, state: SignedChannelState, opts: OperationOptions = {}): Promise<void> {
+    await this.operation(provider, via, Opcodes.challenge, opts, b => b.storeRef(signedStateCell(state)))
   }
 
-  async sendFinishClose (provider: ContractProvider, via: Sender, opts: { value?: bigint, queryId?: bigint } = {}): Promise<void> {
-    await provider.internal(via, {
-      value: opts.value ?? OPERATION_VALUE,
-      sendMode: SendMode.PAY_GAS_SEPARATELY,
-      body: beginCell().storeUint(Opcodes.finishClose, 32).storeUint(opts.queryId ?? 0n, 64).endCell()
-    })
+  async sendFinishClose (provider: ContractProvider, via: Sender, opts: OperationOptions = {}): Promise<void> {
+    await this.operation(provider, via, Opcodes.finishClose, opts, b => b)
+  }
+
+  /** An operation message: opcode, query id, then what `fill` adds; OPERATION_VALUE attached unless told. */
+  private async operation (provider: ContractProvider, via: Sender, op: number, opts: OperationOptions, fill: (b: Builder) => Builder): Promise<void> {
+    const body = fill(beginCell().storeUint(op, 32).storeUint(opts.queryId ?? 0n, 64)).endCell()
+    await provider.internal(via, { value: opts.value ?? OPERATION_VALUE, sendMode: SendMode.PAY_GAS_SEPARATELY, body })
   }
 
   async getChannel (provider: ContractProvider): Promise<ChannelInfo> {

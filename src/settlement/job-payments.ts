@@ -14,10 +14,14 @@
  * never waits.
  */
 import { ChannelError } from '../errors.js'
+import { ProtocolError } from '../p2p/framing.js'
+import { ErrorCode } from '../p2p/protos/framing.js'
 import { costOf } from './pricing.js'
+import type { ChannelManager } from './channel-manager.js'
 import type { PayeeChannel, PayerChannel, PaymentUpdate } from './channels.js'
 import type { ModelPrice } from './pricing.js'
 import type { Usage } from '../inference/types.js'
+import type { WakeUp } from '../ops/wake-up.js'
 
 /** What streaming has established so far: completion tokens only, prompt tokens come with the final usage. */
 function streamingCost (completionTokens: number, price: ModelPrice): bigint {
@@ -110,4 +114,50 @@ export class JobPayee {
       this.earned = total
     }
   }
+}
+
+/**
+ * The channel a job names, as its payee sees it: open and the requester's
+ * own, or none for an unpaid job where unpaid jobs are taken. Throws
+ * ProtocolError (PAYMENT_REQUIRED, PAYMENT_REFUSED) naming what to do.
+ */
+export function jobChannel (manager: ChannelManager | undefined, required: boolean, channel: string, requester: string, self: 'proxy' | 'worker'): PayeeChannel | undefined {
+  const of = self === 'proxy' ? 'client' : 'proxy'
+  if (channel === '') {
+    if (required) throw new ProtocolError(ErrorCode.PAYMENT_REQUIRED, `this ${self} takes paid jobs only: open a channel over /cocoon/pay and name it in the job`)
+    return undefined
+  }
+  if (manager == null) throw new ProtocolError(ErrorCode.PAYMENT_REFUSED, `this ${self} runs without settlement and takes no payments`)
+  const end = manager.payee(channel)
+  if (end == null || end.record.peerId !== requester || end.record.status !== 'open') {
+    throw new ProtocolError(ErrorCode.PAYMENT_REQUIRED, `${channel} is not an open channel from this ${of}; open one over /cocoon/pay`)
+  }
+  return end
+}
+
+/**
+ * Holds a frame claiming `tokens` until the payer's credit lets it out, at
+ * most `waitMs`; then throws PAYMENT_REQUIRED. `paid()` is the wake-up the
+ * next payment fires.
+ */
+export async function awaitCredit (payee: JobPayee, tokens: number, paid: () => WakeUp, waitMs: number, signal: AbortSignal): Promise<void> {
+  const giveUpAt = performance.now() + waitMs
+  while (!payee.mayDeliver(tokens)) {
+    const left = giveUpAt - performance.now()
+    if (left <= 0) {
+      throw new ProtocolError(ErrorCode.PAYMENT_REQUIRED, `payment fell behind: ${payee.channel.unpaid} nanoTON unpaid, over the ${payee.creditWindow} nanoTON credit window`)
+    }
+    await paid().wait(left, signal)
+  }
+}
+
+/** Waits, at most `waitMs`, for the payment that settles a finished job; false when it did not come. */
+export async function awaitSettled (payee: JobPayee, paid: () => WakeUp, waitMs: number, signal: AbortSignal): Promise<boolean> {
+  const giveUpAt = performance.now() + waitMs
+  while (!payee.settled()) {
+    const left = giveUpAt - performance.now()
+    if (left <= 0 || signal.aborted) return false
+    await paid().wait(left, signal).catch(() => {})
+  }
+  return true
 }

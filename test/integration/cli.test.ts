@@ -1,26 +1,12 @@
-import { spawn, execFile } from 'node:child_process'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
 import { BOOTSTRAP_TCP_PORT } from '../../src/config/load.js'
 import { readNodeFile } from '../../src/ops/node-file.js'
 import { cleanupTempDirs, tempDir, waitFor } from '../helpers.js'
-import type { ChildProcess } from 'node:child_process'
+import { CliHarness } from '../cli-harness.js'
 import type { NodeFile } from '../../src/ops/node-file.js'
-
-const BIN = fileURLToPath(new URL('../../../bin/cocoon.js', import.meta.url))
-
-interface Result { code: number | null, stdout: string, stderr: string }
-
-async function cocoon (args: string[], env: NodeJS.ProcessEnv, timeoutMs = 15_000): Promise<Result> {
-  return new Promise(resolve => {
-    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, timeout: timeoutMs }, (err, stdout, stderr) => {
-      resolve({ code: err == null ? 0 : (typeof err.code === 'number' ? err.code : null), stdout, stderr })
-    })
-  })
-}
 
 async function portIsFree (port: number): Promise<boolean> {
   return new Promise(resolve => {
@@ -32,9 +18,10 @@ async function portIsFree (port: number): Promise<boolean> {
 
 describe('the cocoon command', function () {
   this.timeout(60_000)
-  const children: ChildProcess[] = []
   let home: string
   let env: NodeJS.ProcessEnv
+  const cli = new CliHarness(() => env)
+  const start = (args: string[]): ReturnType<CliHarness['start']> => cli.start(args)
 
   before(async () => {
     home = await tempDir()
@@ -42,19 +29,9 @@ describe('the cocoon command', function () {
   })
 
   after(async () => {
-    for (const child of children) if (child.exitCode == null) child.kill('SIGKILL')
+    cli.killAll()
     await cleanupTempDirs()
   })
-
-  function start (args: string[]): { child: ChildProcess, output: () => string, exited: Promise<number | null> } {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-    children.push(child)
-    let output = ''
-    child.stdout?.on('data', d => { output += String(d) })
-    child.stderr?.on('data', d => { output += String(d) })
-    const exited = new Promise<number | null>(resolve => { child.once('exit', code => { resolve(code) }) })
-    return { child, output: () => output, exited }
-  }
 
   async function nodeFile (role: string, proc: { output: () => string }): Promise<NodeFile> {
     let file: NodeFile | undefined
@@ -73,11 +50,11 @@ describe('the cocoon command', function () {
     const workerFile = await nodeFile('worker', worker)
 
     await waitFor(async () => {
-      const r = await cocoon(['status', '--role', 'worker'], env)
+      const r = await cli.run(['status', '--role', 'worker'])
       return r.code === 0 && r.stdout.includes(bootFile.peerId)
     }, 10_000, 'cocoon status on the worker to list the bootstrap node')
     await waitFor(async () => {
-      const r = await cocoon(['status', '--role', 'bootstrap'], env)
+      const r = await cli.run(['status', '--role', 'bootstrap'])
       return r.code === 0 && r.stdout.includes(workerFile.peerId)
     }, 10_000, 'cocoon status on the bootstrap node to list the worker')
 
@@ -85,25 +62,25 @@ describe('the cocoon command', function () {
     const proxy = start(['node', '--role', 'proxy'])
     await nodeFile('proxy', proxy)
     await waitFor(async () => {
-      const r = await cocoon(['status', '--role', 'proxy'], env)
+      const r = await cli.run(['status', '--role', 'proxy'])
       return r.code === 0 && r.stdout.includes(bootFile.peerId)
     }, 10_000, 'the proxy, started without --bootstrap, to join the local bootstrap node')
     // the proxy attests the worker and lists what it offers
     await waitFor(async () => {
-      const r = await cocoon(['status', '--role', 'proxy'], env)
+      const r = await cli.run(['status', '--role', 'proxy'])
       return new RegExp(`cocoon-synthetic\\s+\\d+/\\d+\\s+\\d+/\\d+\\s+simulated Simulated\\s.*\\sup\\s.*${workerFile.peerId}`).test(r.stdout)
     }, 10_000, 'cocoon status on the proxy to list the attested worker')
-    const workerStatus = await cocoon(['status', '--role', 'worker'], env)
+    const workerStatus = await cli.run(['status', '--role', 'worker'])
     expect(workerStatus.stdout).to.match(/announces\s+on gossip, \d+ published/)
     expect(workerStatus.stdout).to.match(/cocoon-synthetic\s+2048\s+20000000\/80000000\s+4\/4/)
     expect(workerStatus.stdout).to.match(/attestation simulated, image [0-9a-f]{16}/)
     proxy.child.kill('SIGTERM')
     expect(await proxy.exited).to.equal(0)
 
-    const bootStatus = await cocoon(['status', '--role', 'bootstrap'], env)
+    const bootStatus = await cli.run(['status', '--role', 'bootstrap'])
     expect(bootStatus.stdout).to.match(new RegExp(`worker\\s+${workerFile.peerId}`))
     expect(bootStatus.stdout).to.include('/cocoon/kad/1.0.0 server mode')
-    const all = await cocoon(['status', '--json'], env)
+    const all = await cli.run(['status', '--json'])
     expect(all.code).to.equal(0)
     const parsed = JSON.parse(all.stdout) as Array<{ peerId: string }>
     expect(parsed.map(s => s.peerId).sort()).to.deep.equal([bootFile.peerId, workerFile.peerId].sort())
@@ -117,45 +94,45 @@ describe('the cocoon command', function () {
     expect(worker.output()).to.include('stopped')
 
     // the same identity on the next start
-    const id = await cocoon(['id', '--role', 'worker'], env)
+    const id = await cli.run(['id', '--role', 'worker'])
     expect(id.stdout.trim()).to.equal(workerFile.peerId)
   })
 
   it('rejects bad input with a one-line error and exit code 2', async () => {
-    const role = await cocoon(['node', '--role', 'miner'], env)
+    const role = await cli.run(['node', '--role', 'miner'])
     expect(role.code).to.equal(2)
     expect(role.stderr.trim()).to.equal('cocoon: role: expected one of bootstrap, worker, proxy, client (got "miner")')
 
-    const addr = await cocoon(['node', '--role', 'worker', '--listen', '/ip4/127.0.0.1/tcp/0', '--listen', '127.0.0.1:4000'], env)
+    const addr = await cli.run(['node', '--role', 'worker', '--listen', '/ip4/127.0.0.1/tcp/0', '--listen', '127.0.0.1:4000'])
     expect(addr.code).to.equal(2)
     expect(addr.stderr.trim().split('\n')).to.have.length(1)
     expect(addr.stderr).to.match(/^cocoon: listen\[1\]: expected a multiaddr/)
 
-    const bootstrap = await cocoon(['node', '--role', 'worker', '--bootstrap', '/ip4/127.0.0.1/tcp/4100'], env)
+    const bootstrap = await cli.run(['node', '--role', 'worker', '--bootstrap', '/ip4/127.0.0.1/tcp/4100'])
     expect(bootstrap.code).to.equal(2)
     expect(bootstrap.stderr).to.match(/^cocoon: bootstrap\[0\]: expected a multiaddr that ends in \/p2p\/<peer-id>/)
 
     const badKeyDir = join(await tempDir(), 'node')
     await mkdir(badKeyDir, { recursive: true })
     await writeFile(join(badKeyDir, 'identity.key'), 'garbage', { mode: 0o600 })
-    const key = await cocoon(['node', '--role', 'worker', '--data-dir', badKeyDir, '--listen', '/ip4/127.0.0.1/tcp/0'], env)
+    const key = await cli.run(['node', '--role', 'worker', '--data-dir', badKeyDir, '--listen', '/ip4/127.0.0.1/tcp/0'])
     expect(key.code).to.equal(2)
     expect(key.stderr).to.match(/^cocoon: identity .*identity\.key: is not a libp2p private key/)
 
-    const flag = await cocoon(['node', '--role', 'worker', '--colour'], env)
+    const flag = await cli.run(['node', '--role', 'worker', '--colour'])
     expect(flag.code).to.equal(2)
     expect(flag.stderr).to.match(/^cocoon: Unknown option '--colour'/)
 
-    const command = await cocoon(['launch'], env)
+    const command = await cli.run(['launch'])
     expect(command.code).to.equal(2)
 
-    const nothing = await cocoon(['status'], { COCOON_HOME: await tempDir() })
+    const nothing = await cli.run(['status'], 15_000, { COCOON_HOME: await tempDir() })
     expect(nothing.code).to.equal(1)
     expect(nothing.stderr).to.match(/no running node found/)
   })
 
   it('runs a whole devnet once: the proxy attests both workers and a sample completion streams back', async () => {
-    const r = await cocoon(['devnet', '--once', '--backend', 'synthetic', '--api-port', '0', '--data-dir', join(home, 'devnet')], env, 60_000)
+    const r = await cli.run(['devnet', '--once', '--backend', 'synthetic', '--api-port', '0', '--data-dir', join(home, 'devnet')], 60_000)
     expect(r.code, r.stderr).to.equal(0)
     expect(r.stdout).to.match(/the proxy attested 2 workers after \d+ ms/)
     expect(r.stdout).to.match(/OpenAI-compatible API: http:\/\/127\.0\.0\.1:\d+\/v1/)
@@ -173,10 +150,10 @@ describe('the cocoon command', function () {
   })
 
   it('prints help and version', async () => {
-    const help = await cocoon(['--help'], env)
+    const help = await cli.run(['--help'])
     expect(help.code).to.equal(0)
     expect(help.stdout).to.include('cocoon node --role <bootstrap|worker|proxy|client>')
-    const version = await cocoon(['--version'], env)
+    const version = await cli.run(['--version'])
     expect(version.stdout.trim()).to.match(/^\d+\.\d+\.\d+/)
   })
 })

@@ -4,24 +4,20 @@
  * processes settling on it, and `cocoon channel` / `cocoon wallet` act
  * through the client's admin endpoint.
  */
-import { spawn, execFile } from 'node:child_process'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
 import { readNodeFile } from '../../src/ops/node-file.js'
 import { cleanupTempDirs, tempDir, waitFor } from '../helpers.js'
-import type { ChildProcess } from 'node:child_process'
+import { CliHarness } from '../cli-harness.js'
 import type { NodeFile } from '../../src/ops/node-file.js'
-
-const BIN = fileURLToPath(new URL('../../../bin/cocoon.js', import.meta.url))
-
-interface Result { code: number | null, stdout: string, stderr: string }
 
 describe('settlement from the command line, across processes', function () {
   this.timeout(90_000)
-  const children: ChildProcess[] = []
   let home: string
   let env: NodeJS.ProcessEnv
+  const cli = new CliHarness(() => env)
+  const cocoon = async (args: string[]): ReturnType<CliHarness['run']> => cli.run(args, 60_000)
+  const start = (args: string[]): ReturnType<CliHarness['start']> => cli.start(args)
 
   before(async () => {
     home = await tempDir()
@@ -29,26 +25,9 @@ describe('settlement from the command line, across processes', function () {
   })
 
   after(async () => {
-    for (const child of children) if (child.exitCode == null) child.kill('SIGKILL')
+    cli.killAll()
     await cleanupTempDirs()
   })
-
-  async function cocoon (args: string[], timeoutMs = 60_000): Promise<Result> {
-    return new Promise(resolve => {
-      execFile(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, timeout: timeoutMs }, (err, stdout, stderr) => {
-        resolve({ code: err == null ? 0 : (typeof err.code === 'number' ? err.code : null), stdout, stderr })
-      })
-    })
-  }
-
-  function start (args: string[]): { output: () => string } {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-    children.push(child)
-    let output = ''
-    child.stdout?.on('data', d => { output += String(d) })
-    child.stderr?.on('data', d => { output += String(d) })
-    return { output: () => output }
-  }
 
   async function nodeFile (dir: string, proc: { output: () => string }): Promise<NodeFile> {
     let file: NodeFile | undefined

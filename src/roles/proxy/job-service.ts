@@ -33,7 +33,7 @@ import { RemoteError } from '../../errors.js'
 import { cancelStream, checkHeader, SerialWriter, toInferenceError, toProtocolError, usageFromWire, verifyResult, watchUpstream } from '../../inference/job-wire.js'
 import { InferenceError } from '../../inference/types.js'
 import { ChannelError } from '../../errors.js'
-import { JobPayee, JobPayer } from '../../settlement/job-payments.js'
+import { awaitCredit, awaitSettled, jobChannel, JobPayee, JobPayer } from '../../settlement/job-payments.js'
 import { BASIS_POINTS, DEFAULT_CACHED_BP, DEFAULT_REASONING_BP, withCommission } from '../../settlement/pricing.js'
 import type { ChannelManager } from '../../settlement/channel-manager.js'
 import type { PayerChannel, PaymentUpdate } from '../../settlement/channels.js'
@@ -217,17 +217,7 @@ export class ProxyJobService {
 
   /** The client's open channel to this proxy that the job names, checked. */
   private clientChannel (header: JobHeader, client: string): JobRelayChannel | undefined {
-    const payments = this.init.payments
-    if (header.channel === '') {
-      if (payments?.required === true) throw new ProtocolError(ErrorCode.PAYMENT_REQUIRED, 'this proxy routes paid jobs only: open a channel over /cocoon/pay and name it in the job')
-      return undefined
-    }
-    if (payments == null) throw new ProtocolError(ErrorCode.PAYMENT_REFUSED, 'this proxy runs without settlement and takes no payments')
-    const channel = payments.manager.payee(header.channel)
-    if (channel == null || channel.record.peerId !== client || channel.record.status !== 'open') {
-      throw new ProtocolError(ErrorCode.PAYMENT_REQUIRED, `${header.channel} is not an open channel from this client; open one over /cocoon/pay`)
-    }
-    return channel
+    return jobChannel(this.init.payments?.manager, this.init.payments?.required ?? false, header.channel, client, 'proxy')
   }
 
   /** A client's payment: checked, stored, countersigned back; frames held for credit may go. */
@@ -245,16 +235,12 @@ export class ProxyJobService {
 
   /** Holds a frame until the client's credit allows it, at most paymentWaitMs. */
   private async awaitCredit (job: RelayJob, tokens: number): Promise<void> {
-    const payee = job.payee
-    if (payee == null) return
-    const giveUpAt = performance.now() + (this.init.payments?.paymentWaitMs ?? 0)
-    while (!payee.mayDeliver(tokens)) {
-      const left = giveUpAt - performance.now()
-      if (left <= 0) {
-        this.counts.unpaid++
-        throw new ProtocolError(ErrorCode.PAYMENT_REQUIRED, `payment fell behind: ${payee.channel.unpaid} nanoTON unpaid, over the ${payee.creditWindow} nanoTON credit window`)
-      }
-      await job.paid.wait(left, job.controller.signal)
+    if (job.payee == null) return
+    try {
+      await awaitCredit(job.payee, tokens, () => job.paid, this.init.payments?.paymentWaitMs ?? 0, job.controller.signal)
+    } catch (err) {
+      if (err instanceof ProtocolError) this.counts.unpaid++
+      throw err
     }
   }
 
@@ -418,15 +404,9 @@ export class ProxyJobService {
   private async awaitSettlement (job: RelayJob): Promise<void> {
     const payee = job.payee
     if (payee == null) return
-    const giveUpAt = performance.now() + (this.init.payments?.settleWaitMs ?? 0)
-    while (!payee.settled()) {
-      const left = giveUpAt - performance.now()
-      if (left <= 0 || job.controller.signal.aborted) {
-        this.counts.unpaid++
-        this.init.log('job %s ended with %s nanoTON unpaid on %s', job.header.requestId, payee.channel.unpaid, payee.channel.address)
-        return
-      }
-      await job.paid.wait(left, job.controller.signal).catch(() => {})
+    if (!(await awaitSettled(payee, () => job.paid, this.init.payments?.settleWaitMs ?? 0, job.controller.signal))) {
+      this.counts.unpaid++
+      this.init.log('job %s ended with %s nanoTON unpaid on %s', job.header.requestId, payee.channel.unpaid, payee.channel.address)
     }
   }
 

@@ -24,10 +24,9 @@ import { openRequest } from '../../tee/seal.js'
 import { checkHeader, contentTokens, headerAad, kindFromWire, sealContext, SerialWriter, sha256, signResult, tokensAad, toProtocolError, usageToWire, watchUpstream } from '../../inference/job-wire.js'
 import { InferenceError } from '../../inference/types.js'
 import { ChannelError } from '../../errors.js'
-import { JobPayee } from '../../settlement/job-payments.js'
+import { awaitCredit, awaitSettled, jobChannel, JobPayee } from '../../settlement/job-payments.js'
 import { DEFAULT_CACHED_BP, DEFAULT_REASONING_BP } from '../../settlement/pricing.js'
 import { wakeUp } from '../../ops/wake-up.js'
-import type { WakeUp } from '../../ops/wake-up.js'
 import type { ChannelManager } from '../../settlement/channel-manager.js'
 import type { NodeMetrics } from '../../p2p/metrics.js'
 import type { InferenceBackend, InferenceChunk, Usage } from '../../inference/types.js'
@@ -180,17 +179,13 @@ export class WorkService {
           controller.abort(reason)
         }
       })
-      // holds a frame until the proxy's credit allows it, at most paymentWaitMs
-      const awaitCredit = async (tokens: number): Promise<void> => {
+      const awaitPayment = async (tokens: number): Promise<void> => {
         if (payee == null) return
-        const giveUpAt = performance.now() + (this.init.payments?.paymentWaitMs ?? 0)
-        while (!payee.mayDeliver(tokens)) {
-          const left = giveUpAt - performance.now()
-          if (left <= 0) {
-            this.counts.unpaid++
-            throw new ProtocolError(ErrorCode.PAYMENT_REQUIRED, `payment fell behind: ${payee.channel.unpaid} nanoTON unpaid, over the ${payee.creditWindow} nanoTON credit window`)
-          }
-          await paid.wait(left, controller.signal)
+        try {
+          await awaitCredit(payee, tokens, () => paid, this.init.payments?.paymentWaitMs ?? 0, controller.signal)
+        } catch (err) {
+          if (err instanceof ProtocolError) this.counts.unpaid++
+          throw err
         }
       }
 
@@ -207,7 +202,7 @@ export class WorkService {
       const flush = async (): Promise<void> => {
         if (pending.length === 0) return
         const claimed = tokens + contentTokens(pending)
-        await awaitCredit(claimed)
+        await awaitPayment(claimed)
         if (chunks === 0) firstChunkMs = Math.round(performance.now() - startedMs)
         const plaintext = encoder.encode(JSON.stringify(pending.length === 1 ? pending[0] : pending))
         pending.length = 0
@@ -264,7 +259,10 @@ export class WorkService {
       })
       finished = true
       await writer.run(async () => framed.write(WorkEvent, { final: signed }, { signal: controller.signal }))
-      if (payee != null) await this.awaitSettlement(payee, header.requestId, () => paid, controller.signal)
+      if (payee != null && !(await awaitSettled(payee, () => paid, this.init.payments?.settleWaitMs ?? 0, controller.signal))) {
+        this.counts.unpaid++
+        this.init.log('job %s ended with %s nanoTON unpaid on %s', header.requestId, payee.channel.unpaid, payee.channel.address)
+      }
       await writer.run(async () => framed.close({ signal: AbortSignal.timeout(JOB_SETUP_DEADLINE_MS) })).catch(() => {})
       this.counts.completed++
       this.init.metrics?.jobs.inc({ side: 'worker', model: model.name, result: 'ok' })
@@ -299,31 +297,10 @@ export class WorkService {
   /** The job's payee end: its channel must be open and the proxy's own. */
   private payeeFor (header: JobHeader, proxy: string, model: WorkModel): JobPayee | undefined {
     const payments = this.init.payments
-    if (header.channel === '') {
-      if (payments?.required === true) throw new ProtocolError(ErrorCode.PAYMENT_REQUIRED, 'this worker takes paid jobs only: open a channel over /cocoon/pay and name it in the job')
-      return undefined
-    }
-    if (payments == null) throw new ProtocolError(ErrorCode.PAYMENT_REFUSED, 'this worker runs without settlement and takes no payments')
-    const channel = payments.manager.payee(header.channel)
-    if (channel == null || channel.record.peerId !== proxy || channel.record.status !== 'open') {
-      throw new ProtocolError(ErrorCode.PAYMENT_REQUIRED, `${header.channel} is not an open channel from this proxy; open one over /cocoon/pay`)
-    }
+    const channel = jobChannel(payments?.manager, payments?.required ?? false, header.channel, proxy, 'worker')
+    if (channel == null || payments == null) return undefined
     const price = { promptPerM: model.pricePromptPerM, completionPerM: model.priceCompletionPerM, cachedBp: DEFAULT_CACHED_BP, reasoningBp: DEFAULT_REASONING_BP }
     return new JobPayee(channel, price, payments.manager.terms().creditWindow)
-  }
-
-  /** Waits (bounded) for the payment that settles a finished job; an unsettled job stays as unpaid credit. */
-  private async awaitSettlement (payee: JobPayee, requestId: string, paid: () => WakeUp, signal: AbortSignal): Promise<void> {
-    const giveUpAt = performance.now() + (this.init.payments?.settleWaitMs ?? 0)
-    while (!payee.settled()) {
-      const left = giveUpAt - performance.now()
-      if (left <= 0 || signal.aborted) {
-        this.counts.unpaid++
-        this.init.log('job %s ended with %s nanoTON unpaid on %s', requestId, payee.channel.unpaid, payee.channel.address)
-        return
-      }
-      await paid().wait(left, signal).catch(() => {})
-    }
   }
 
   private setRunning (model: string, delta: number): void {
