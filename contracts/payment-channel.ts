@@ -116,15 +116,9 @@ export function signedStateCell (s: SignedChannelState): Cell {
     .endCell()
 }
 
-export interface ChannelInfo {
+/** What the `channel` getter reports: the channel's parameters and where it stands. */
+export interface ChannelInfo extends PaymentChannelConfig {
   status: ChannelStatusName
-  networkId: number
-  channelId: bigint
-  disputeWindowS: number
-  payerKey: Buffer
-  payeeKey: Buffer
-  payer: Address
-  payee: Address
   deposited: bigint
   seqno: bigint
   cumulative: bigint

@@ -5,7 +5,10 @@
  */
 import { execFile, spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { readNodeFile } from '../src/ops/node-file.js'
+import { cleanupTempDirs, tempDir, waitFor } from './helpers.js'
 import type { ChildProcess } from 'node:child_process'
+import type { NodeFile } from '../src/ops/node-file.js'
 
 export const COCOON_BIN = fileURLToPath(new URL('../../bin/cocoon.js', import.meta.url))
 
@@ -19,24 +22,24 @@ export interface Started {
 
 export class CliHarness {
   private readonly children: ChildProcess[] = []
-  private readonly env: () => NodeJS.ProcessEnv
+  private readonly envOf: () => NodeJS.ProcessEnv
 
   /** `env` is read at each call, so a suite may set it up in before(). */
   constructor (env: () => NodeJS.ProcessEnv) {
-    this.env = env
+    this.envOf = env
   }
 
   /** `extraEnv` overrides the suite's environment for this one command. */
   async run (args: string[], timeoutMs = 15_000, extraEnv: NodeJS.ProcessEnv = {}): Promise<CliResult> {
     return new Promise(resolve => {
-      execFile(process.execPath, [COCOON_BIN, ...args], { env: { ...process.env, ...this.env(), ...extraEnv }, timeout: timeoutMs }, (err, stdout, stderr) => {
+      execFile(process.execPath, [COCOON_BIN, ...args], { env: { ...process.env, ...this.envOf(), ...extraEnv }, timeout: timeoutMs }, (err, stdout, stderr) => {
         resolve({ code: err == null ? 0 : (typeof err.code === 'number' ? err.code : null), stdout, stderr })
       })
     })
   }
 
   start (args: string[]): Started {
-    const child = spawn(process.execPath, [COCOON_BIN, ...args], { env: { ...process.env, ...this.env() }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [COCOON_BIN, ...args], { env: { ...process.env, ...this.envOf() }, stdio: ['ignore', 'pipe', 'pipe'] })
     this.children.push(child)
     let output = ''
     child.stdout?.on('data', d => { output += String(d) })
@@ -47,5 +50,33 @@ export class CliHarness {
 
   killAll (): void {
     for (const child of this.children) if (child.exitCode == null) child.kill('SIGKILL')
+  }
+}
+
+/**
+ * A harness for one mocha suite: a fresh COCOON_HOME before it, every
+ * started process killed and the temp dirs removed after it.
+ */
+export class CliSuite extends CliHarness {
+  home = ''
+  env: NodeJS.ProcessEnv = {}
+
+  constructor () {
+    super(() => this.env)
+    before(async () => {
+      this.home = await tempDir()
+      this.env = { COCOON_HOME: this.home, DEBUG: '' }
+    })
+    after(async () => {
+      this.killAll()
+      await cleanupTempDirs()
+    })
+  }
+
+  /** The node file a started node writes in `dataDir`, once it is up. */
+  async nodeFile (dataDir: string, proc: Pick<Started, 'output'>, timeoutMs = 30_000): Promise<NodeFile> {
+    let file: NodeFile | undefined
+    await waitFor(async () => { file = await readNodeFile(dataDir); return file != null }, timeoutMs, `the node in ${dataDir} to start; its output:\n${proc.output()}`)
+    return file as NodeFile
   }
 }

@@ -3,9 +3,9 @@ import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { expect } from 'chai'
 import { BOOTSTRAP_TCP_PORT } from '../../src/config/load.js'
+import { tempDir, waitFor } from '../helpers.js'
+import { CliSuite } from '../cli-harness.js'
 import { readNodeFile } from '../../src/ops/node-file.js'
-import { cleanupTempDirs, tempDir, waitFor } from '../helpers.js'
-import { CliHarness } from '../cli-harness.js'
 import type { NodeFile } from '../../src/ops/node-file.js'
 
 async function portIsFree (port: number): Promise<boolean> {
@@ -18,25 +18,11 @@ async function portIsFree (port: number): Promise<boolean> {
 
 describe('the cocoon command', function () {
   this.timeout(60_000)
-  let home: string
-  let env: NodeJS.ProcessEnv
-  const cli = new CliHarness(() => env)
-  const start = (args: string[]): ReturnType<CliHarness['start']> => cli.start(args)
-
-  before(async () => {
-    home = await tempDir()
-    env = { COCOON_HOME: home, DEBUG: '' }
-  })
-
-  after(async () => {
-    cli.killAll()
-    await cleanupTempDirs()
-  })
+  const cli = new CliSuite()
+  const start = (args: string[]): ReturnType<CliSuite['start']> => cli.start(args)
 
   async function nodeFile (role: string, proc: { output: () => string }): Promise<NodeFile> {
-    let file: NodeFile | undefined
-    await waitFor(async () => { file = await readNodeFile(join(home, 'local', role)); return file != null }, 20_000, `the ${role} node to start; its output:\n${proc.output()}`)
-    return file!
+    return cli.nodeFile(join(cli.home, 'local', role), proc, 20_000)
   }
 
   it('runs a bootstrap and a worker as processes that join, and reports both in status', async () => {
@@ -90,7 +76,7 @@ describe('the cocoon command', function () {
     boot.child.kill('SIGINT')
     expect(await worker.exited).to.equal(0)
     expect(await boot.exited).to.equal(0)
-    expect(await readNodeFile(join(home, 'local', 'worker'))).to.equal(undefined)
+    expect(await readNodeFile(join(cli.home, 'local', 'worker'))).to.equal(undefined)
     expect(worker.output()).to.include('stopped')
 
     // the same identity on the next start
@@ -132,7 +118,7 @@ describe('the cocoon command', function () {
   })
 
   it('runs a whole devnet once: the proxy attests both workers and a sample completion streams back', async () => {
-    const r = await cli.run(['devnet', '--once', '--backend', 'synthetic', '--api-port', '0', '--data-dir', join(home, 'devnet')], 60_000)
+    const r = await cli.run(['devnet', '--once', '--backend', 'synthetic', '--api-port', '0', '--data-dir', join(cli.home, 'devnet')], 60_000)
     expect(r.code, r.stderr).to.equal(0)
     expect(r.stdout).to.match(/the proxy attested 2 workers after \d+ ms/)
     expect(r.stdout).to.match(/OpenAI-compatible API: http:\/\/127\.0\.0\.1:\d+\/v1/)

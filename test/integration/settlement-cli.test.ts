@@ -6,40 +6,22 @@
  */
 import { join } from 'node:path'
 import { expect } from 'chai'
-import { readNodeFile } from '../../src/ops/node-file.js'
-import { cleanupTempDirs, tempDir, waitFor } from '../helpers.js'
-import { CliHarness } from '../cli-harness.js'
+import { waitFor } from '../helpers.js'
+import { CliSuite } from '../cli-harness.js'
 import type { NodeFile } from '../../src/ops/node-file.js'
 
 describe('settlement from the command line, across processes', function () {
   this.timeout(90_000)
-  let home: string
-  let env: NodeJS.ProcessEnv
-  const cli = new CliHarness(() => env)
-  const cocoon = async (args: string[]): ReturnType<CliHarness['run']> => cli.run(args, 60_000)
-  const start = (args: string[]): ReturnType<CliHarness['start']> => cli.start(args)
-
-  before(async () => {
-    home = await tempDir()
-    env = { COCOON_HOME: home, DEBUG: '' }
-  })
-
-  after(async () => {
-    cli.killAll()
-    await cleanupTempDirs()
-  })
-
-  async function nodeFile (dir: string, proc: { output: () => string }): Promise<NodeFile> {
-    let file: NodeFile | undefined
-    await waitFor(async () => { file = await readNodeFile(dir); return file != null }, 30_000, `the node in ${dir} to start; its output:\n${proc.output()}`)
-    return file as NodeFile
-  }
+  const cli = new CliSuite()
+  const cocoon = async (args: string[]): ReturnType<CliSuite['run']> => cli.run(args, 60_000)
+  const start = (args: string[]): ReturnType<CliSuite['start']> => cli.start(args)
+  const nodeFile = async (dir: string, proc: { output: () => string }): Promise<NodeFile> => cli.nodeFile(dir, proc)
 
   it('opens a channel with cocoon channel, pays for a completion, and closes it on the shared devnet', async () => {
-    const chain = start(['chain', '--port', '0', '--data-dir', join(home, 'chain')])
+    const chain = start(['chain', '--port', '0', '--data-dir', join(cli.home, 'chain')])
     let url = ''
     await waitFor(() => { url = /served on (http:\/\/127\.0\.0\.1:\d+)/.exec(chain.output())?.[1] ?? ''; return url !== '' }, 20_000, `cocoon chain to serve; its output:\n${chain.output()}`)
-    const dirs = { bootstrap: join(home, 'b'), proxy: join(home, 'p'), worker: join(home, 'w'), client: join(home, 'c') }
+    const dirs = { bootstrap: join(cli.home, 'b'), proxy: join(cli.home, 'p'), worker: join(cli.home, 'w'), client: join(cli.home, 'c') }
     const common = ['--listen', '/ip4/127.0.0.1/tcp/0', '--no-default-bootstrap', '--log-level', 'info', '--admin-port', '0']
     const boot = start(['node', '--role', 'bootstrap', '--data-dir', dirs.bootstrap, ...common])
     const bootAddr = (await nodeFile(dirs.bootstrap, boot)).addrs[0]
