@@ -11,7 +11,8 @@ import { ConfigError, NodeNotRunningError } from '../errors.js'
 import { cocoonHome } from '../config/load.js'
 import { ADMIN_TOKEN_HEADER } from '../ops/admin-server.js'
 import { readAdminToken, readNodeFile } from '../ops/node-file.js'
-import { serveDevnet } from '../settlement/chain/index.js'
+import { loadWalletKey, serveDevnet, walletContract } from '../settlement/chain/index.js'
+import { readSecretFile } from '../p2p/secret-file.js'
 import { formatTon } from '../settlement/node-settlement.js'
 import { resolveDataDir } from './id.js'
 import type { CliIO } from './main.js'
@@ -64,13 +65,14 @@ export function parseAmount (text: string | undefined, what: string): string {
 }
 
 export async function runWallet (args: string[], io: CliIO): Promise<number> {
-  const { values, positionals } = parseArgs({ args, options: TARGET_OPTIONS, strict: true, allowPositionals: true })
+  const { values, positionals } = parseArgs({ args, options: { ...TARGET_OPTIONS, 'mnemonic-file': { type: 'string' }, chain: { type: 'string' } }, strict: true, allowPositionals: true })
   const [sub = 'show', amount] = positionals
+  if (sub === 'create') return await createWallet(values['mnemonic-file'], values.chain ?? 'testnet', values.json === true, io)
   const t = await target(values, io.env)
   let wallet: SettlementStatus['wallet']
   if (sub === 'show') wallet = await call(t, 'GET', '/wallet') as SettlementStatus['wallet']
   else if (sub === 'faucet') wallet = await call(t, 'POST', '/wallet/faucet', { amount: parseAmount(amount ?? '10', 'amount') }) as SettlementStatus['wallet']
-  else throw new ConfigError('wallet', `unknown subcommand ${JSON.stringify(sub)}; expected show or faucet [amount]`)
+  else throw new ConfigError('wallet', `unknown subcommand ${JSON.stringify(sub)}; expected show, faucet [amount] or create --mnemonic-file <file>`)
   if (values.json === true) io.out(JSON.stringify(wallet, null, 2))
   else if ('error' in wallet) io.out(`wallet: ${wallet.error}`)
   else io.out(`wallet ${wallet.address}: ${formatTon(BigInt(wallet.balance))} TON${wallet.deployed ? '' : ' (not deployed yet: its first payment deploys it)'}`)
@@ -113,6 +115,27 @@ export async function runChannel (args: string[], io: CliIO): Promise<number> {
     default:
       throw new ConfigError('channel', `unknown subcommand ${JSON.stringify(sub)}; expected list, open, topup or close`)
   }
+}
+
+/**
+ * `cocoon wallet create`: writes new words to a mnemonic file (mode 0600)
+ * for a testnet or mainnet node, which never makes one up itself, and prints
+ * the wallet's address to fund. The words are never printed.
+ */
+async function createWallet (path: string | undefined, chain: string, json: boolean, io: CliIO): Promise<number> {
+  if (path == null) throw new ConfigError('mnemonic-file', 'missing; expected cocoon wallet create --mnemonic-file <file> [--chain testnet|mainnet|devnet]')
+  if (chain !== 'testnet' && chain !== 'mainnet' && chain !== 'devnet') throw new ConfigError('chain', `expected devnet, testnet or mainnet (got ${JSON.stringify(chain)})`)
+  const existed = await readSecretFile(path).then(b => b != null, () => true)
+  if (existed) throw new ConfigError('mnemonic-file', `${path} already exists; a wallet file is never overwritten`)
+  const keys = await loadWalletKey(path, { create: true, key: 'mnemonic-file' })
+  const address = walletContract(chain, keys.publicKey).address
+  const shown = address.toString({ bounceable: false, testOnly: chain !== 'mainnet' })
+  if (json) io.out(JSON.stringify({ chain, mnemonicFile: path, address: address.toRawString(), friendly: shown }, null, 2))
+  else {
+    io.out(`created ${path} (mode 0600; keep it safe: it is the wallet)`)
+    io.out(`${chain} wallet ${shown} (${address.toRawString()}); fund it, then run nodes with --settlement --chain ${chain} --mnemonic-file ${path}`)
+  }
+  return 0
 }
 
 function formatChannel (c: SettlementStatus['channels'][number]): string {

@@ -4,6 +4,7 @@
  * processes settling on it, and `cocoon channel` / `cocoon wallet` act
  * through the client's admin endpoint.
  */
+import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { expect } from 'chai'
 import { waitFor } from '../helpers.js'
@@ -81,6 +82,19 @@ describe('settlement from the command line, across processes', function () {
     expect(badAmount.stderr).to.match(/amount: "lots" is not an amount/)
     const unknown = await cocoon(['wallet', 'spend', '--data-dir', dirs.client])
     expect(unknown.code).to.equal(2)
+
+    // a wallet for a real network: words in a 0600 file, never printed, never overwritten
+    const file = join(cli.home, 'testnet.mnemonic')
+    const created = await cocoon(['wallet', 'create', '--mnemonic-file', file, '--chain', 'testnet'])
+    expect(created.code, created.stderr).to.equal(0)
+    expect(created.stdout).to.match(/testnet wallet \S+ \(0:[0-9a-f]{64}\)/)
+    const words = (await readFile(file, 'utf8')).trim().split(/\s+/)
+    expect(words).to.have.length(24)
+    expect(created.stdout + created.stderr).to.not.include(words[0] + ' ' + words[1])
+    expect((await stat(file)).mode & 0o777).to.equal(0o600)
+    const twice = await cocoon(['wallet', 'create', '--mnemonic-file', file])
+    expect(twice.code).to.equal(2)
+    expect(twice.stderr).to.match(/already exists/)
     expect((await cocoon(['wallet', '--data-dir', dirs.client])).code).to.equal(0)
   })
 })
