@@ -14,6 +14,12 @@ import { OPERATION_VALUE } from '../../contracts/payment-channel.js'
 import { Devnet } from '../../src/settlement/chain/index.js'
 import { startNode } from '../../src/roles/runtime.js'
 import { toContractState } from '../../src/settlement/channel-state.js'
+import { lpStream } from '@libp2p/utils'
+import { PAY_MAX_FRAME_BYTES, PAY_PROTOCOL } from '../../src/p2p/constants.js'
+import { request } from '../../src/p2p/framing.js'
+import { ErrorCode, Frame } from '../../src/p2p/protos/framing.js'
+import { PayRequest, PayResponse } from '../../src/p2p/protos/pay.js'
+import { RemoteError } from '../../src/errors.js'
 import { cleanupTempDirs, tempDir, testConfig, waitFor } from '../helpers.js'
 import type { RunningNode } from '../../src/roles/runtime.js'
 import type { ClientRole } from '../../src/roles/client/client-role.js'
@@ -267,6 +273,58 @@ describe('paid inference on the devnet', function () {
       const spent = both?.cumulative ?? 0n
       expect(payoutTo(devnet, channel.address, channel.payee)).to.equal(spent)
       expectRefund(payoutTo(devnet, channel.address, channel.payer), channel.deposited - spent, OPERATION_VALUE)
+    } finally {
+      await stopAll([...s.clients, ...s.workers, s.proxy, s.boot])
+      await devnet.close()
+    }
+  })
+
+  it('refuses malformed, oversized and forged /cocoon/pay requests and foreign channels, and keeps serving', async () => {
+    const devnet = await Devnet.open(await tempDir())
+    const s = await startPaidSwarm(devnet, { clients: 2 })
+    try {
+      const [alice, mallory] = s.clients
+      await sdk(alice).chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'hello' }] })
+      const [channel] = settled(alice).manager.list().filter(c => c.side === 'payer')
+      const ask = async (message: Partial<PayRequest>): Promise<unknown> => request(mallory.node, s.proxy.peerId, PAY_PROTOCOL, { request: PayRequest, response: PayResponse }, message, { maxFrameBytes: PAY_MAX_FRAME_BYTES }).then(() => undefined, (e: unknown) => e)
+      const refused = (e: unknown): string => { expect(e).to.be.instanceOf(RemoteError); return (e as RemoteError).remoteCode }
+
+      // garbage and oversized frames
+      const raw = await mallory.node.dialProtocol(s.proxy.peerId, PAY_PROTOCOL)
+      const lp = lpStream(raw)
+      await lp.write(new Uint8Array([0xff, 0xff, 0xff, 0x01, 0x02]))
+      expect(Frame.decode(await lp.read({ signal: AbortSignal.timeout(5_000) })).error?.code).to.equal(ErrorCode.BAD_REQUEST)
+      const big = await mallory.node.dialProtocol(s.proxy.peerId, PAY_PROTOCOL)
+      const bigLp = lpStream(big)
+      big.send(new Uint8Array([0xff, 0xff, 0xff, 0xff, 0x0f]))
+      expect(Frame.decode(await bigLp.read({ signal: AbortSignal.timeout(5_000) })).error?.code).to.equal(ErrorCode.TOO_LARGE)
+      big.abort(new Error('done'))
+
+      // another client's channel: not Mallory's to sync, top up, close or open again
+      const forged = { channel: channel.address, seqno: 99n, cumulative: 1_000_000n, payerSignature: new Uint8Array(64).fill(7), payeeSignature: new Uint8Array(0) }
+      expect(refused(await ask({ sync: { channel: channel.address, latest: forged } }))).to.equal(ErrorCode.PAYMENT_REFUSED)
+      expect(refused(await ask({ close: { channel: channel.address, seqno: 99n, cumulative: 1n, payerSignature: new Uint8Array(64) } }))).to.equal(ErrorCode.PAYMENT_REFUSED)
+      expect(refused(await ask({ open: { channel: channel.address, channelId: channel.channelId, payerKey: new Uint8Array(channel.payerKey), payerWallet: channel.payer, disputeWindowS: channel.disputeWindowS } }))).to.equal(ErrorCode.PAYMENT_REFUSED)
+      // a channel that is not ours at all
+      expect(refused(await ask({ open: { channel: '0:' + '12'.repeat(32), channelId: 1n, payerKey: new Uint8Array(32), payerWallet: channel.payer, disputeWindowS: 86_400 } }))).to.equal(ErrorCode.PAYMENT_REFUSED)
+      expect(refused(await ask({ open: { channel: 'not an address', channelId: 1n, payerKey: new Uint8Array(3), payerWallet: 'x', disputeWindowS: 1 } }))).to.equal(ErrorCode.PAYMENT_REFUSED)
+
+      // Alice's own sync with a forged newer state: refused, nothing stored
+      const before = settled(s.proxy).store.latestState(channel.address)
+      const aliceSync = await request(alice.node, s.proxy.peerId, PAY_PROTOCOL, { request: PayRequest, response: PayResponse }, { sync: { channel: channel.address, latest: forged } }, { maxFrameBytes: PAY_MAX_FRAME_BYTES }).then(() => undefined, (e: unknown) => e)
+      expect(refused(aliceSync)).to.equal(ErrorCode.PAYMENT_REFUSED)
+      expect(settled(s.proxy).store.latestState(channel.address)).to.deep.equal(before)
+
+      // a job naming Alice's channel from Mallory: 402, and the proxy still serves everyone
+      const jobClient = (mallory.role as ClientRole).jobs as unknown as { payerFor: (p: string, sig: AbortSignal) => Promise<unknown> }
+      const own = jobClient.payerFor.bind(jobClient)
+      jobClient.payerFor = async () => settled(alice).manager.payer(channel.address) as unknown
+      const stolen = await sdk(mallory).chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'on her tab' }] }).then(() => undefined, (e: unknown) => e)
+      jobClient.payerFor = own
+      expect((stolen as { status?: number }).status).to.equal(402)
+      expect(s.proxy.node.status).to.equal('started')
+      const ok = await sdk(alice).chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'still there?' }] })
+      expect(costOf(ok).cost.channel).to.equal(channel.address)
     } finally {
       await stopAll([...s.clients, ...s.workers, s.proxy, s.boot])
       await devnet.close()
