@@ -38,7 +38,7 @@ Usage:
                                                                  ask running nodes for their status
   cocoon wallet [show | faucet [TON]] [--role R] [--data-dir D]  a running node's wallet (faucet: devnet only)
   cocoon wallet create --mnemonic-file F [--chain testnet|mainnet]  new wallet words for a real network (prints the address)
-  cocoon channel list | open <peer> | topup <channel> <TON> | close <channel> [--force]  [--role R] [--data-dir D]
+  cocoon channel list | open <peer> | topup <channel> <TON> | pay <channel> <TON> | close <channel> [--force]  [--role R] [--data-dir D]
                                                                  a running node's payment channels
   cocoon chain [--port 8500] [--data-dir D]                      serve one devnet chain to nodes in other processes
   cocoon --version | --help

@@ -105,6 +105,13 @@ export async function runChannel (args: string[], io: CliIO): Promise<number> {
       else io.out(`channel ${res.channel} now holds ${formatTon(BigInt(res.deposited))} TON in all`)
       return 0
     }
+    case 'pay': {
+      if (first == null) throw new ConfigError('channel', 'missing; expected cocoon channel pay <channel> <amount>')
+      const res = await call(t, 'POST', '/channels/pay', { channel: first, amount: parseAmount(second, 'amount') }) as { channel: string, seqno: string, cumulative: string, countersigned: boolean }
+      if (values.json === true) print(res)
+      else io.out(`channel ${res.channel}: state ${res.seqno} pays ${formatTon(BigInt(res.cumulative))} TON in all${res.countersigned ? ', countersigned' : ''}`)
+      return 0
+    }
     case 'close': {
       if (first == null) throw new ConfigError('channel', 'missing; expected cocoon channel close <channel> [--force]')
       const res = await call(t, 'POST', '/channels/close', { channel: first, force: values.force === true }) as { channel: string, status: string }
@@ -113,7 +120,7 @@ export async function runChannel (args: string[], io: CliIO): Promise<number> {
       return 0
     }
     default:
-      throw new ConfigError('channel', `unknown subcommand ${JSON.stringify(sub)}; expected list, open, topup or close`)
+      throw new ConfigError('channel', `unknown subcommand ${JSON.stringify(sub)}; expected list, open, topup, pay or close`)
   }
 }
 

@@ -12,7 +12,7 @@ import { AdminActionError } from '../ops/admin-server.js'
 import { loadOrCreateChannelKey } from './channel-key.js'
 import { ChannelManager } from './channel-manager.js'
 import { ChannelOpener } from './channel-opener.js'
-import { announceTopUp, PayService, requestClose } from './pay-service.js'
+import { announceTopUp, PayService, requestClose, sendUpdate } from './pay-service.js'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { openChannelStore } from './store.js'
 import { createChainAdapter, DevnetAdapter, DevnetServerClient } from './chain/index.js'
@@ -210,6 +210,15 @@ export class NodeSettlement {
           const payer = this.manager.payer(channel)
           if (payer != null) await announceTopUp(this.node, peerIdFromString(payer.record.peerId), channel).catch(err => { this.options.log('could not tell %s about the top-up - %s', payer.record.peerId, (err as Error).message) })
           return { channel, deposited: deposited.toString() }
+        }
+        case '/channels/pay': {
+          const channel = text('channel')
+          const payer = this.manager.payer(channel)
+          if (payer == null) throw new AdminActionError(409, `${channel} is not a channel this node pays through`)
+          const update = payer.payUpTo(payer.paid + nano('amount'))
+          const payeeSignature = await sendUpdate(this.node, peerIdFromString(payer.record.peerId), update)
+          const both = payer.countersigned(update.seqno, payeeSignature)
+          return { channel, seqno: update.seqno.toString(), cumulative: update.cumulative.toString(), countersigned: both?.seqno === update.seqno }
         }
         case '/channels/close': {
           const channel = text('channel')

@@ -1,6 +1,6 @@
 /**
  * `/cocoon/pay/1.0.0`: one request, one answer per stream. The payee side
- * serves terms, open, top-up, sync and cooperative close for the channels
+ * serves terms, open, top-up, sync, update and cooperative close for the channels
  * peers opened to this node; the payer side (the functions below the class)
  * asks. A refused channel or state is answered PAYMENT_REFUSED with the
  * reason; nothing a peer sends can make this node store a state it did not
@@ -86,6 +86,13 @@ export class PayService {
       }
       return { channel: view(channel) }
     }
+    if (req.update != null) {
+      const state = req.update.state
+      if (state == null) throw new ProtocolError(ErrorCode.BAD_REQUEST, `${PAY_PROTOCOL}: an update without a state`)
+      const channel = this.own(peer, state.channel)
+      const payeeSignature = channel.accept(fromWire(state))
+      return { countersign: { channel: state.channel, seqno: state.seqno, payeeSignature: new Uint8Array(payeeSignature) } }
+    }
     if (req.close != null) {
       const payeeSignature = manager.acceptClose(peer, req.close)
       return { close: { channel: req.close.channel, payeeSignature: new Uint8Array(payeeSignature) } }
@@ -145,6 +152,13 @@ export async function syncChannel (host: Host, peer: PeerId, channel: string, la
   const res = await ask(host, peer, { sync: { channel, latest: latest == null ? undefined : toWire(latest) } })
   if (res.channel == null) throw new ChannelError('malformed', `${peer.toString()} did not answer the sync`)
   return res.channel
+}
+
+/** Pays `update` outside any job; returns the payee's countersignature. */
+export async function sendUpdate (host: Host, peer: PeerId, update: { channel: string, seqno: bigint, cumulative: bigint, payerSignature: Uint8Array }): Promise<Uint8Array> {
+  const res = await ask(host, peer, { update: { state: { ...update, payerSignature: new Uint8Array(update.payerSignature), payeeSignature: new Uint8Array(0) } } })
+  if (res.countersign == null || res.countersign.channel !== update.channel || res.countersign.seqno !== update.seqno) throw new ChannelError('malformed', `${peer.toString()} did not countersign the update`)
+  return res.countersign.payeeSignature
 }
 
 export async function requestClose (host: Host, peer: PeerId, proposal: { channel: string, seqno: bigint, cumulative: bigint, payerSignature: Uint8Array }): Promise<Uint8Array> {

@@ -66,6 +66,15 @@ describe('settlement from the command line, across processes', function () {
     const text = await cocoon(['channel', 'list', '--data-dir', dirs.client])
     expect(text.stdout).to.include(`${channel}  pays ${proxyFile.peerId}  open`)
 
+    // paying outside a job, over /cocoon/pay: the proxy countersigns it
+    const paidMore = await cocoon(['channel', 'pay', channel, '1000n', '--data-dir', dirs.client])
+    expect(paidMore.code, paidMore.stderr).to.equal(0)
+    expect(paidMore.stdout).to.match(/state \d+ pays [\d.]+ TON in all, countersigned/)
+    const after = JSON.parse((await cocoon(['channel', 'list', '--data-dir', dirs.client, '--json'])).stdout) as Array<{ address: string, cumulative: string, countersigned: string }>
+    const row = after.find(r => r.address === channel)
+    expect(row?.cumulative).to.equal((BigInt(cost) + 1000n).toString())
+    expect(row?.countersigned).to.equal(row?.cumulative)
+
     const status = await cocoon(['status', '--data-dir', dirs.proxy])
     expect(status.stdout).to.match(/settlement devnet, wallet 0:[0-9a-f]{64} [\d.]+ TON, \d+ channels? open or closing/)
 

@@ -1063,12 +1063,122 @@ export namespace CloseRequest {
   }
 }
 
+export interface UpdateRequest {
+  state?: ChannelState
+}
+
+export namespace UpdateRequest {
+  let _codec: Codec<UpdateRequest>
+
+  export const codec = (): Codec<UpdateRequest> => {
+    if (_codec == null) {
+      _codec = message<UpdateRequest>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if (obj.state != null) {
+          w.uint32(10)
+          ChannelState.codec().encode(obj.state, w)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {}
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.state = ChannelState.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.state
+              })
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield * ChannelState.codec().stream(reader, reader.uint32(), `${prefix}.state`, {
+                limits: opts.limits?.state
+              })
+
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface UpdateRequestStateChannelFieldEvent {
+    field: '$.state.channel'
+    value: string
+  }
+
+  export interface UpdateRequestStateSeqnoFieldEvent {
+    field: '$.state.seqno'
+    value: bigint
+  }
+
+  export interface UpdateRequestStateCumulativeFieldEvent {
+    field: '$.state.cumulative'
+    value: bigint
+  }
+
+  export interface UpdateRequestStatePayerSignatureFieldEvent {
+    field: '$.state.payerSignature'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface UpdateRequestStatePayeeSignatureFieldEvent {
+    field: '$.state.payeeSignature'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export function encode (obj: Partial<UpdateRequest>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, UpdateRequest.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<UpdateRequest>): UpdateRequest {
+    return decodeMessage(buf, UpdateRequest.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<UpdateRequest>): Generator<UpdateRequestStateChannelFieldEvent | UpdateRequestStateSeqnoFieldEvent | UpdateRequestStateCumulativeFieldEvent | UpdateRequestStatePayerSignatureFieldEvent | UpdateRequestStatePayeeSignatureFieldEvent> {
+    return streamMessage(buf, UpdateRequest.codec(), opts)
+  }
+}
+
 export interface PayRequest {
   terms?: TermsRequest
   open?: OpenRequest
   topUp?: TopUpNotice
   sync?: SyncRequest
   close?: CloseRequest
+  update?: UpdateRequest
 }
 
 export namespace PayRequest {
@@ -1083,7 +1193,16 @@ export namespace PayRequest {
 
         obj = { ...obj }
 
+        if (obj.update != null) {
+          obj.close = undefined
+          obj.sync = undefined
+          obj.topUp = undefined
+          obj.open = undefined
+          obj.terms = undefined
+        }
+
         if (obj.close != null) {
+          obj.update = undefined
           obj.sync = undefined
           obj.topUp = undefined
           obj.open = undefined
@@ -1091,6 +1210,7 @@ export namespace PayRequest {
         }
 
         if (obj.sync != null) {
+          obj.update = undefined
           obj.close = undefined
           obj.topUp = undefined
           obj.open = undefined
@@ -1098,6 +1218,7 @@ export namespace PayRequest {
         }
 
         if (obj.topUp != null) {
+          obj.update = undefined
           obj.close = undefined
           obj.sync = undefined
           obj.open = undefined
@@ -1105,6 +1226,7 @@ export namespace PayRequest {
         }
 
         if (obj.open != null) {
+          obj.update = undefined
           obj.close = undefined
           obj.sync = undefined
           obj.topUp = undefined
@@ -1112,6 +1234,7 @@ export namespace PayRequest {
         }
 
         if (obj.terms != null) {
+          obj.update = undefined
           obj.close = undefined
           obj.sync = undefined
           obj.topUp = undefined
@@ -1141,6 +1264,11 @@ export namespace PayRequest {
         if (obj.close != null) {
           w.uint32(42)
           CloseRequest.codec().encode(obj.close, w)
+        }
+
+        if (obj.update != null) {
+          w.uint32(50)
+          UpdateRequest.codec().encode(obj.update, w)
         }
 
         if (opts.lengthDelimited !== false) {
@@ -1185,6 +1313,12 @@ export namespace PayRequest {
               })
               break
             }
+            case 6: {
+              obj.update = UpdateRequest.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.update
+              })
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -1192,7 +1326,16 @@ export namespace PayRequest {
           }
         }
 
+        if (obj.update != null) {
+          delete obj.close
+          delete obj.sync
+          delete obj.topUp
+          delete obj.open
+          delete obj.terms
+        }
+
         if (obj.close != null) {
+          delete obj.update
           delete obj.sync
           delete obj.topUp
           delete obj.open
@@ -1200,6 +1343,7 @@ export namespace PayRequest {
         }
 
         if (obj.sync != null) {
+          delete obj.update
           delete obj.close
           delete obj.topUp
           delete obj.open
@@ -1207,6 +1351,7 @@ export namespace PayRequest {
         }
 
         if (obj.topUp != null) {
+          delete obj.update
           delete obj.close
           delete obj.sync
           delete obj.open
@@ -1214,6 +1359,7 @@ export namespace PayRequest {
         }
 
         if (obj.open != null) {
+          delete obj.update
           delete obj.close
           delete obj.sync
           delete obj.topUp
@@ -1221,6 +1367,7 @@ export namespace PayRequest {
         }
 
         if (obj.terms != null) {
+          delete obj.update
           delete obj.close
           delete obj.sync
           delete obj.topUp
@@ -1266,6 +1413,13 @@ export namespace PayRequest {
             case 5: {
               yield * CloseRequest.codec().stream(reader, reader.uint32(), `${prefix}.close`, {
                 limits: opts.limits?.close
+              })
+
+              break
+            }
+            case 6: {
+              yield * UpdateRequest.codec().stream(reader, reader.uint32(), `${prefix}.update`, {
+                limits: opts.limits?.update
               })
 
               break
@@ -1362,6 +1516,31 @@ export namespace PayRequest {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface PayRequestUpdateStateChannelFieldEvent {
+    field: '$.update.state.channel'
+    value: string
+  }
+
+  export interface PayRequestUpdateStateSeqnoFieldEvent {
+    field: '$.update.state.seqno'
+    value: bigint
+  }
+
+  export interface PayRequestUpdateStateCumulativeFieldEvent {
+    field: '$.update.state.cumulative'
+    value: bigint
+  }
+
+  export interface PayRequestUpdateStatePayerSignatureFieldEvent {
+    field: '$.update.state.payerSignature'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface PayRequestUpdateStatePayeeSignatureFieldEvent {
+    field: '$.update.state.payeeSignature'
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export function encode (obj: Partial<PayRequest>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, PayRequest.codec())
   }
@@ -1370,7 +1549,7 @@ export namespace PayRequest {
     return decodeMessage(buf, PayRequest.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<PayRequest>): Generator<PayRequestOpenChannelFieldEvent | PayRequestOpenChannelIdFieldEvent | PayRequestOpenPayerKeyFieldEvent | PayRequestOpenPayerWalletFieldEvent | PayRequestOpenDisputeWindowSFieldEvent | PayRequestTopUpChannelFieldEvent | PayRequestSyncChannelFieldEvent | PayRequestSyncLatestChannelFieldEvent | PayRequestSyncLatestSeqnoFieldEvent | PayRequestSyncLatestCumulativeFieldEvent | PayRequestSyncLatestPayerSignatureFieldEvent | PayRequestSyncLatestPayeeSignatureFieldEvent | PayRequestCloseChannelFieldEvent | PayRequestCloseSeqnoFieldEvent | PayRequestCloseCumulativeFieldEvent | PayRequestClosePayerSignatureFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<PayRequest>): Generator<PayRequestOpenChannelFieldEvent | PayRequestOpenChannelIdFieldEvent | PayRequestOpenPayerKeyFieldEvent | PayRequestOpenPayerWalletFieldEvent | PayRequestOpenDisputeWindowSFieldEvent | PayRequestTopUpChannelFieldEvent | PayRequestSyncChannelFieldEvent | PayRequestSyncLatestChannelFieldEvent | PayRequestSyncLatestSeqnoFieldEvent | PayRequestSyncLatestCumulativeFieldEvent | PayRequestSyncLatestPayerSignatureFieldEvent | PayRequestSyncLatestPayeeSignatureFieldEvent | PayRequestCloseChannelFieldEvent | PayRequestCloseSeqnoFieldEvent | PayRequestCloseCumulativeFieldEvent | PayRequestClosePayerSignatureFieldEvent | PayRequestUpdateStateChannelFieldEvent | PayRequestUpdateStateSeqnoFieldEvent | PayRequestUpdateStateCumulativeFieldEvent | PayRequestUpdateStatePayerSignatureFieldEvent | PayRequestUpdateStatePayeeSignatureFieldEvent> {
     return streamMessage(buf, PayRequest.codec(), opts)
   }
 }
@@ -1643,10 +1822,146 @@ export namespace CloseAccepted {
   }
 }
 
+export interface Countersigned {
+  channel: string
+  seqno: bigint
+  payeeSignature: Uint8Array<ArrayBuffer>
+}
+
+export namespace Countersigned {
+  let _codec: Codec<Countersigned>
+
+  export const codec = (): Codec<Countersigned> => {
+    if (_codec == null) {
+      _codec = message<Countersigned>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.channel != null && obj.channel !== '')) {
+          w.uint32(10)
+          w.string(obj.channel)
+        }
+
+        if ((obj.seqno != null && obj.seqno !== 0n)) {
+          w.uint32(16)
+          w.uint64(obj.seqno)
+        }
+
+        if ((obj.payeeSignature != null && obj.payeeSignature.byteLength > 0)) {
+          w.uint32(26)
+          w.bytes(obj.payeeSignature)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          channel: '',
+          seqno: 0n,
+          payeeSignature: uint8ArrayAlloc(0)
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.channel = reader.string()
+              break
+            }
+            case 2: {
+              obj.seqno = reader.uint64()
+              break
+            }
+            case 3: {
+              obj.payeeSignature = reader.bytes()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.channel`,
+                value: reader.string()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.seqno`,
+                value: reader.uint64()
+              }
+              break
+            }
+            case 3: {
+              yield {
+                field: `${prefix}.payeeSignature`,
+                value: reader.bytes()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface CountersignedChannelFieldEvent {
+    field: '$.channel'
+    value: string
+  }
+
+  export interface CountersignedSeqnoFieldEvent {
+    field: '$.seqno'
+    value: bigint
+  }
+
+  export interface CountersignedPayeeSignatureFieldEvent {
+    field: '$.payeeSignature'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export function encode (obj: Partial<Countersigned>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, Countersigned.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Countersigned>): Countersigned {
+    return decodeMessage(buf, Countersigned.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Countersigned>): Generator<CountersignedChannelFieldEvent | CountersignedSeqnoFieldEvent | CountersignedPayeeSignatureFieldEvent> {
+    return streamMessage(buf, Countersigned.codec(), opts)
+  }
+}
+
 export interface PayResponse {
   terms?: PayTerms
   channel?: ChannelView
   close?: CloseAccepted
+  countersign?: Countersigned
 }
 
 export namespace PayResponse {
@@ -1661,17 +1976,26 @@ export namespace PayResponse {
 
         obj = { ...obj }
 
+        if (obj.countersign != null) {
+          obj.close = undefined
+          obj.channel = undefined
+          obj.terms = undefined
+        }
+
         if (obj.close != null) {
+          obj.countersign = undefined
           obj.channel = undefined
           obj.terms = undefined
         }
 
         if (obj.channel != null) {
+          obj.countersign = undefined
           obj.close = undefined
           obj.terms = undefined
         }
 
         if (obj.terms != null) {
+          obj.countersign = undefined
           obj.close = undefined
           obj.channel = undefined
         }
@@ -1689,6 +2013,11 @@ export namespace PayResponse {
         if (obj.close != null) {
           w.uint32(26)
           CloseAccepted.codec().encode(obj.close, w)
+        }
+
+        if (obj.countersign != null) {
+          w.uint32(34)
+          Countersigned.codec().encode(obj.countersign, w)
         }
 
         if (opts.lengthDelimited !== false) {
@@ -1721,6 +2050,12 @@ export namespace PayResponse {
               })
               break
             }
+            case 4: {
+              obj.countersign = Countersigned.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.countersign
+              })
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -1728,17 +2063,26 @@ export namespace PayResponse {
           }
         }
 
+        if (obj.countersign != null) {
+          delete obj.close
+          delete obj.channel
+          delete obj.terms
+        }
+
         if (obj.close != null) {
+          delete obj.countersign
           delete obj.channel
           delete obj.terms
         }
 
         if (obj.channel != null) {
+          delete obj.countersign
           delete obj.close
           delete obj.terms
         }
 
         if (obj.terms != null) {
+          delete obj.countersign
           delete obj.close
           delete obj.channel
         }
@@ -1768,6 +2112,13 @@ export namespace PayResponse {
             case 3: {
               yield * CloseAccepted.codec().stream(reader, reader.uint32(), `${prefix}.close`, {
                 limits: opts.limits?.close
+              })
+
+              break
+            }
+            case 4: {
+              yield * Countersigned.codec().stream(reader, reader.uint32(), `${prefix}.countersign`, {
+                limits: opts.limits?.countersign
               })
 
               break
@@ -1869,6 +2220,21 @@ export namespace PayResponse {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface PayResponseCountersignChannelFieldEvent {
+    field: '$.countersign.channel'
+    value: string
+  }
+
+  export interface PayResponseCountersignSeqnoFieldEvent {
+    field: '$.countersign.seqno'
+    value: bigint
+  }
+
+  export interface PayResponseCountersignPayeeSignatureFieldEvent {
+    field: '$.countersign.payeeSignature'
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export function encode (obj: Partial<PayResponse>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, PayResponse.codec())
   }
@@ -1877,7 +2243,7 @@ export namespace PayResponse {
     return decodeMessage(buf, PayResponse.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<PayResponse>): Generator<PayResponseTermsChainFieldEvent | PayResponseTermsNetworkIdFieldEvent | PayResponseTermsWalletFieldEvent | PayResponseTermsChannelKeyFieldEvent | PayResponseTermsMinDisputeWindowSFieldEvent | PayResponseTermsMinDepositFieldEvent | PayResponseTermsCreditWindowFieldEvent | PayResponseTermsChainEndpointFieldEvent | PayResponseChannelChannelFieldEvent | PayResponseChannelDepositedFieldEvent | PayResponseChannelLatestChannelFieldEvent | PayResponseChannelLatestSeqnoFieldEvent | PayResponseChannelLatestCumulativeFieldEvent | PayResponseChannelLatestPayerSignatureFieldEvent | PayResponseChannelLatestPayeeSignatureFieldEvent | PayResponseCloseChannelFieldEvent | PayResponseClosePayeeSignatureFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<PayResponse>): Generator<PayResponseTermsChainFieldEvent | PayResponseTermsNetworkIdFieldEvent | PayResponseTermsWalletFieldEvent | PayResponseTermsChannelKeyFieldEvent | PayResponseTermsMinDisputeWindowSFieldEvent | PayResponseTermsMinDepositFieldEvent | PayResponseTermsCreditWindowFieldEvent | PayResponseTermsChainEndpointFieldEvent | PayResponseChannelChannelFieldEvent | PayResponseChannelDepositedFieldEvent | PayResponseChannelLatestChannelFieldEvent | PayResponseChannelLatestSeqnoFieldEvent | PayResponseChannelLatestCumulativeFieldEvent | PayResponseChannelLatestPayerSignatureFieldEvent | PayResponseChannelLatestPayeeSignatureFieldEvent | PayResponseCloseChannelFieldEvent | PayResponseClosePayeeSignatureFieldEvent | PayResponseCountersignChannelFieldEvent | PayResponseCountersignSeqnoFieldEvent | PayResponseCountersignPayeeSignatureFieldEvent> {
     return streamMessage(buf, PayResponse.codec(), opts)
   }
 }
