@@ -80,7 +80,7 @@ export class NodeSettlement {
       chain = adapter
       faucet = async (address, amount) => { await adapter.fund(address, amount) }
     } else {
-      const adapter = await createChainAdapter({ chain: s.chain, dataDir: config.dataDir, endpoint: s.endpoint ?? undefined, apiKey, mnemonicFile })
+      const adapter = await createChainAdapter({ chain: s.chain, dataDir: config.dataDir, endpoint: s.endpoint ?? undefined, apiKey, mnemonicFile }).catch(err => { throw asSettlementConfigError(err) })
       chain = adapter
       if (adapter instanceof DevnetAdapter) faucet = async (address, amount) => { await adapter.fund(address, amount) }
       else if (s.chain === 'devnet' && s.endpoint != null) {
@@ -270,6 +270,22 @@ function channelStatus (c: ChannelRecord, store: ChannelStore): SettlementStatus
     cumulative: latest?.cumulative.toString() ?? null,
     countersigned: both?.cumulative.toString() ?? null
   }
+}
+
+/** The chain layer names its settings chain.*; a node's config calls them settlement.*. */
+const CHAIN_KEYS: Record<string, string> = {
+  'chain.name': 'settlement.chain',
+  'chain.endpoint': 'settlement.endpoint',
+  'chain.apiKey': 'settlement.apiKeyFile',
+  'chain.mnemonicFile': 'settlement.mnemonicFile',
+  'chain.dataDir': 'dataDir'
+}
+
+function asSettlementConfigError (err: unknown): unknown {
+  if (!(err instanceof ConfigError)) return err
+  const key = CHAIN_KEYS[err.key]
+  if (key == null) return err
+  return new ConfigError(key, err.message.slice(err.key.length + 2), { cause: err })
 }
 
 export function formatTon (nano: bigint): string {

@@ -89,6 +89,10 @@ describe('settlement from the command line, across processes', function () {
     const badAmount = await cocoon(['channel', 'topup', channel, 'lots', '--data-dir', dirs.client])
     expect(badAmount.code).to.equal(2)
     expect(badAmount.stderr).to.match(/amount: "lots" is not an amount/)
+    // a real network never makes up a wallet: the node refuses to start, naming the key
+    const noWords = await cocoon(['node', '--role', 'client', '--settlement', '--chain', 'mainnet', '--data-dir', join(cli.home, 'm'), ...common])
+    expect(noWords.code).to.equal(2)
+    expect(noWords.stderr).to.match(/^cocoon: settlement\.mnemonicFile: required on mainnet/m)
     const unknown = await cocoon(['wallet', 'spend', '--data-dir', dirs.client])
     expect(unknown.code).to.equal(2)
 
