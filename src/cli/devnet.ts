@@ -158,7 +158,7 @@ async function openChannels (nodes: RunningNode[], io: CliIO): Promise<void> {
   if (proxy?.settlement == null || client?.settlement == null) return
   const lines: string[] = []
   const open = async (payer: RunningNode, payee: RunningNode, name: string): Promise<void> => {
-    const channel = await (payer.settlement as NonNullable<RunningNode['settlement']>).opener.payerFor(payee.peerId.toString())
+    const channel = await (payer.settlement as NonNullable<RunningNode['settlement']>).payerFor(payee.peerId.toString())
     lines.push(`    ${name}: ${channel.address} holds ${formatTon(channel.record.deposited)} TON, ${formatTon(channel.paid)} TON paid so far`)
   }
   await open(client, proxy, 'client → proxy')

@@ -18,6 +18,7 @@ import { openChannelStore } from './store.js'
 import { createChainAdapter, DevnetAdapter, DevnetServerClient } from './chain/index.js'
 import type { Devnet } from './chain/index.js'
 import type { ChainAdapter, ChannelRecord, ChannelStore } from './types.js'
+import type { PayerChannel } from './channels.js'
 import type { NodeConfig } from '../config/schema.js'
 import type { CocoonLibp2p } from '../p2p/node.js'
 import type { NodeMetrics } from '../p2p/metrics.js'
@@ -54,6 +55,7 @@ export class NodeSettlement {
   private readonly faucetAny?: (address: string, amount: bigint) => Promise<void>
   private readonly node: CocoonLibp2p
   private watchTimer?: ReturnType<typeof setInterval>
+  private readonly toppingUp = new Set<string>()
   private watching?: Promise<unknown>
 
   private constructor (init: { node: CocoonLibp2p, config: NodeConfig, chain: ChainAdapter, store: ChannelStore, manager: ChannelManager, opener: ChannelOpener, payService: PayService, options: NodeSettlementOptions, faucet?: (address: string, amount: bigint) => Promise<void>, faucetAny?: (address: string, amount: bigint) => Promise<void> }) {
@@ -142,6 +144,32 @@ export class NodeSettlement {
     await this.chain.close().catch(() => {})
   }
 
+  /**
+   * The channel this node pays `peer` through, opened on first need. When
+   * less than a quarter of its deposit is left, it is topped up with another
+   * deposit in the background, so jobs do not stop at the bottom of it.
+   */
+  async payerFor (peer: string, signal?: AbortSignal): Promise<PayerChannel> {
+    const channel = await this.opener.payerFor(peer, signal)
+    if (channel.remaining < channel.record.deposited / 4n && !this.toppingUp.has(channel.address)) {
+      this.toppingUp.add(channel.address)
+      void this.topUp(channel).finally(() => { this.toppingUp.delete(channel.address) })
+    }
+    return channel
+  }
+
+  private async topUp (channel: PayerChannel): Promise<void> {
+    const amount = BigInt(this.config.settlement.deposit)
+    try {
+      await this.fundIfLow()
+      await this.manager.topUp(channel.address, amount)
+      await announceTopUp(this.node, peerIdFromString(channel.record.peerId), channel.address)
+      this.options.log('topped up %s by %s nanoTON', channel.address, amount)
+    } catch (err) {
+      this.options.log('could not top up %s - %s', channel.address, (err as Error).message)
+    }
+  }
+
   /** Checks closing channels on chain now (also runs every watchIntervalMs). */
   async watch (): Promise<Array<{ channel: string, action: string }>> {
     const run = this.manager.watch().catch(err => {
@@ -201,7 +229,7 @@ export class NodeSettlement {
         case '/channels/open': {
           const peer = text('peer')
           const estimate = await this.chain.estimateFee('open').catch(() => undefined)
-          const channel = await this.opener.payerFor(peer)
+          const channel = await this.payerFor(peer)
           return { channel: channel.address, deposited: channel.record.deposited.toString(), estimatedFeesNanoTon: estimate?.feesNanoTon.toString() ?? null }
         }
         case '/channels/topup': {

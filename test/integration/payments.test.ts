@@ -63,13 +63,13 @@ async function freePort (): Promise<number> {
   return port
 }
 
-async function startPaidSwarm (devnet: Devnet, opts: { clients?: number, workers?: Array<Record<string, unknown>>, proxyDir?: string, proxyListen?: string[], settlement?: Record<string, unknown> } = {}): Promise<PaidSwarm> {
+async function startPaidSwarm (devnet: Devnet, opts: { clients?: number, workers?: Array<Record<string, unknown>>, proxyDir?: string, proxyListen?: string[], settlement?: Record<string, unknown>, client?: Record<string, unknown> } = {}): Promise<PaidSwarm> {
   const settlement = { ...SETTLEMENT, ...opts.settlement }
   const boot = await startNode(testConfig('bootstrap', await tempDir()))
   const bootAddrs = boot.addrs()
   const proxy = await startNode(testConfig('proxy', opts.proxyDir ?? await tempDir(), bootAddrs, { settlement, ...(opts.proxyListen == null ? {} : { listen: opts.proxyListen }) }), { devnet })
   const workers = await Promise.all((opts.workers ?? [synthetic(), synthetic()]).map(async w => startNode(testConfig('worker', await tempDir(), bootAddrs, { ...w, settlement }), { devnet })))
-  const clients = await Promise.all(Array.from({ length: opts.clients ?? 1 }, async () => startNode(testConfig('client', await tempDir(), bootAddrs, { settlement }), { devnet })))
+  const clients = await Promise.all(Array.from({ length: opts.clients ?? 1 }, async () => startNode(testConfig('client', await tempDir(), bootAddrs, { ...opts.client, settlement }), { devnet })))
   const proxyRole = proxy.role as ProxyRole
   await waitFor(() => proxyRole.registry.list().filter(w => w.state === 'up').length === workers.length, 20_000, 'the proxy to attest every worker')
   for (const c of clients) await waitFor(() => (c.role as ClientRole).pool.known().length > 0, 20_000, 'each client to find the proxy')
@@ -273,6 +273,32 @@ describe('paid inference on the devnet', function () {
       const spent = both?.cumulative ?? 0n
       expect(payoutTo(devnet, channel.address, channel.payee)).to.equal(spent)
       expectRefund(payoutTo(devnet, channel.address, channel.payer), channel.deposited - spent, OPERATION_VALUE)
+    } finally {
+      await stopAll([...s.clients, ...s.workers, s.proxy, s.boot])
+      await devnet.close()
+    }
+  })
+
+  it('tops a channel up before it runs dry, so a long run of jobs never stops', async () => {
+    const devnet = await Devnet.open(await tempDir())
+    // dear tokens and the smallest deposit: each job spends about a tenth of a channel
+    const dear = { ...synthetic(), worker: { ...(synthetic().worker as Record<string, unknown>), models: [{ name: 'cocoon-synthetic', contextLength: 2048, pricePromptPerM: 0, priceCompletionPerM: 100_000_000_000, maxConcurrent: 4 }] } }
+    const s = await startPaidSwarm(devnet, { workers: [dear], settlement: { deposit: 20_000_000, creditWindow: 10_000_000 }, client: { client: { maxPriceCompletionPerM: 1_000_000_000_000 } } })
+    try {
+      const client = s.clients[0]
+      const openai = sdk(client)
+      let paid = 0n
+      for (let i = 0; i < 20; i++) {
+        const res = await openai.chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: `job ${i}` }] })
+        paid += BigInt(costOf(res).cost.paid)
+        if (i === 5) await waitFor(() => (settled(client).manager.list()[0]?.deposited ?? 0n) > 20_000_000n, 10_000, 'the top-up to land')
+      }
+      const [channel] = settled(client).manager.list().filter(c => c.side === 'payer')
+      expect(paid > 20_000_000n, `the jobs cost ${paid} nanoTON, more than the first deposit`).to.equal(true)
+      expect(channel.deposited > paid, 'topped up in time').to.equal(true)
+      const onChain = await settled(client).chain.getChannel(channel.address)
+      expect(onChain?.deposited).to.equal(channel.deposited)
+      expect(settled(s.proxy).manager.payee(channel.address)?.record.deposited, 'the proxy was told').to.equal(channel.deposited)
     } finally {
       await stopAll([...s.clients, ...s.workers, s.proxy, s.boot])
       await devnet.close()

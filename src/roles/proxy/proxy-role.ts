@@ -71,7 +71,7 @@ export class ProxyRole implements RoleBehaviour {
       this.evidence.prefetch(peerIdFromString(w.peerId))
       this.ctx.console.info(`worker ${w.peerId} joined: ${w.offers.map(o => o.model).join(', ')} (${w.attestation.kind} attestation, via ${w.source})`)
       // a channel opens on chain in seconds on TON: have it before the worker's first job, not during it
-      this.ctx.settlement?.opener.payerFor(w.peerId).catch(err => { this.ctx.log('no channel to worker %s yet - %s', w.peerId, (err as Error).message) })
+      this.ctx.settlement?.payerFor(w.peerId).catch(err => { this.ctx.log('no channel to worker %s yet - %s', w.peerId, (err as Error).message) })
     }
   }
   private readonly onWorkerRemoved = (evt: CustomEvent<{ peerId: string, why: string }>): void => {
@@ -192,7 +192,7 @@ function settlementFor (ctx: RoleContext): ProxyPayments | undefined {
     manager: settlement.manager,
     required: s.required,
     commissionBp: s.commissionBp,
-    payerFor: async (worker, signal) => settlement.opener.payerFor(worker, signal),
+    payerFor: async (worker, signal) => settlement.payerFor(worker, signal),
     paymentWaitMs: s.paymentWaitMs,
     settleWaitMs: s.settleWaitMs
   }
