@@ -4,12 +4,14 @@
  * processes settling on it, and `cocoon channel` / `cocoon wallet` act
  * through the client's admin endpoint.
  */
-import { readFile, stat } from 'node:fs/promises'
+import { readFile, stat, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { expect } from 'chai'
 import { waitFor } from '../helpers.js'
 import { CliSuite } from '../cli-harness.js'
 import type { NodeFile } from '../../src/ops/node-file.js'
+import type { AddressInfo } from 'node:net'
 
 describe('settlement from the command line, across processes', function () {
   this.timeout(90_000)
@@ -36,14 +38,7 @@ describe('settlement from the command line, across processes', function () {
     expect(proxy.output()).to.match(/settles on devnet: wallet 0:[0-9a-f]{64} holds [\d.]+ TON/)
 
     // the client's API, once it knows the proxy and the proxy knows the worker
-    let api = ''
-    await waitFor(async () => {
-      const st = await cocoon(['status', '--data-dir', dirs.client, '--json'])
-      api = (JSON.parse(st.stdout || '{}') as { roleStatus?: { api?: string } }).roleStatus?.api ?? ''
-      if (api === '') return false
-      const models = await fetch(`${api}/v1/models`).then(async r => r.ok ? await r.json() as { data: unknown[] } : { data: [] }, () => ({ data: [] }))
-      return models.data.length > 0
-    }, 40_000, `the client to see the worker's model; client output:\n${client.output()}`)
+    const api = await clientApi(dirs.client, client)
 
     const wallet = await cocoon(['wallet', '--data-dir', dirs.client])
     expect(wallet.code, wallet.stderr).to.equal(0)
@@ -110,4 +105,94 @@ describe('settlement from the command line, across processes', function () {
     expect(twice.stderr).to.match(/already exists/)
     expect((await cocoon(['wallet', '--data-dir', dirs.client])).code).to.equal(0)
   })
+
+  it('loses no signed state when the proxy process is killed with SIGKILL mid-stream, and resumes the channel', async () => {
+    const chain = start(['chain', '--port', '0', '--data-dir', join(cli.home, 'chain-2')])
+    let url = ''
+    await waitFor(() => { url = /served on (http:\/\/127\.0\.0\.1:\d+)/.exec(chain.output())?.[1] ?? ''; return url !== '' }, 20_000, `cocoon chain to serve; its output:\n${chain.output()}`)
+    const dirs = { bootstrap: join(cli.home, 'b2'), proxy: join(cli.home, 'p2'), worker: join(cli.home, 'w2'), client: join(cli.home, 'c2') }
+    const common = ['--no-default-bootstrap', '--log-level', 'info', '--admin-port', '0']
+    const boot = start(['node', '--role', 'bootstrap', '--data-dir', dirs.bootstrap, '--listen', '/ip4/127.0.0.1/tcp/0', ...common])
+    const bootAddr = (await nodeFile(dirs.bootstrap, boot)).addrs[0]
+    const settle = ['--settlement', '--chain-endpoint', url, '--bootstrap', bootAddr]
+    // a tight credit window, so the client pays every dozen tokens; a slow worker, so there is a middle to kill in
+    const proxyConfig = join(cli.home, 'proxy2.json')
+    await writeFile(proxyConfig, JSON.stringify({ settlement: { creditWindow: 2_000 } }))
+    const workerConfig = join(cli.home, 'worker2.json')
+    await writeFile(workerConfig, JSON.stringify({ worker: { backend: 'synthetic', synthetic: { chunks: 400, chunkBytes: 16, intervalMs: 10, firstChunkDelayMs: 0 } } }))
+    const port = await freePort()
+    const proxyArgs = ['node', '--role', 'proxy', '--config', proxyConfig, '--data-dir', dirs.proxy, '--listen', `/ip4/127.0.0.1/tcp/${port}`, ...common, ...settle]
+    let proxy = start(proxyArgs)
+    const worker = start(['node', '--role', 'worker', '--config', workerConfig, '--data-dir', dirs.worker, '--listen', '/ip4/127.0.0.1/tcp/0', ...common, ...settle])
+    const client = start(['node', '--role', 'client', '--api-port', '0', '--data-dir', dirs.client, '--listen', '/ip4/127.0.0.1/tcp/0', ...common, ...settle])
+    await nodeFile(dirs.proxy, proxy)
+    await nodeFile(dirs.worker, worker)
+    await nodeFile(dirs.client, client)
+    const api = await clientApi(dirs.client, client)
+
+    // stream a long answer and kill -9 the proxy after some paid chunks
+    const res = await fetch(`${api}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'long' }], stream: true }) })
+    expect(res.status).to.equal(200)
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader()
+    let text = ''
+    while (!/"content":"/.test(text) || text.split('"content":"').length < 60) {
+      const { done, value } = await reader.read()
+      if (done) break
+      text += new TextDecoder().decode(value)
+    }
+    proxy.child.kill('SIGKILL')
+    await proxy.exited
+    let rest = ''
+    while (true) {
+      const { done, value } = await reader.read()
+      if (done) break
+      rest += new TextDecoder().decode(value)
+    }
+    expect(rest, 'the stream ends with an error event').to.match(/"error"/)
+
+    const listed = async (dir: string): Promise<Array<{ address: string, side: string, cumulative: string | null, countersigned: string | null, seqno: string | null }>> =>
+      JSON.parse((await cocoon(['channel', 'list', '--data-dir', dir, '--json'])).stdout)
+    const [mine] = (await listed(dirs.client)).filter(c => c.side === 'payer')
+    expect(BigInt(mine.countersigned ?? '0') > 0n, 'the proxy countersigned states mid-stream').to.equal(true)
+
+    // restarted on the same address and data dir: every state it countersigned is there
+    proxy = start(proxyArgs)
+    await nodeFile(dirs.proxy, proxy)
+    const theirs = (await listed(dirs.proxy)).find(c => c.address === mine.address)
+    expect(theirs?.side).to.equal('payee')
+    expect(BigInt(theirs?.cumulative ?? '0') >= BigInt(mine.countersigned ?? '0'), `the proxy holds ${theirs?.cumulative}, the client saw ${mine.countersigned} countersigned`).to.equal(true)
+
+    // and the channel carries on
+    let body: { cocoon?: { cost_nanoton?: { channel: string } } } = {}
+    await waitFor(async () => {
+      const r = await fetch(`${api}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'again' }], max_tokens: 3 }) })
+      body = await r.json() as typeof body
+      return r.ok
+    }, 40_000, `a job through the restarted proxy; its output:\n${proxy.output()}`, 1_000)
+    expect(body.cocoon?.cost_nanoton?.channel).to.equal(mine.address)
+    const [after] = (await listed(dirs.client)).filter(c => c.side === 'payer')
+    expect(BigInt(after.cumulative ?? '0') > BigInt(mine.cumulative ?? '0')).to.equal(true)
+    expect(BigInt(after.seqno ?? '0') > BigInt(mine.seqno ?? '0')).to.equal(true)
+  })
+
+  /** The client's API URL, once it sees the worker's model through the proxy. */
+  async function clientApi (dir: string, client: { output: () => string }): Promise<string> {
+    let api = ''
+    await waitFor(async () => {
+      const st = await cocoon(['status', '--data-dir', dir, '--json'])
+      api = (JSON.parse(st.stdout || '{}') as { roleStatus?: { api?: string } }).roleStatus?.api ?? ''
+      if (api === '') return false
+      const models = await fetch(`${api}/v1/models`).then(async r => r.ok ? await r.json() as { data: unknown[] } : { data: [] }, () => ({ data: [] }))
+      return models.data.length > 0
+    }, 40_000, `the client to see the worker's model; client output:\n${client.output()}`)
+    return api
+  }
 })
+
+async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as AddressInfo).port
+  await new Promise<void>(resolve => server.close(() => { resolve() }))
+  return port
+}
