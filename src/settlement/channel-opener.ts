@@ -13,7 +13,7 @@ import { announceOpen, fetchTerms } from './pay-service.js'
 import type { ChannelManager, PaymentTerms } from './channel-manager.js'
 import type { PayerChannel } from './channels.js'
 import type { ProtocolHost } from '../p2p/framing.js'
-import type { PeerId } from '@libp2p/interface'
+import type { Logger, PeerId } from '@libp2p/interface'
 
 const TERMS_TTL_MS = 10 * 60_000
 
@@ -23,9 +23,12 @@ export class ChannelOpener {
   private readonly terms = new Map<string, { terms: PaymentTerms, expiresAtMs: number }>()
   private readonly confirmed = new Set<string>()
 
-  constructor (host: Pick<ProtocolHost, 'dialProtocol'>, manager: ChannelManager) {
+  private readonly log?: Logger
+
+  constructor (host: Pick<ProtocolHost, 'dialProtocol'>, manager: ChannelManager, log?: Logger) {
     this.host = host
     this.manager = manager
+    this.log = log
   }
 
   /** The open channel this node pays `peer` through, opened now if there is none. */
@@ -57,6 +60,10 @@ export class ChannelOpener {
   private async announce (peer: PeerId, channel: PayerChannel): Promise<void> {
     const view = await announceOpen(this.host, peer, channel.record)
     this.confirmed.add(channel.address)
+    if (view.unpaid > 0n) {
+      // not paid blindly: the payee's word is all there is; the operator decides
+      this.log?.('%s counts %s nanoTON delivered and unpaid on %s (a job cut short); pay it with cocoon channel pay %s %sn', peer, view.unpaid, channel.address, channel.address, view.unpaid)
+    }
     const theirs = view.latest
     const mine = channel.latest()
     if (theirs != null && mine != null && theirs.seqno === mine.seqno && mine.payeeSignature == null && theirs.payeeSignature.length > 0) {

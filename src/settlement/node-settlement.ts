@@ -107,7 +107,7 @@ export class NodeSettlement {
         log: options.log
       })
       const payService = new PayService(node, { manager, chainEndpoint: s.endpoint ?? undefined, metrics: options.metrics, log: options.log })
-      const settlement = new NodeSettlement({ node, config, chain, store, manager, opener: new ChannelOpener(node, manager), payService, options, faucet: s.chain === 'devnet' && s.devnetFaucet ? faucet : undefined, faucetAny: faucet })
+      const settlement = new NodeSettlement({ node, config, chain, store, manager, opener: new ChannelOpener(node, manager, options.log), payService, options, faucet: s.chain === 'devnet' && s.devnetFaucet ? faucet : undefined, faucetAny: faucet })
       return settlement
     } catch (err) {
       store.close()

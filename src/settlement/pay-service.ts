@@ -109,7 +109,7 @@ export class PayService {
 
 function view (channel: PayeeChannel): ChannelView {
   const latest = channel.latest()
-  return { channel: channel.address, deposited: channel.record.deposited, latest: latest == null ? undefined : toWire(latest) }
+  return { channel: channel.address, deposited: channel.record.deposited, latest: latest == null ? undefined : toWire(latest), unpaid: channel.unpaid }
 }
 
 export function toWire (s: StoredState): WireState {

@@ -1558,6 +1558,7 @@ export interface ChannelView {
   channel: string
   deposited: bigint
   latest?: ChannelState
+  unpaid: bigint
 }
 
 export namespace ChannelView {
@@ -1585,13 +1586,19 @@ export namespace ChannelView {
           ChannelState.codec().encode(obj.latest, w)
         }
 
+        if ((obj.unpaid != null && obj.unpaid !== 0n)) {
+          w.uint32(32)
+          w.uint64(obj.unpaid)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
       }, (reader, length, opts = {}) => {
         const obj: any = {
           channel: '',
-          deposited: 0n
+          deposited: 0n,
+          unpaid: 0n
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -1612,6 +1619,10 @@ export namespace ChannelView {
               obj.latest = ChannelState.codec().decode(reader, reader.uint32(), {
                 limits: opts.limits?.latest
               })
+              break
+            }
+            case 4: {
+              obj.unpaid = reader.uint64()
               break
             }
             default: {
@@ -1648,6 +1659,13 @@ export namespace ChannelView {
                 limits: opts.limits?.latest
               })
 
+              break
+            }
+            case 4: {
+              yield {
+                field: `${prefix}.unpaid`,
+                value: reader.uint64()
+              }
               break
             }
             default: {
@@ -1697,6 +1715,11 @@ export namespace ChannelView {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface ChannelViewUnpaidFieldEvent {
+    field: '$.unpaid'
+    value: bigint
+  }
+
   export function encode (obj: Partial<ChannelView>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, ChannelView.codec())
   }
@@ -1705,7 +1728,7 @@ export namespace ChannelView {
     return decodeMessage(buf, ChannelView.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ChannelView>): Generator<ChannelViewChannelFieldEvent | ChannelViewDepositedFieldEvent | ChannelViewLatestChannelFieldEvent | ChannelViewLatestSeqnoFieldEvent | ChannelViewLatestCumulativeFieldEvent | ChannelViewLatestPayerSignatureFieldEvent | ChannelViewLatestPayeeSignatureFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ChannelView>): Generator<ChannelViewChannelFieldEvent | ChannelViewDepositedFieldEvent | ChannelViewLatestChannelFieldEvent | ChannelViewLatestSeqnoFieldEvent | ChannelViewLatestCumulativeFieldEvent | ChannelViewLatestPayerSignatureFieldEvent | ChannelViewLatestPayeeSignatureFieldEvent | ChannelViewUnpaidFieldEvent> {
     return streamMessage(buf, ChannelView.codec(), opts)
   }
 }
@@ -2210,6 +2233,11 @@ export namespace PayResponse {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface PayResponseChannelUnpaidFieldEvent {
+    field: '$.channel.unpaid'
+    value: bigint
+  }
+
   export interface PayResponseCloseChannelFieldEvent {
     field: '$.close.channel'
     value: string
@@ -2243,7 +2271,7 @@ export namespace PayResponse {
     return decodeMessage(buf, PayResponse.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<PayResponse>): Generator<PayResponseTermsChainFieldEvent | PayResponseTermsNetworkIdFieldEvent | PayResponseTermsWalletFieldEvent | PayResponseTermsChannelKeyFieldEvent | PayResponseTermsMinDisputeWindowSFieldEvent | PayResponseTermsMinDepositFieldEvent | PayResponseTermsCreditWindowFieldEvent | PayResponseTermsChainEndpointFieldEvent | PayResponseChannelChannelFieldEvent | PayResponseChannelDepositedFieldEvent | PayResponseChannelLatestChannelFieldEvent | PayResponseChannelLatestSeqnoFieldEvent | PayResponseChannelLatestCumulativeFieldEvent | PayResponseChannelLatestPayerSignatureFieldEvent | PayResponseChannelLatestPayeeSignatureFieldEvent | PayResponseCloseChannelFieldEvent | PayResponseClosePayeeSignatureFieldEvent | PayResponseCountersignChannelFieldEvent | PayResponseCountersignSeqnoFieldEvent | PayResponseCountersignPayeeSignatureFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<PayResponse>): Generator<PayResponseTermsChainFieldEvent | PayResponseTermsNetworkIdFieldEvent | PayResponseTermsWalletFieldEvent | PayResponseTermsChannelKeyFieldEvent | PayResponseTermsMinDisputeWindowSFieldEvent | PayResponseTermsMinDepositFieldEvent | PayResponseTermsCreditWindowFieldEvent | PayResponseTermsChainEndpointFieldEvent | PayResponseChannelChannelFieldEvent | PayResponseChannelDepositedFieldEvent | PayResponseChannelLatestChannelFieldEvent | PayResponseChannelLatestSeqnoFieldEvent | PayResponseChannelLatestCumulativeFieldEvent | PayResponseChannelLatestPayerSignatureFieldEvent | PayResponseChannelLatestPayeeSignatureFieldEvent | PayResponseChannelUnpaidFieldEvent | PayResponseCloseChannelFieldEvent | PayResponseClosePayeeSignatureFieldEvent | PayResponseCountersignChannelFieldEvent | PayResponseCountersignSeqnoFieldEvent | PayResponseCountersignPayeeSignatureFieldEvent> {
     return streamMessage(buf, PayResponse.codec(), opts)
   }
 }
