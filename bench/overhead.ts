@@ -5,12 +5,13 @@
  *   (a) straight to the backend over HTTP (the same OpenAI-compatible HTTP
  *       layer the client serves, in its own process), and
  *   (b) through client → proxy → worker: four `cocoon node` processes
- *       (bootstrap, proxy, worker, client) on loopback, sealed end to end.
- * Prints requests/s, time to first chunk and total latency (p50/p99) for both
- * and their ratio, and the proxy's and worker's CPU time per request (from
- * /proc). Writes bench/results/overhead.json.
+ *       (bootstrap, proxy, worker, client) on loopback, sealed end to end, and
+ *   (c) the same, paid as it streams, settling on a `cocoon chain` devnet.
+ * Prints requests/s, time to first chunk and total latency (p50/p99) for
+ * each, the ratios, and each node's CPU time per request (from /proc).
+ * Writes bench/results/overhead.json.
  *
- * Options: --seconds N (20), --concurrency N (30), --chunks N (50), --chunk-bytes N (128).
+ * Options: --seconds N (20), --concurrency N (30), --chunks N (50), --chunk-bytes N (128), --no-paid (skip c).
  */
 import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -33,7 +34,8 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '30' },
     chunks: { type: 'string', default: '50' },
     'chunk-bytes': { type: 'string', default: '128' },
-    'serve-direct': { type: 'boolean' }
+    'serve-direct': { type: 'boolean' },
+    'no-paid': { type: 'boolean' }
   }
 })
 const SECONDS = Number(values.seconds)
@@ -139,10 +141,26 @@ async function startCocoon (root: string, role: string, args: string[]): Promise
   return { role, child, dataDir }
 }
 
-async function throughSwarm (): Promise<{ run: RunResult, cpu: Record<string, number> }> {
+/** `cocoon chain` on a free port: the devnet the paid run settles on. */
+async function startChain (root: string): Promise<{ url: string, child: ChildProcess }> {
+  const child = spawn(process.execPath, [join(packageRoot(), 'bin', 'cocoon.js'), 'chain', '--port', '0', '--data-dir', join(root, 'chain')], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, COCOON_HOME: root }
+  })
+  let output = ''
+  child.stderr?.on('data', (d: Buffer) => { output += d.toString() })
+  let url = ''
+  await waitFor(() => { url = /served on (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1] ?? ''; return url !== '' }, 30_000, 'cocoon chain to serve')
+  return { url, child }
+}
+
+async function throughSwarm (paid: boolean): Promise<{ run: RunResult, cpu: Record<string, number> }> {
   const root = await mkdtemp(join(tmpdir(), 'cocoon-overhead-'))
   const nodes: NodeProcess[] = []
+  let chain: { url: string, child: ChildProcess } | undefined
   try {
+    chain = paid ? await startChain(root) : undefined
+    const settle = chain == null ? [] : ['--settlement', '--chain-endpoint', chain.url]
     nodes.push(await startCocoon(root, 'bootstrap', []))
     const boot = (await readNodeFile(nodes[0].dataDir))?.addrs[0] as string
     const workerConfig = join(root, 'worker.json')
@@ -152,9 +170,9 @@ async function throughSwarm (): Promise<{ run: RunResult, cpu: Record<string, nu
         synthetic: { chunks: CHUNKS, chunkBytes: CHUNK_BYTES, intervalMs: 0, firstChunkDelayMs: 0 }
       }
     }))
-    nodes.push(await startCocoon(root, 'proxy', ['--bootstrap', boot]))
-    nodes.push(await startCocoon(root, 'worker', ['--bootstrap', boot, '--backend', 'synthetic', '--config', workerConfig]))
-    nodes.push(await startCocoon(root, 'client', ['--bootstrap', boot, '--api-port', '0']))
+    nodes.push(await startCocoon(root, 'proxy', ['--bootstrap', boot, ...settle]))
+    nodes.push(await startCocoon(root, 'worker', ['--bootstrap', boot, '--backend', 'synthetic', '--config', workerConfig, ...settle]))
+    nodes.push(await startCocoon(root, 'client', ['--bootstrap', boot, '--api-port', '0', ...settle]))
     const admin = (await readNodeFile(nodes[3].dataDir))?.admin as string
     let apiUrl = ''
     await waitFor(async () => {
@@ -164,7 +182,7 @@ async function throughSwarm (): Promise<{ run: RunResult, cpu: Record<string, nu
       const models = await fetch(`${apiUrl}/v1/models`)
       return models.ok && ((await models.json()) as { data: Array<{ workers: number }> }).data.some(m => m.workers > 0)
     }, 60_000, 'the client to see the worker')
-    await streamOne(apiUrl) // warm: attestation, evidence, connections
+    await streamOne(apiUrl) // warm: attestation, evidence, connections (and, paid, the client's channel)
     const pids = Object.fromEntries(nodes.map(n => [n.role, n.child.pid as number]))
     const before = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([role, pid]) => [role, await cpuMs(pid)] as const)))
     const run = await load(apiUrl)
@@ -174,6 +192,11 @@ async function throughSwarm (): Promise<{ run: RunResult, cpu: Record<string, nu
   } finally {
     for (const n of nodes.reverse()) n.child.kill('SIGTERM')
     await Promise.all(nodes.map(async n => new Promise(resolve => { if (n.child.exitCode != null) resolve(undefined); else n.child.once('exit', resolve) })))
+    if (chain != null) {
+      const c = chain.child
+      c.kill('SIGTERM')
+      await new Promise(resolve => { if (c.exitCode != null) resolve(undefined); else c.once('exit', resolve) })
+    }
     await rm(root, { recursive: true, force: true })
   }
 }
@@ -193,9 +216,12 @@ async function main (): Promise<void> {
     direct.child.kill('SIGTERM')
   }
   await settle()
-  const swarm = await throughSwarm()
+  const swarm = await throughSwarm(false)
+  await settle()
+  const paidSwarm = values['no-paid'] === true ? undefined : await throughSwarm(true)
   const a = summary(directRun)
   const b = summary(swarm.run)
+  const c = paidSwarm == null ? undefined : summary(paidSwarm.run)
   const ratio = {
     requestsPerSecond: round(b.requestsPerSecond / a.requestsPerSecond, 2),
     firstChunkP50: round(b.firstChunkP50Ms / a.firstChunkP50Ms, 2),
@@ -209,13 +235,18 @@ async function main (): Promise<void> {
   console.log(row('(b) client → proxy → worker', b))
   console.log(`  ratio b/a: req/s ${ratio.requestsPerSecond}, first chunk p50 ${ratio.firstChunkP50} p99 ${ratio.firstChunkP99}, total p50 ${ratio.totalP50} p99 ${ratio.totalP99}`)
   console.log(`  CPU per request: proxy ${swarm.cpu.proxy} ms, worker ${swarm.cpu.worker} ms, client ${swarm.cpu.client} ms (direct backend server: ${directCpu} ms)`)
+  if (c != null && paidSwarm != null) {
+    console.log(row('(c) the same, paid as it streams', c))
+    console.log(`  paid/unpaid (c/b): req/s ${round(c.requestsPerSecond / b.requestsPerSecond, 2)}, total p50 ${round(c.totalP50Ms / b.totalP50Ms, 2)}; CPU per request: proxy ${paidSwarm.cpu.proxy} ms, worker ${paidSwarm.cpu.worker} ms, client ${paidSwarm.cpu.client} ms`)
+  }
   console.log('  all four processes and the load generator share this machine\'s cores')
   await writeResult('overhead', {
     date: new Date().toISOString(),
     setup: { seconds: SECONDS, concurrency: CONCURRENCY, chunks: CHUNKS, chunkBytes: CHUNK_BYTES, cores: (await import('node:os')).availableParallelism() },
     direct: { ...a, cpuMsPerRequest: directCpu },
     network: { ...b, cpuMsPerRequest: swarm.cpu },
-    ratio
+    ratio,
+    ...(c == null || paidSwarm == null ? {} : { paid: { ...c, cpuMsPerRequest: paidSwarm.cpu, vsUnpaid: { requestsPerSecond: round(c.requestsPerSecond / b.requestsPerSecond, 2), totalP50: round(c.totalP50Ms / b.totalP50Ms, 2) } } })
   })
 }
 

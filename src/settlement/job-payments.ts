@@ -69,6 +69,8 @@ export class JobPayee {
   readonly price: ModelPrice
   readonly creditWindow: bigint
   private earned = 0n
+  private finalized = false
+  private paidAfterFinal = false
 
   constructor (channel: PayeeChannel, price: ModelPrice, creditWindow: bigint) {
     this.channel = channel
@@ -94,18 +96,25 @@ export class JobPayee {
   /** Counts the final usage; returns the job's exact cost. */
   final (usage: Usage): bigint {
     this.earnUpTo(costOf(usage, this.price))
+    this.finalized = true
     return this.earned
   }
 
   /** Checks and stores a payment, returning the countersignature. */
   accept (update: PaymentUpdate): Uint8Array {
     if (update.channel !== this.channel.address) throw new ChannelError('wrong_channel', `a payment for ${update.channel} arrived on a job paid through ${this.channel.address}`)
-    return this.channel.accept(update)
+    const countersignature = this.channel.accept(update)
+    if (this.finalized) this.paidAfterFinal = true
+    return countersignature
   }
 
-  /** True once everything delivered on the channel is paid. */
+  /**
+   * True once the payer paid after the final result (its settlement of this
+   * job, on this job's stream), or nothing on the channel is unpaid. Other
+   * jobs' frames still in flight on the channel do not hold this one up.
+   */
   settled (): boolean {
-    return this.channel.unpaid === 0n
+    return this.paidAfterFinal || this.channel.unpaid === 0n
   }
 
   private earnUpTo (total: bigint): void {
@@ -151,11 +160,16 @@ export async function awaitCredit (payee: JobPayee, tokens: number, paid: () => 
   }
 }
 
-/** Waits, at most `waitMs`, for the payment that settles a finished job; false when it did not come. */
-export async function awaitSettled (payee: JobPayee, paid: () => WakeUp, waitMs: number, signal: AbortSignal): Promise<boolean> {
+/**
+ * Waits, at most `waitMs`, for the payment that settles a finished job;
+ * stops early when the payer ended its side (`ended`: it had nothing more
+ * to pay). False when the job is left unpaid.
+ */
+export async function awaitSettled (payee: JobPayee, paid: () => WakeUp, ended: () => boolean, waitMs: number, signal: AbortSignal): Promise<boolean> {
   const giveUpAt = performance.now() + waitMs
   while (!payee.settled()) {
     const left = giveUpAt - performance.now()
+    if (ended()) return payee.settled() || payee.channel.unpaid <= payee.creditWindow
     if (left <= 0 || signal.aborted) return false
     await paid().wait(left, signal).catch(() => {})
   }

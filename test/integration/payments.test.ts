@@ -182,6 +182,31 @@ describe('paid inference on the devnet', function () {
     }
   })
 
+  it('settles each of many concurrent jobs on one channel by its own last payment, without waiting for the others', async () => {
+    const devnet = await Devnet.open(await tempDir())
+    // a long settle wait: a job that waited for the whole channel to be paid up would take it
+    const roomy = { worker: { ...(synthetic({ chunks: 30, intervalMs: 2 }).worker as Record<string, unknown>), models: [{ name: 'cocoon-synthetic', contextLength: 2048, pricePromptPerM: 20_000_000, priceCompletionPerM: 80_000_000, maxConcurrent: 16 }] } }
+    const s = await startPaidSwarm(devnet, { workers: [roomy], settlement: { settleWaitMs: 20_000 } })
+    try {
+      const openai = sdk(s.clients[0])
+      await openai.chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'open the channel' }] })
+      const t0 = performance.now()
+      await Promise.all(Array.from({ length: 8 }, async (_, i) => {
+        const stream = await openai.chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: `concurrent ${i}` }], stream: true })
+        for await (const _chunk of stream) { /* read to the end */ }
+      }))
+      const worker = s.workers[0].role as unknown as { work?: { status(): { running: Record<string, number> } } }
+      await waitFor(() => Object.values(worker.work?.status().running ?? {}).every(n => n === 0), 5_000, 'the worker to free its slots')
+      const ms = performance.now() - t0
+      expect(ms, `8 concurrent paid jobs took ${Math.round(ms)} ms`).to.be.below(10_000)
+      const [channel] = settled(s.clients[0]).manager.list().filter(c => c.side === 'payer')
+      expect(settled(s.proxy).manager.payee(channel.address)?.unpaid).to.equal(0n)
+    } finally {
+      await stopAll([...s.clients, ...s.workers, s.proxy, s.boot])
+      await devnet.close()
+    }
+  })
+
   it('stops a client that stops paying within the credit window', async () => {
     const devnet = await Devnet.open(await tempDir())
     // 60 frames of 16 bytes, paced so each is its own frame; 88 nanoTON per token for the client

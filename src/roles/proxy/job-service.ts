@@ -184,9 +184,17 @@ export class ProxyJobService {
       if (attempts.length === 0) throw new ProtocolError(ErrorCode.BAD_REQUEST, 'the job body is sealed to none of the offered workers')
 
       // from here on, the client's side carries payments and a cancel (or its close/reset)
-      const job: RelayJob = { client: framed, writer: new SerialWriter(), header, deadlineAtMs, controller, startedMs, clientChannel, payee: undefined, paid: wakeUp() }
+      const job: RelayJob = { client: framed, writer: new SerialWriter(), header, deadlineAtMs, controller, startedMs, clientChannel, payee: undefined, paid: wakeUp(), finished: false, ended: false }
       watchUpstream(framed, controller.signal, Math.max(1, deadlineAtMs - performance.now()) + (this.init.payments?.settleWaitMs ?? 0) + 1_000, {
-        onCancel: () => { controller.abort(new InferenceError('cancelled', 'the client cancelled the job')) },
+        onCancel: () => {
+          if (job.finished) {
+            // after the final result, the client closing its side is the end of a paid job, not a cancel
+            job.ended = true
+            job.paid.wake()
+            return
+          }
+          controller.abort(new InferenceError('cancelled', 'the client cancelled the job'))
+        },
         onPayment: async (payment) => { await this.takePayment(job, payment) },
         onPaymentError: (err) => {
           controller.abort(err instanceof ChannelError ? new ProtocolError(ErrorCode.PAYMENT_REFUSED, err.message) : err)
@@ -362,6 +370,7 @@ export class ProxyJobService {
             ? undefined
             : (() => { const c = job.payee.final(usage); return { client: c, worker: payer.cost, commission: c - payer.cost } })()
           const totalMs = Math.round(performance.now() - startedMs)
+          job.finished = true
           await this.toClient(job, { final: { result: event.final, timings: { routeMs, firstChunkMs, totalMs }, cost } })
           await workerWriter.run(async () => toWorker.close()).catch(() => {})
           this.init.registry.recordResult(worker, { ok: true, latencyMs: result.totalMs })
@@ -404,7 +413,7 @@ export class ProxyJobService {
   private async awaitSettlement (job: RelayJob): Promise<void> {
     const payee = job.payee
     if (payee == null) return
-    if (!(await awaitSettled(payee, () => job.paid, this.init.payments?.settleWaitMs ?? 0, job.controller.signal))) {
+    if (!(await awaitSettled(payee, () => job.paid, () => job.ended, this.init.payments?.settleWaitMs ?? 0, job.controller.signal))) {
       this.counts.unpaid++
       this.init.log('job %s ended with %s nanoTON unpaid on %s', job.header.requestId, payee.channel.unpaid, payee.channel.address)
     }
@@ -435,8 +444,12 @@ interface RelayJob {
   clientChannel: JobRelayChannel | undefined
   /** The client's side of this job's payments, once routed. */
   payee: JobPayee | undefined
-  /** Woken by every client payment. */
+  /** Woken by every client payment, and by the client ending its side after the final result. */
   paid: WakeUp
+  /** The final result went out: from now on the client closing its side is no cancel. */
+  finished: boolean
+  /** The client ended its side after the final result. */
+  ended: boolean
 }
 
 function workerPrice (r: RankedWorker): ModelPrice {

@@ -161,9 +161,14 @@ export class WorkService {
       deadline = setTimeout(() => { controller.abort(new InferenceError('timeout', `the job passed its ${header?.deadlineMs ?? 0} ms deadline on the worker`)) }, header.deadlineMs)
       const writer = new SerialWriter()
       let paid = wakeUp()
+      let upstreamEnded = false
       watchUpstream(framed, controller.signal, header.deadlineMs + (this.init.payments?.settleWaitMs ?? 0) + 1_000, {
         onCancel: () => {
-          if (finished) return
+          if (finished) {
+            upstreamEnded = true
+            paid.wake()
+            return
+          }
           cancelledAtMs = Date.now()
           controller.abort(new InferenceError(CANCELLED, 'the requester cancelled the job'))
         },
@@ -259,7 +264,7 @@ export class WorkService {
       })
       finished = true
       await writer.run(async () => framed.write(WorkEvent, { final: signed }, { signal: controller.signal }))
-      if (payee != null && !(await awaitSettled(payee, () => paid, this.init.payments?.settleWaitMs ?? 0, controller.signal))) {
+      if (payee != null && !(await awaitSettled(payee, () => paid, () => upstreamEnded, this.init.payments?.settleWaitMs ?? 0, controller.signal))) {
         this.counts.unpaid++
         this.init.log('job %s ended with %s nanoTON unpaid on %s', header.requestId, payee.channel.unpaid, payee.channel.address)
       }
