@@ -154,7 +154,16 @@ export class ChannelManager {
     }
     // stored before the deposit leaves the wallet: a crash now leaves a record to recover from
     this.init.store.putChannel(record)
-    await this.init.chain.openChannel(config, deposit)
+    try {
+      await this.init.chain.openChannel(config, deposit)
+    } catch (err) {
+      // it may have landed anyway (a timeout): the chain says which
+      const landed = await this.init.chain.getChannel(record.address).catch(() => null)
+      if (landed?.status !== 'open') {
+        this.init.store.putChannel({ ...record, status: 'closed', updatedAtMs: Date.now() })
+        throw err
+      }
+    }
     const onChain = await this.init.chain.getChannel(record.address)
     const opened: ChannelRecord = { ...record, deposited: onChain?.deposited ?? deposit, status: 'open', updatedAtMs: Date.now() }
     this.init.store.putChannel(opened)
