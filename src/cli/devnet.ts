@@ -20,7 +20,7 @@ import { waitFor } from '../ops/wait-for.js'
 import { streamChat } from '../inference/stream-chat.js'
 import { knowEachOther, startNode } from '../roles/runtime.js'
 import { Devnet } from '../settlement/chain/index.js'
-import { formatTon } from '../settlement/node-settlement.js'
+import { fromNano } from '@ton/core'
 import { flagsToConfig, waitForShutdown } from './main.js'
 import type { ClientRole } from '../roles/client/client-role.js'
 import type { ProxyRole } from '../roles/proxy/proxy-role.js'
@@ -159,12 +159,12 @@ async function openChannels (nodes: RunningNode[], io: CliIO): Promise<void> {
   const lines: string[] = []
   const open = async (payer: RunningNode, payee: RunningNode, name: string): Promise<void> => {
     const channel = await (payer.settlement as NonNullable<RunningNode['settlement']>).payerFor(payee.peerId.toString())
-    lines.push(`    ${name}: ${channel.address} holds ${formatTon(channel.record.deposited)} TON, ${formatTon(channel.paid)} TON paid so far`)
+    lines.push(`    ${name}: ${channel.address} holds ${fromNano(channel.record.deposited)} TON, ${fromNano(channel.paid)} TON paid so far`)
   }
   await open(client, proxy, 'client → proxy')
   for (const [i, worker] of nodes.filter(n => n.config.role === 'worker').entries()) await open(proxy, worker, `proxy → worker-${i + 1}`)
   const wallet = await client.settlement.chain.wallet()
-  io.out(`  payment channels on the devnet chain (client wallet ${wallet.address}: ${formatTon(wallet.balance)} TON):`)
+  io.out(`  payment channels on the devnet chain (client wallet ${wallet.address}: ${fromNano(wallet.balance)} TON):`)
   for (const line of lines) io.out(line)
 }
 

@@ -13,7 +13,8 @@ import { ADMIN_TOKEN_HEADER } from '../ops/admin-server.js'
 import { readAdminToken, readNodeFile } from '../ops/node-file.js'
 import { loadWalletKey, serveDevnet, walletContract } from '../settlement/chain/index.js'
 import { readSecretFile } from '../p2p/secret-file.js'
-import { formatTon } from '../settlement/node-settlement.js'
+import { fromNano, toNano } from '@ton/core'
+import { isLoopbackName } from '../ops/loopback-host.js'
 import { resolveDataDir } from './id.js'
 import type { CliIO } from './main.js'
 import type { SettlementStatus } from '../settlement/node-settlement.js'
@@ -56,12 +57,11 @@ async function call (t: Target, method: 'GET' | 'POST', path: string, body?: Rec
 }
 
 /** "1.5" TON or "1500000000n" nanoTON → nanoTON, as a decimal string. */
-export function parseAmount (text: string | undefined, what: string): string {
+function parseAmount (text: string | undefined, what: string): string {
   if (text == null) throw new ConfigError(what, 'missing; expected an amount in TON such as 1.5 (or nanoTON ending in n, such as 1500000000n)')
   if (/^\d+n$/.test(text)) return text.slice(0, -1)
-  const m = /^(\d+)(?:\.(\d{1,9}))?$/.exec(text)
-  if (m == null) throw new ConfigError(what, `${JSON.stringify(text)} is not an amount; expected TON such as 1.5, or nanoTON such as 1500000000n`)
-  return (BigInt(m[1]) * 1_000_000_000n + BigInt((m[2] ?? '').padEnd(9, '0'))).toString()
+  if (!/^\d+(?:\.\d{1,9})?$/.test(text)) throw new ConfigError(what, `${JSON.stringify(text)} is not an amount; expected TON such as 1.5, or nanoTON such as 1500000000n`)
+  return toNano(text).toString()
 }
 
 export async function runWallet (args: string[], io: CliIO): Promise<number> {
@@ -75,7 +75,7 @@ export async function runWallet (args: string[], io: CliIO): Promise<number> {
   else throw new ConfigError('wallet', `unknown subcommand ${JSON.stringify(sub)}; expected show, faucet [amount] or create --mnemonic-file <file>`)
   if (values.json === true) io.out(JSON.stringify(wallet, null, 2))
   else if ('error' in wallet) io.out(`wallet: ${wallet.error}`)
-  else io.out(`wallet ${wallet.address}: ${formatTon(BigInt(wallet.balance))} TON${wallet.deployed ? '' : ' (not deployed yet: its first payment deploys it)'}`)
+  else io.out(`wallet ${wallet.address}: ${fromNano(BigInt(wallet.balance))} TON${wallet.deployed ? '' : ' (not deployed yet: its first payment deploys it)'}`)
   return 0
 }
 
@@ -95,21 +95,21 @@ export async function runChannel (args: string[], io: CliIO): Promise<number> {
       if (first == null) throw new ConfigError('peer', 'missing; expected cocoon channel open <peer-id>')
       const res = await call(t, 'POST', '/channels/open', { peer: first }) as { channel: string, deposited: string }
       if (values.json === true) print(res)
-      else io.out(`channel ${res.channel} open to ${first} with ${formatTon(BigInt(res.deposited))} TON`)
+      else io.out(`channel ${res.channel} open to ${first} with ${fromNano(BigInt(res.deposited))} TON`)
       return 0
     }
     case 'topup': {
       if (first == null) throw new ConfigError('channel', 'missing; expected cocoon channel topup <channel> <amount>')
       const res = await call(t, 'POST', '/channels/topup', { channel: first, amount: parseAmount(second, 'amount') }) as { channel: string, deposited: string }
       if (values.json === true) print(res)
-      else io.out(`channel ${res.channel} now holds ${formatTon(BigInt(res.deposited))} TON in all`)
+      else io.out(`channel ${res.channel} now holds ${fromNano(BigInt(res.deposited))} TON in all`)
       return 0
     }
     case 'pay': {
       if (first == null) throw new ConfigError('channel', 'missing; expected cocoon channel pay <channel> <amount>')
       const res = await call(t, 'POST', '/channels/pay', { channel: first, amount: parseAmount(second, 'amount') }) as { channel: string, seqno: string, cumulative: string, countersigned: boolean }
       if (values.json === true) print(res)
-      else io.out(`channel ${res.channel}: state ${res.seqno} pays ${formatTon(BigInt(res.cumulative))} TON in all${res.countersigned ? ', countersigned' : ''}`)
+      else io.out(`channel ${res.channel}: state ${res.seqno} pays ${fromNano(BigInt(res.cumulative))} TON in all${res.countersigned ? ', countersigned' : ''}`)
       return 0
     }
     case 'close': {
@@ -146,8 +146,8 @@ async function createWallet (path: string | undefined, chain: string, json: bool
 }
 
 function formatChannel (c: SettlementStatus['channels'][number]): string {
-  const owed = c.cumulative == null ? '0' : formatTon(BigInt(c.cumulative))
-  return `${c.address}  ${c.side === 'payer' ? 'pays' : 'paid by'} ${c.peer}  ${c.status}  deposit ${formatTon(BigInt(c.deposited))} TON  owed ${owed} TON (seqno ${c.seqno ?? 0}${c.countersigned != null && c.countersigned !== c.cumulative ? `, countersigned ${formatTon(BigInt(c.countersigned))}` : ''})`
+  const owed = c.cumulative == null ? '0' : fromNano(BigInt(c.cumulative))
+  return `${c.address}  ${c.side === 'payer' ? 'pays' : 'paid by'} ${c.peer}  ${c.status}  deposit ${fromNano(BigInt(c.deposited))} TON  owed ${owed} TON (seqno ${c.seqno ?? 0}${c.countersigned != null && c.countersigned !== c.cumulative ? `, countersigned ${fromNano(BigInt(c.countersigned))}` : ''})`
 }
 
 /** `cocoon chain`: one devnet served on loopback for nodes in several processes. */
@@ -156,7 +156,7 @@ export async function runChain (args: string[], io: CliIO): Promise<number> {
   const port = values.port == null ? 8500 : Number(values.port)
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError('port', `expected a port number 0-65535 (got ${JSON.stringify(values.port)})`)
   const host = values.host ?? '127.0.0.1'
-  if (!['127.0.0.1', '::1', 'localhost'].includes(host)) throw new ConfigError('host', 'the devnet server listens on loopback only')
+  if (!isLoopbackName(host)) throw new ConfigError('host', 'the devnet server listens on loopback only')
   const dataDir = values['data-dir'] ?? join(cocoonHome(io.env), 'devnet-chain')
   const server = await serveDevnet({ dataDir, host, port })
   io.err(`devnet chain in ${dataDir} served on ${server.url}`)

@@ -9,7 +9,7 @@ import type { CliIO } from './main.js'
 import type { ProxyRoleStatus } from '../roles/proxy/proxy-role.js'
 import type { WorkerRoleStatus } from '../roles/worker/worker-role.js'
 import type { NodeStatus } from '../roles/runtime.js'
-import { formatTon } from '../settlement/node-settlement.js'
+import { fromNano } from '@ton/core'
 
 const STATUS_TIMEOUT_MS = 3_000
 
@@ -109,13 +109,13 @@ export function formatStatus (s: NodeStatus): string {
 }
 
 function formatSettlement (st: NonNullable<NodeStatus['settlement']>): string[] {
-  const wallet = 'error' in st.wallet ? `wallet unavailable: ${st.wallet.error}` : `wallet ${st.wallet.address} ${formatTon(BigInt(st.wallet.balance))} TON`
+  const wallet = 'error' in st.wallet ? `wallet unavailable: ${st.wallet.error}` : `wallet ${st.wallet.address} ${fromNano(BigInt(st.wallet.balance))} TON`
   const open = st.channels.filter(c => c.status !== 'closed')
   const lines = [`  settlement ${st.chain}, ${wallet}, ${open.length} channel${open.length === 1 ? '' : 's'} open or closing`]
   if (open.length === 0) return lines
   const rows = [['SIDE', 'STATUS', 'DEPOSIT TON', 'PAID TON', 'COUNTERSIGNED', 'SEQNO', 'PEER', 'CHANNEL']]
   for (const c of open) {
-    rows.push([c.side, c.status, formatTon(BigInt(c.deposited)), formatTon(BigInt(c.cumulative ?? '0')), formatTon(BigInt(c.countersigned ?? '0')), c.seqno ?? '0', c.peer, c.address])
+    rows.push([c.side, c.status, fromNano(BigInt(c.deposited)), fromNano(BigInt(c.cumulative ?? '0')), fromNano(BigInt(c.countersigned ?? '0')), c.seqno ?? '0', c.peer, c.address])
   }
   return [...lines, ...table(rows)]
 }

@@ -9,6 +9,7 @@
 import { timingSafeEqual } from 'node:crypto'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { hostHeaderName, isLoopbackName } from './loopback-host.js'
 
 export const ADMIN_TOKEN_HEADER = 'x-cocoon-admin-token'
 const MAX_ACTION_BODY_BYTES = 16 * 1024
@@ -48,8 +49,7 @@ export async function startAdminServer (host: string, port: number, handlers: Ad
     }
     const path = (req.url ?? '/').split('?')[0]
     const fail = (status: number, code: string, message: string): void => { send(status, 'application/json', JSON.stringify({ error: { code, message } })) }
-    const hostName = (req.headers.host ?? '').replace(/:\d+$/, '').replace(/^\[|\]$/g, '')
-    if (req.headers.host !== undefined && !['127.0.0.1', 'localhost', '::1'].includes(hostName) && !/^127\./.test(hostName)) {
+    if (req.headers.host !== undefined && !isLoopbackName(hostHeaderName(req.headers.host))) {
       fail(403, 'forbidden', 'the admin endpoint answers loopback host names only')
       return
     }

@@ -21,7 +21,7 @@ import type { ChannelManager } from './channel-manager.js'
 import type { PayeeChannel, PayerChannel, PaymentUpdate } from './channels.js'
 import type { ModelPrice } from './pricing.js'
 import type { Usage } from '../inference/types.js'
-import type { WakeUp } from '../ops/wake-up.js'
+import { WakeUp } from '../ops/wake-up.js'
 
 /** What streaming has established so far: completion tokens only, prompt tokens come with the final usage. */
 function streamingCost (completionTokens: number, price: ModelPrice): bigint {
@@ -71,6 +71,9 @@ export class JobPayee {
   private earned = 0n
   private finalized = false
   private paidAfterFinal = false
+  private payerDone = false
+  /** Woken by every payment, and by the payer ending its side. */
+  private readonly paid = new WakeUp()
 
   constructor (channel: PayeeChannel, price: ModelPrice, creditWindow: bigint) {
     this.channel = channel
@@ -105,7 +108,45 @@ export class JobPayee {
     if (update.channel !== this.channel.address) throw new ChannelError('wrong_channel', `a payment for ${update.channel} arrived on a job paid through ${this.channel.address}`)
     const countersignature = this.channel.accept(update)
     if (this.finalized) this.paidAfterFinal = true
+    this.paid.wake()
     return countersignature
+  }
+
+  /** The payer ended its side after the final result: it has nothing more to pay. */
+  payerEnded (): void {
+    this.payerDone = true
+    this.paid.wake()
+  }
+
+  /**
+   * Holds a frame claiming `tokens` until the payer's credit lets it out, at
+   * most `waitMs`; then throws PAYMENT_REQUIRED.
+   */
+  async awaitCredit (tokens: number, waitMs: number, signal: AbortSignal): Promise<void> {
+    const giveUpAt = performance.now() + waitMs
+    while (!this.mayDeliver(tokens)) {
+      const left = giveUpAt - performance.now()
+      if (left <= 0) {
+        throw new ProtocolError(ErrorCode.PAYMENT_REQUIRED, `payment fell behind: ${this.channel.unpaid} nanoTON unpaid, over the ${this.creditWindow} nanoTON credit window`)
+      }
+      await this.paid.wait(left, signal)
+    }
+  }
+
+  /**
+   * Waits, at most `waitMs`, for the payment that settles this finished job;
+   * stops early when the payer ended its side. False when the job is left
+   * unpaid beyond the credit window.
+   */
+  async awaitSettled (waitMs: number, signal: AbortSignal): Promise<boolean> {
+    const giveUpAt = performance.now() + waitMs
+    while (!this.settled()) {
+      if (this.payerDone) return this.channel.unpaid <= this.creditWindow
+      const left = giveUpAt - performance.now()
+      if (left <= 0 || signal.aborted) return false
+      await this.paid.wait(left, signal).catch(() => {})
+    }
+    return true
   }
 
   /**
@@ -142,36 +183,4 @@ export function jobChannel (manager: ChannelManager | undefined, required: boole
     throw new ProtocolError(ErrorCode.PAYMENT_REQUIRED, `${channel} is not an open channel from this ${of}; open one over /cocoon/pay`)
   }
   return end
-}
-
-/**
- * Holds a frame claiming `tokens` until the payer's credit lets it out, at
- * most `waitMs`; then throws PAYMENT_REQUIRED. `paid()` is the wake-up the
- * next payment fires.
- */
-export async function awaitCredit (payee: JobPayee, tokens: number, paid: () => WakeUp, waitMs: number, signal: AbortSignal): Promise<void> {
-  const giveUpAt = performance.now() + waitMs
-  while (!payee.mayDeliver(tokens)) {
-    const left = giveUpAt - performance.now()
-    if (left <= 0) {
-      throw new ProtocolError(ErrorCode.PAYMENT_REQUIRED, `payment fell behind: ${payee.channel.unpaid} nanoTON unpaid, over the ${payee.creditWindow} nanoTON credit window`)
-    }
-    await paid().wait(left, signal)
-  }
-}
-
-/**
- * Waits, at most `waitMs`, for the payment that settles a finished job;
- * stops early when the payer ended its side (`ended`: it had nothing more
- * to pay). False when the job is left unpaid.
- */
-export async function awaitSettled (payee: JobPayee, paid: () => WakeUp, ended: () => boolean, waitMs: number, signal: AbortSignal): Promise<boolean> {
-  const giveUpAt = performance.now() + waitMs
-  while (!payee.settled()) {
-    const left = giveUpAt - performance.now()
-    if (ended()) return payee.settled() || payee.channel.unpaid <= payee.creditWindow
-    if (left <= 0 || signal.aborted) return false
-    await paid().wait(left, signal).catch(() => {})
-  }
-  return true
 }

@@ -15,9 +15,10 @@ import { ChannelOpener } from './channel-opener.js'
 import { announceTopUp, PayService, requestClose, sendUpdate } from './pay-service.js'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { openChannelStore } from './store.js'
-import { createChainAdapter, DevnetAdapter, DevnetServerClient } from './chain/index.js'
+import { createChainAdapter, DevnetAdapter, DevnetServerClient, MNEMONIC_FILE } from './chain/index.js'
 import type { Devnet } from './chain/index.js'
-import type { ChainAdapter, ChannelRecord, ChannelStore } from './types.js'
+import type { ChainAdapter, ChannelRecord, ChannelStore, StoredState, WalletInfo } from './types.js'
+import { fromNano } from '@ton/core'
 import type { PayerChannel } from './channels.js'
 import type { NodeConfig } from '../config/schema.js'
 import type { CocoonLibp2p } from '../p2p/node.js'
@@ -49,16 +50,15 @@ export class NodeSettlement {
   readonly payService: PayService
   private readonly config: NodeConfig
   private readonly options: NodeSettlementOptions
-  /** Auto top-ups (devnet with devnetFaucet on). */
+  /** The devnet faucet (undefined on real networks); it tops payers up by itself when settlement.devnetFaucet is on. */
   private readonly faucet?: (address: string, amount: bigint) => Promise<void>
-  /** The devnet faucet, for the operator's wallet command. */
-  private readonly faucetAny?: (address: string, amount: bigint) => Promise<void>
+  private walletCache?: { info: WalletInfo, atMs: number }
   private readonly node: CocoonLibp2p
   private watchTimer?: ReturnType<typeof setInterval>
   private readonly toppingUp = new Set<string>()
   private watching?: Promise<unknown>
 
-  private constructor (init: { node: CocoonLibp2p, config: NodeConfig, chain: ChainAdapter, store: ChannelStore, manager: ChannelManager, opener: ChannelOpener, payService: PayService, options: NodeSettlementOptions, faucet?: (address: string, amount: bigint) => Promise<void>, faucetAny?: (address: string, amount: bigint) => Promise<void> }) {
+  private constructor (init: { node: CocoonLibp2p, config: NodeConfig, chain: ChainAdapter, store: ChannelStore, manager: ChannelManager, opener: ChannelOpener, payService: PayService, options: NodeSettlementOptions, faucet?: (address: string, amount: bigint) => Promise<void> }) {
     this.node = init.node
     this.config = init.config
     this.chain = init.chain
@@ -68,28 +68,19 @@ export class NodeSettlement {
     this.payService = init.payService
     this.options = init.options
     this.faucet = init.faucet
-    this.faucetAny = init.faucetAny
   }
 
   static async open (config: NodeConfig, node: CocoonLibp2p, options: NodeSettlementOptions): Promise<NodeSettlement> {
     const s = config.settlement
     const apiKey = s.apiKeyFile == null ? undefined : (await readFile(s.apiKeyFile, 'utf8').catch(err => { throw new ConfigError('settlement.apiKeyFile', `cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err }) })).trim()
     const mnemonicFile = s.mnemonicFile ?? undefined
-    let chain: ChainAdapter
-    let faucet: ((address: string, amount: bigint) => Promise<void>) | undefined
-    if (s.chain === 'devnet' && options.devnet != null) {
-      const adapter = await DevnetAdapter.open({ devnet: options.devnet, mnemonicFile: mnemonicFile ?? join(config.dataDir, 'wallet.mnemonic') })
-      chain = adapter
-      faucet = async (address, amount) => { await adapter.fund(address, amount) }
-    } else {
-      const adapter = await createChainAdapter({ chain: s.chain, dataDir: config.dataDir, endpoint: s.endpoint ?? undefined, apiKey, mnemonicFile }).catch(err => { throw asSettlementConfigError(err) })
-      chain = adapter
-      if (adapter instanceof DevnetAdapter) faucet = async (address, amount) => { await adapter.fund(address, amount) }
-      else if (s.chain === 'devnet' && s.endpoint != null) {
-        const server = new DevnetServerClient(s.endpoint)
-        faucet = async (address, amount) => { await server.fund(address, amount) }
-      }
-    }
+    const chain: ChainAdapter = s.chain === 'devnet' && options.devnet != null
+      ? await DevnetAdapter.open({ devnet: options.devnet, mnemonicFile: mnemonicFile ?? join(config.dataDir, MNEMONIC_FILE) })
+      : await createChainAdapter({ chain: s.chain, dataDir: config.dataDir, endpoint: s.endpoint ?? undefined, apiKey, mnemonicFile }).catch(err => { throw asSettlementConfigError(err) })
+    const server = s.chain === 'devnet' && s.endpoint != null ? new DevnetServerClient(s.endpoint) : undefined
+    const faucet = chain instanceof DevnetAdapter
+      ? async (address: string, amount: bigint) => { await chain.fund(address, amount) }
+      : server == null ? undefined : async (address: string, amount: bigint) => { await server.fund(address, amount) }
     const store = openChannelStore(join(config.dataDir, CHANNEL_STORE_FILE))
     try {
       const key = await loadOrCreateChannelKey(config.dataDir)
@@ -106,9 +97,8 @@ export class NodeSettlement {
         creditWindow: BigInt(s.creditWindow),
         log: options.log
       })
-      const payService = new PayService(node, { manager, chainEndpoint: s.endpoint ?? undefined, metrics: options.metrics, log: options.log })
-      const settlement = new NodeSettlement({ node, config, chain, store, manager, opener: new ChannelOpener(node, manager, options.log), payService, options, faucet: s.chain === 'devnet' && s.devnetFaucet ? faucet : undefined, faucetAny: faucet })
-      return settlement
+      const payService = new PayService(node, { manager, metrics: options.metrics, log: options.log })
+      return new NodeSettlement({ node, config, chain, store, manager, opener: new ChannelOpener(node, manager, options.log), payService, options, faucet })
     } catch (err) {
       store.close()
       await chain.close().catch(() => {})
@@ -120,18 +110,14 @@ export class NodeSettlement {
     await this.payService.start()
     const metrics = this.options.metrics
     if (metrics != null) {
-      metrics.channels = () => this.manager.list().filter(c => c.status !== 'closed').map(c => ({
-        side: c.side,
-        peer: c.peerId,
-        channel: c.address,
-        deposited: c.deposited,
-        cumulative: this.store.latestState(c.address)?.cumulative ?? 0n,
-        countersigned: this.store.latestBothSigned(c.address)?.cumulative ?? 0n
-      }))
+      metrics.channels = () => this.manager.list().filter(c => c.status !== 'closed').map(c => {
+        const a = channelAmounts(c, this.store)
+        return { side: c.side, peer: c.peerId, channel: c.address, deposited: c.deposited, cumulative: a.latest?.cumulative ?? 0n, countersigned: a.both?.cumulative ?? 0n }
+      })
     }
     if (this.config.role === 'client' || this.config.role === 'proxy') await this.fundIfLow()
-    const info = await this.chain.wallet()
-    this.options.console.info(`settles on ${this.chain.name}: wallet ${info.address} holds ${formatTon(info.balance)} TON; ${this.manager.list().filter(c => c.status !== 'closed').length} channels`)
+    const info = await this.wallet()
+    this.options.console.info(`settles on ${this.chain.name}: wallet ${info.address} holds ${fromNano(info.balance)} TON; ${this.manager.list().filter(c => c.status !== 'closed').length} channels`)
     this.watchTimer = setInterval(() => { void this.watch() }, this.config.settlement.watchIntervalMs)
     this.watchTimer.unref?.()
   }
@@ -159,15 +145,24 @@ export class NodeSettlement {
   }
 
   private async topUp (channel: PayerChannel): Promise<void> {
-    const amount = BigInt(this.config.settlement.deposit)
     try {
       await this.fundIfLow()
-      await this.manager.topUp(channel.address, amount)
-      await announceTopUp(this.node, peerIdFromString(channel.record.peerId), channel.address)
-      this.options.log('topped up %s by %s nanoTON', channel.address, amount)
+      await this.topUpBy(channel.address, BigInt(this.config.settlement.deposit))
     } catch (err) {
       this.options.log('could not top up %s - %s', channel.address, (err as Error).message)
     }
+  }
+
+  /** Funds a channel further on chain and tells the payee; returns the new deposit total. */
+  private async topUpBy (channel: string, amount: bigint): Promise<bigint> {
+    const deposited = await this.manager.topUp(channel, amount)
+    this.walletCache = undefined
+    const payer = this.manager.payer(channel)
+    if (payer != null) {
+      await announceTopUp(this.node, peerIdFromString(payer.record.peerId), channel).catch(err => { this.options.log('could not tell %s about the top-up - %s', payer.record.peerId, (err as Error).message) })
+    }
+    this.options.log('topped up %s by %s nanoTON', channel, amount)
+    return deposited
   }
 
   /** Checks closing channels on chain now (also runs every watchIntervalMs). */
@@ -201,8 +196,8 @@ export class NodeSettlement {
 
   /** Operator reads for the admin endpoint: GET /wallet and /channels. */
   async adminRead (path: string): Promise<unknown> {
-    if (path === '/wallet') return (await this.status()).wallet
-    if (path === '/channels') return (await this.status()).channels
+    if (path === '/wallet') return await this.walletStatus(0)
+    if (path === '/channels') return this.channelsStatus()
     return undefined
   }
 
@@ -221,10 +216,9 @@ export class NodeSettlement {
     try {
       switch (path) {
         case '/wallet/faucet': {
-          if (this.chain.name !== 'devnet' || this.faucetAny == null) throw new AdminActionError(409, 'the faucet exists on a devnet only')
-          const info = await this.chain.wallet()
-          await this.faucetAny(info.address, nano('amount'))
-          return (await this.status()).wallet
+          if (this.faucet == null) throw new AdminActionError(409, 'the faucet exists on a devnet only')
+          await this.faucet((await this.wallet()).address, nano('amount'))
+          return await this.walletStatus(0)
         }
         case '/channels/open': {
           const peer = text('peer')
@@ -234,9 +228,7 @@ export class NodeSettlement {
         }
         case '/channels/topup': {
           const channel = text('channel')
-          const deposited = await this.manager.topUp(channel, nano('amount'))
-          const payer = this.manager.payer(channel)
-          if (payer != null) await announceTopUp(this.node, peerIdFromString(payer.record.peerId), channel).catch(err => { this.options.log('could not tell %s about the top-up - %s', payer.record.peerId, (err as Error).message) })
+          const deposited = await this.topUpBy(channel, nano('amount'))
           return { channel, deposited: deposited.toString() }
         }
         case '/channels/pay': {
@@ -262,42 +254,67 @@ export class NodeSettlement {
     }
   }
 
-  /** devnet: tops the wallet up from the faucet so it can fund channels. */
+  /** devnet with settlement.devnetFaucet: tops the wallet up from the faucet so it can fund channels. */
   async fundIfLow (): Promise<void> {
-    if (this.faucet == null) return
-    const info = await this.chain.wallet()
+    if (this.faucet == null || !this.config.settlement.devnetFaucet) return
+    const info = await this.wallet(0)
     const want = BigInt(this.config.settlement.deposit) * 4n
     if (info.balance < want) {
       await this.faucet(info.address, want - info.balance + 1_000_000_000n)
+      this.walletCache = undefined
       this.options.log('funded wallet %s from the devnet faucet', info.address)
     }
   }
 
   async status (): Promise<SettlementStatus> {
-    let wallet: SettlementStatus['wallet']
+    return { chain: this.chain.name, wallet: await this.walletStatus(), channels: this.channelsStatus() }
+  }
+
+  /**
+   * The wallet, read from the chain at most every `maxAgeMs`: /status is polled,
+   * and a real network's API limits requests (toncenter: 1 a second without a key).
+   * Sends elsewhere (opens, closes) make a cached balance stale for up to that long.
+   */
+  private async wallet (maxAgeMs = WALLET_CACHE_MS): Promise<WalletInfo> {
+    const cached = this.walletCache
+    if (cached != null && Date.now() - cached.atMs < maxAgeMs) return cached.info
+    const info = await this.chain.wallet()
+    this.walletCache = { info, atMs: Date.now() }
+    return info
+  }
+
+  /** For the operator's wallet command fresh (`maxAgeMs` 0); for the polled /status from the cache. */
+  private async walletStatus (maxAgeMs = WALLET_CACHE_MS): Promise<SettlementStatus['wallet']> {
     try {
-      const info = await this.chain.wallet()
-      wallet = { address: info.address, balance: info.balance.toString(), deployed: info.deployed }
+      const info = await this.wallet(maxAgeMs)
+      return { address: info.address, balance: info.balance.toString(), deployed: info.deployed }
     } catch (err) {
-      wallet = { error: (err as Error).message }
+      return { error: (err as Error).message }
     }
-    return { chain: this.chain.name, wallet, channels: this.manager.list().map(c => channelStatus(c, this.store)) }
+  }
+
+  private channelsStatus (): SettlementStatus['channels'] {
+    return this.manager.list().map(c => {
+      const { latest, both } = channelAmounts(c, this.store)
+      return {
+        address: c.address,
+        side: c.side,
+        peer: c.peerId,
+        status: c.status,
+        deposited: c.deposited.toString(),
+        seqno: latest?.seqno.toString() ?? null,
+        cumulative: latest?.cumulative.toString() ?? null,
+        countersigned: both?.cumulative.toString() ?? null
+      }
+    })
   }
 }
 
-function channelStatus (c: ChannelRecord, store: ChannelStore): SettlementStatus['channels'][number] {
-  const latest = store.latestState(c.address)
-  const both = store.latestBothSigned(c.address)
-  return {
-    address: c.address,
-    side: c.side,
-    peer: c.peerId,
-    status: c.status,
-    deposited: c.deposited.toString(),
-    seqno: latest?.seqno.toString() ?? null,
-    cumulative: latest?.cumulative.toString() ?? null,
-    countersigned: both?.cumulative.toString() ?? null
-  }
+/** How long a wallet balance read from the chain is reused for status. */
+const WALLET_CACHE_MS = 10_000
+
+function channelAmounts (c: ChannelRecord, store: ChannelStore): { latest?: StoredState, both?: StoredState } {
+  return { latest: store.latestState(c.address), both: store.latestBothSigned(c.address) }
 }
 
 /** The chain layer names its settings chain.*; a node's config calls them settlement.*. */
@@ -316,10 +333,3 @@ function asSettlementConfigError (err: unknown): unknown {
   return new ConfigError(key, err.message.slice(err.key.length + 2), { cause: err })
 }
 
-export function formatTon (nano: bigint): string {
-  const sign = nano < 0n ? '-' : ''
-  const abs = nano < 0n ? -nano : nano
-  const whole = abs / 1_000_000_000n
-  const frac = (abs % 1_000_000_000n).toString().padStart(9, '0').replace(/0+$/, '')
-  return `${sign}${whole}${frac === '' ? '' : `.${frac}`}`
-}

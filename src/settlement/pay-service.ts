@@ -21,8 +21,6 @@ import type { Logger, PeerId } from '@libp2p/interface'
 
 export interface PayServiceInit {
   manager: ChannelManager
-  /** For a shared devnet: where payers reach the chain server. */
-  chainEndpoint?: string
   metrics?: NodeMetrics
   log: Logger
 }
@@ -65,7 +63,7 @@ export class PayService {
     const manager = this.init.manager
     if (req.terms != null) {
       const t = manager.terms()
-      return { terms: { ...t, channelKey: new Uint8Array(t.channelKey), chainEndpoint: this.init.chainEndpoint ?? '' } }
+      return { terms: { ...t, channelKey: new Uint8Array(t.channelKey) } }
     }
     if (req.open != null) {
       const channel = await manager.acceptOpen(peer, { channel: req.open.channel, channelId: req.open.channelId, payerKey: req.open.payerKey, payerWallet: req.open.payerWallet, disputeWindowS: req.open.disputeWindowS })
@@ -128,12 +126,12 @@ async function ask (host: Host, peer: PeerId, message: Partial<PayRequest>): Pro
   return request(host, peer, PAY_PROTOCOL, { request: PayRequest, response: PayResponse }, message, { maxFrameBytes: PAY_MAX_FRAME_BYTES, deadlineMs: PAY_DEADLINE_MS })
 }
 
-export async function fetchTerms (host: Host, peer: PeerId): Promise<PaymentTerms & { chainEndpoint: string }> {
+export async function fetchTerms (host: Host, peer: PeerId): Promise<PaymentTerms> {
   const res = await ask(host, peer, { terms: {} })
   const t = res.terms
   if (t == null) throw new ChannelError('malformed', `${peer.toString()} answered a terms request without terms`)
   if (t.chain !== 'devnet' && t.chain !== 'testnet' && t.chain !== 'mainnet') throw new ChannelError('malformed', `${peer.toString()} settles on an unknown chain ${JSON.stringify(t.chain)}`)
-  return { chain: t.chain, networkId: t.networkId, wallet: t.wallet, channelKey: t.channelKey, minDisputeWindowS: t.minDisputeWindowS, minDeposit: t.minDeposit, creditWindow: t.creditWindow, chainEndpoint: t.chainEndpoint }
+  return { chain: t.chain, networkId: t.networkId, wallet: t.wallet, channelKey: t.channelKey, minDisputeWindowS: t.minDisputeWindowS, minDeposit: t.minDeposit, creditWindow: t.creditWindow }
 }
 
 export async function announceOpen (host: Host, peer: PeerId, record: ChannelRecord): Promise<ChannelView> {

@@ -41,10 +41,19 @@ export function costOf (usage: Usage, price: ModelPrice): bigint {
   return (scaled + unit - 1n) / unit
 }
 
-/** The price a proxy quotes clients for a worker's price: `commissionBp` on top, rounded up. */
+/** A worker's price per 1M tokens with `commissionBp` on top, rounded up: what clients pay. */
+export function addCommission (workerPerM: bigint, commissionBp: number): bigint {
+  return (workerPerM * (BASIS_POINTS + BigInt(commissionBp)) + BASIS_POINTS - 1n) / BASIS_POINTS
+}
+
+/** The highest worker price whose client price stays within `clientCapPerM` (the inverse of addCommission). */
+export function removeCommission (clientCapPerM: bigint, commissionBp: number): bigint {
+  return clientCapPerM * BASIS_POINTS / (BASIS_POINTS + BigInt(commissionBp))
+}
+
+/** The price a proxy quotes clients for a worker's price. */
 export function withCommission (worker: ModelPrice, commissionBp: number): ModelPrice {
-  const up = (p: bigint): bigint => (p * (BASIS_POINTS + BigInt(commissionBp)) + BASIS_POINTS - 1n) / BASIS_POINTS
-  return { ...worker, promptPerM: up(worker.promptPerM), completionPerM: up(worker.completionPerM) }
+  return { ...worker, promptPerM: addCommission(worker.promptPerM, commissionBp), completionPerM: addCommission(worker.completionPerM, commissionBp) }
 }
 
 /** What one job cost and who got what, nanoTON; shown in each response's usage. */

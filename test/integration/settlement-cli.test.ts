@@ -70,6 +70,17 @@ describe('settlement from the command line, across processes', function () {
     expect(row?.cumulative).to.equal((BigInt(cost) + 1000n).toString())
     expect(row?.countersigned).to.equal(row?.cumulative)
 
+    // the devnet faucet, and a top-up the proxy hears of: its /metrics shows the new deposit
+    const before = Number(/: ([\d.]+) TON/.exec((await cocoon(['wallet', '--data-dir', dirs.client])).stdout)?.[1])
+    const funded = await cocoon(['wallet', 'faucet', '5', '--data-dir', dirs.client])
+    expect(funded.code, funded.stderr).to.equal(0)
+    expect(Number(/: ([\d.]+) TON/.exec(funded.stdout)?.[1])).to.be.closeTo(before + 5, 0.001)
+    const topped = await cocoon(['channel', 'topup', channel, '0.5', '--data-dir', dirs.client])
+    expect(topped.code, topped.stderr).to.equal(0)
+    expect(topped.stdout).to.include(`channel ${channel} now holds 2.5 TON in all`)
+    const metrics = await (await fetch(`${proxyFile.admin as string}/metrics`)).text()
+    expect(metrics).to.match(new RegExp(`cocoon_channel_nanoton\\{[^}]*channel="${channel}"[^}]*kind="deposited"[^}]*\\} 2500000000`))
+
     const status = await cocoon(['status', '--data-dir', dirs.proxy])
     expect(status.stdout).to.match(/settlement devnet, wallet 0:[0-9a-f]{64} [\d.]+ TON, \d+ channels? open or closing/)
 

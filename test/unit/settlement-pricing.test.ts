@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import { costOf, jobCost, withCommission } from '../../src/settlement/pricing.js'
+import { addCommission, costOf, jobCost, removeCommission, withCommission } from '../../src/settlement/pricing.js'
 import type { ModelPrice } from '../../src/settlement/pricing.js'
 
 const price: ModelPrice = { promptPerM: 20_000_000n, completionPerM: 80_000_000n, cachedBp: 5_000, reasoningBp: 10_000 }
@@ -38,6 +38,11 @@ describe('token pricing', () => {
     expect(client.promptPerM).to.equal(22_000_000n)
     expect(client.completionPerM).to.equal(88_000_000n)
     expect(withCommission({ ...price, completionPerM: 7n }, 1_000).completionPerM, 'rounded up').to.equal(8n)
+    // a cap on what the client pays, turned into the worker price it allows, never lets the client pay more
+    for (const cap of [88_000_000n, 88_000_007n, 9n, 0n]) {
+      expect(addCommission(removeCommission(cap, 1_000), 1_000) <= cap, `cap ${cap}`).to.equal(true)
+    }
+    expect(removeCommission(88_000_000n, 1_000)).to.equal(80_000_000n)
     const cost = jobCost(usage(1_000, 500), client, price)
     expect(cost.worker).to.equal(60_000n)
     expect(cost.client).to.equal(66_000n)

@@ -196,7 +196,6 @@ export interface PayTerms {
   minDisputeWindowS: number
   minDeposit: bigint
   creditWindow: bigint
-  chainEndpoint: string
 }
 
 export namespace PayTerms {
@@ -244,11 +243,6 @@ export namespace PayTerms {
           w.uint64(obj.creditWindow)
         }
 
-        if ((obj.chainEndpoint != null && obj.chainEndpoint !== '')) {
-          w.uint32(66)
-          w.string(obj.chainEndpoint)
-        }
-
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -260,8 +254,7 @@ export namespace PayTerms {
           channelKey: uint8ArrayAlloc(0),
           minDisputeWindowS: 0,
           minDeposit: 0n,
-          creditWindow: 0n,
-          chainEndpoint: ''
+          creditWindow: 0n
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -296,10 +289,6 @@ export namespace PayTerms {
             }
             case 7: {
               obj.creditWindow = reader.uint64()
-              break
-            }
-            case 8: {
-              obj.chainEndpoint = reader.string()
               break
             }
             default: {
@@ -366,13 +355,6 @@ export namespace PayTerms {
               }
               break
             }
-            case 8: {
-              yield {
-                field: `${prefix}.chainEndpoint`,
-                value: reader.string()
-              }
-              break
-            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -420,11 +402,6 @@ export namespace PayTerms {
     value: bigint
   }
 
-  export interface PayTermsChainEndpointFieldEvent {
-    field: '$.chainEndpoint'
-    value: string
-  }
-
   export function encode (obj: Partial<PayTerms>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, PayTerms.codec())
   }
@@ -433,7 +410,7 @@ export namespace PayTerms {
     return decodeMessage(buf, PayTerms.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<PayTerms>): Generator<PayTermsChainFieldEvent | PayTermsNetworkIdFieldEvent | PayTermsWalletFieldEvent | PayTermsChannelKeyFieldEvent | PayTermsMinDisputeWindowSFieldEvent | PayTermsMinDepositFieldEvent | PayTermsCreditWindowFieldEvent | PayTermsChainEndpointFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<PayTerms>): Generator<PayTermsChainFieldEvent | PayTermsNetworkIdFieldEvent | PayTermsWalletFieldEvent | PayTermsChannelKeyFieldEvent | PayTermsMinDisputeWindowSFieldEvent | PayTermsMinDepositFieldEvent | PayTermsCreditWindowFieldEvent> {
     return streamMessage(buf, PayTerms.codec(), opts)
   }
 }
@@ -2193,11 +2170,6 @@ export namespace PayResponse {
     value: bigint
   }
 
-  export interface PayResponseTermsChainEndpointFieldEvent {
-    field: '$.terms.chainEndpoint'
-    value: string
-  }
-
   export interface PayResponseChannelChannelFieldEvent {
     field: '$.channel.channel'
     value: string
@@ -2271,7 +2243,7 @@ export namespace PayResponse {
     return decodeMessage(buf, PayResponse.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<PayResponse>): Generator<PayResponseTermsChainFieldEvent | PayResponseTermsNetworkIdFieldEvent | PayResponseTermsWalletFieldEvent | PayResponseTermsChannelKeyFieldEvent | PayResponseTermsMinDisputeWindowSFieldEvent | PayResponseTermsMinDepositFieldEvent | PayResponseTermsCreditWindowFieldEvent | PayResponseTermsChainEndpointFieldEvent | PayResponseChannelChannelFieldEvent | PayResponseChannelDepositedFieldEvent | PayResponseChannelLatestChannelFieldEvent | PayResponseChannelLatestSeqnoFieldEvent | PayResponseChannelLatestCumulativeFieldEvent | PayResponseChannelLatestPayerSignatureFieldEvent | PayResponseChannelLatestPayeeSignatureFieldEvent | PayResponseChannelUnpaidFieldEvent | PayResponseCloseChannelFieldEvent | PayResponseClosePayeeSignatureFieldEvent | PayResponseCountersignChannelFieldEvent | PayResponseCountersignSeqnoFieldEvent | PayResponseCountersignPayeeSignatureFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<PayResponse>): Generator<PayResponseTermsChainFieldEvent | PayResponseTermsNetworkIdFieldEvent | PayResponseTermsWalletFieldEvent | PayResponseTermsChannelKeyFieldEvent | PayResponseTermsMinDisputeWindowSFieldEvent | PayResponseTermsMinDepositFieldEvent | PayResponseTermsCreditWindowFieldEvent | PayResponseChannelChannelFieldEvent | PayResponseChannelDepositedFieldEvent | PayResponseChannelLatestChannelFieldEvent | PayResponseChannelLatestSeqnoFieldEvent | PayResponseChannelLatestCumulativeFieldEvent | PayResponseChannelLatestPayerSignatureFieldEvent | PayResponseChannelLatestPayeeSignatureFieldEvent | PayResponseChannelUnpaidFieldEvent | PayResponseCloseChannelFieldEvent | PayResponseClosePayeeSignatureFieldEvent | PayResponseCountersignChannelFieldEvent | PayResponseCountersignSeqnoFieldEvent | PayResponseCountersignPayeeSignatureFieldEvent> {
     return streamMessage(buf, PayResponse.codec(), opts)
   }
 }

@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { parseChatRequest, parseCompletionRequest, type ParsedRequest } from '../../inference/openai-request.js'
 import { InferenceError, usageToOpenAI } from '../../inference/types.js'
+import { hostHeaderName, isLoopbackName } from '../../ops/loopback-host.js'
 import type { ChatChoiceDelta, CompletionChoiceDelta, FinishReason, InferenceChunk, InferenceKind, Usage } from '../../inference/types.js'
 
 export interface ApiJob {
@@ -103,21 +104,6 @@ function inferenceErrorBody (err: InferenceError): ErrorBody {
 
 function newRequestId (): string {
   return randomUUID().replaceAll('-', '')
-}
-
-function isLoopbackName (host: string): boolean {
-  const name = host.toLowerCase()
-  return name === 'localhost' || name.endsWith('.localhost') || name === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name)
-}
-
-/** The host name of a Host header: `[::1]:8080` → `::1`, `localhost:8080` → `localhost`. */
-function hostHeaderName (header: string): string {
-  if (header.startsWith('[')) {
-    const end = header.indexOf(']')
-    return end === -1 ? header : header.slice(1, end)
-  }
-  const colon = header.indexOf(':')
-  return colon === -1 ? header : header.slice(0, colon)
 }
 
 function sendJson (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

@@ -229,26 +229,18 @@ export class JobClient implements CompletionService {
         await writer.run(async () => out.close({ signal: AbortSignal.timeout(JOB_CANCEL_GRACE_MS * 10) })).catch(() => {})
         completed = true
         void collectCountersigns(framed, channel)
+        const cost = payer == null ? undefined : { client: payer.cost.toString(), worker: reported?.worker.toString() ?? null, commission: reported?.commission.toString() ?? null }
         yield {
           type: 'done',
           usage,
           finishReason,
-          ...(payer == null ? {} : { cost: { client: payer.cost.toString(), worker: reported?.worker.toString() ?? null, commission: reported?.commission.toString() ?? null } }),
+          ...(cost == null ? {} : { cost }),
           cocoon: {
             request_id: requestId,
             proxy,
             worker,
             signed_result: Buffer.from(event.final.result?.result ?? new Uint8Array(0)).toString('base64'),
-            ...(payer == null
-              ? {}
-              : {
-                  cost_nanoton: {
-                    paid: payer.cost.toString(),
-                    worker: reported?.worker.toString() ?? null,
-                    commission: reported?.commission.toString() ?? null,
-                    channel: payer.channel.address
-                  }
-                }),
+            ...(cost == null || payer == null ? {} : { cost_nanoton: { paid: cost.client, worker: cost.worker, commission: cost.commission, channel: payer.channel.address } }),
             timings_ms: {
               worker: { queue: result.queueMs, first_chunk: result.firstChunkMs, total: result.totalMs },
               proxy: { route: event.final.timings?.routeMs ?? 0, first_chunk: event.final.timings?.firstChunkMs ?? 0, total: event.final.timings?.totalMs ?? 0 },

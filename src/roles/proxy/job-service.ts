@@ -27,14 +27,12 @@ import {
 import { answerWithError, errorCodeFor, FramedStream, handleRequests, ProtocolError } from '../../p2p/framing.js'
 import { ErrorCode } from '../../p2p/protos/framing.js'
 import { JobBody, JobEvent, JobOffer, JobRequest, JobUpstream, ModelsRequest, ModelsResponse, WorkEvent, WorkRequest } from '../../p2p/protos/job.js'
-import { wakeUp } from '../../ops/wake-up.js'
-import type { WakeUp } from '../../ops/wake-up.js'
 import { RemoteError } from '../../errors.js'
 import { cancelStream, checkHeader, SerialWriter, toInferenceError, toProtocolError, usageFromWire, verifyResult, watchUpstream } from '../../inference/job-wire.js'
 import { InferenceError } from '../../inference/types.js'
 import { ChannelError } from '../../errors.js'
-import { awaitCredit, awaitSettled, jobChannel, JobPayee, JobPayer } from '../../settlement/job-payments.js'
-import { BASIS_POINTS, DEFAULT_CACHED_BP, DEFAULT_REASONING_BP, withCommission } from '../../settlement/pricing.js'
+import { jobChannel, JobPayee, JobPayer } from '../../settlement/job-payments.js'
+import { addCommission, DEFAULT_CACHED_BP, DEFAULT_REASONING_BP, removeCommission, withCommission } from '../../settlement/pricing.js'
 import type { ChannelManager } from '../../settlement/channel-manager.js'
 import type { PayerChannel, PaymentUpdate } from '../../settlement/channels.js'
 import type { ModelPrice } from '../../settlement/pricing.js'
@@ -132,7 +130,8 @@ export class ProxyJobService {
 
   /** Models the registry can route now, for /cocoon/models, at the prices clients pay. */
   catalog (): ModelInfo[] {
-    const up = (p: bigint): bigint => this.clientPrice({ promptPerM: p, completionPerM: p, cachedBp: 0, reasoningBp: 0 }).promptPerM
+    const bp = this.init.payments?.commissionBp ?? 0
+    const up = (p: bigint): bigint => addCommission(p, bp)
     return this.init.registry.models().map(({ model, ...m }) => ({
       name: model,
       ...m,
@@ -140,7 +139,7 @@ export class ProxyJobService {
       maxPromptPerM: up(m.maxPromptPerM),
       minCompletionPerM: up(m.minCompletionPerM),
       maxCompletionPerM: up(m.maxCompletionPerM),
-      commissionBp: this.init.payments?.commissionBp ?? 0
+      commissionBp: bp
     }))
   }
 
@@ -184,13 +183,12 @@ export class ProxyJobService {
       if (attempts.length === 0) throw new ProtocolError(ErrorCode.BAD_REQUEST, 'the job body is sealed to none of the offered workers')
 
       // from here on, the client's side carries payments and a cancel (or its close/reset)
-      const job: RelayJob = { client: framed, writer: new SerialWriter(), header, deadlineAtMs, controller, startedMs, clientChannel, payee: undefined, paid: wakeUp(), finished: false, ended: false }
+      const job: RelayJob = { client: framed, writer: new SerialWriter(), header, deadlineAtMs, controller, startedMs, clientChannel, payee: undefined, finished: false }
       watchUpstream(framed, controller.signal, Math.max(1, deadlineAtMs - performance.now()) + (this.init.payments?.settleWaitMs ?? 0) + 1_000, {
         onCancel: () => {
           if (job.finished) {
             // after the final result, the client closing its side is the end of a paid job, not a cancel
-            job.ended = true
-            job.paid.wake()
+            job.payee?.payerEnded()
             return
           }
           controller.abort(new InferenceError('cancelled', 'the client cancelled the job'))
@@ -230,14 +228,9 @@ export class ProxyJobService {
 
   /** A client's payment: checked, stored, countersigned back; frames held for credit may go. */
   private async takePayment (job: RelayJob, payment: Payment): Promise<void> {
-    if (job.payee == null) {
-      // before routing nothing is owed; a payment now is early, not wrong, and is checked like any other
-      if (job.clientChannel == null) throw new ProtocolError(ErrorCode.PAYMENT_REFUSED, 'this job is not paid through a channel')
-      if (payment.channel !== job.clientChannel.address) throw new ChannelError('wrong_channel', `a payment for ${payment.channel} arrived on a job paid through ${job.clientChannel.address}`)
-    }
-    const payeeSignature = job.payee != null ? job.payee.accept(payment) : (job.clientChannel as JobRelayChannel).accept(payment)
-    job.paid.wake()
-    job.paid = wakeUp()
+    // nothing is owed before the job is routed to a worker and a frame went out
+    if (job.payee == null) throw new ProtocolError(ErrorCode.PAYMENT_REFUSED, job.clientChannel == null ? 'this job is not paid through a channel' : 'nothing is owed before the first chunk')
+    const payeeSignature = job.payee.accept(payment)
     await job.writer.run(async () => job.client.write(JobEvent, { countersign: { channel: payment.channel, seqno: payment.seqno, payeeSignature: new Uint8Array(payeeSignature) } }, { signal: job.controller.signal }))
   }
 
@@ -245,7 +238,7 @@ export class ProxyJobService {
   private async awaitCredit (job: RelayJob, tokens: number): Promise<void> {
     if (job.payee == null) return
     try {
-      await awaitCredit(job.payee, tokens, () => job.paid, this.init.payments?.paymentWaitMs ?? 0, job.controller.signal)
+      await job.payee.awaitCredit(tokens, this.init.payments?.paymentWaitMs ?? 0, job.controller.signal)
     } catch (err) {
       if (err instanceof ProtocolError) this.counts.unpaid++
       throw err
@@ -261,8 +254,8 @@ export class ProxyJobService {
   /** Ranked workers for the job, asking the DHT (briefly) when the registry knows none. */
   private async rank (header: JobHeader, signal: AbortSignal): Promise<RankedWorker[]> {
     // the client's cap is on what it pays: the worker's price plus the commission
-    const bp = BigInt(this.init.payments?.commissionBp ?? 0)
-    const cap = { promptPerM: header.maxPricePromptPerM * BASIS_POINTS / (BASIS_POINTS + bp), completionPerM: header.maxPriceCompletionPerM * BASIS_POINTS / (BASIS_POINTS + bp) }
+    const bp = this.init.payments?.commissionBp ?? 0
+    const cap = { promptPerM: removeCommission(header.maxPricePromptPerM, bp), completionPerM: removeCommission(header.maxPriceCompletionPerM, bp) }
     const inFlight = (peerId: string): number => this.byWorker.get(peerId) ?? 0
     let decision = rankWorkers(header.model, this.init.registry.offersFor(header.model), cap, inFlight)
     if (!decision.ok && decision.code === 'model_unknown') {
@@ -413,7 +406,7 @@ export class ProxyJobService {
   private async awaitSettlement (job: RelayJob): Promise<void> {
     const payee = job.payee
     if (payee == null) return
-    if (!(await awaitSettled(payee, () => job.paid, () => job.ended, this.init.payments?.settleWaitMs ?? 0, job.controller.signal))) {
+    if (!(await payee.awaitSettled(this.init.payments?.settleWaitMs ?? 0, job.controller.signal))) {
       this.counts.unpaid++
       this.init.log('job %s ended with %s nanoTON unpaid on %s', job.header.requestId, payee.channel.unpaid, payee.channel.address)
     }
@@ -444,12 +437,8 @@ interface RelayJob {
   clientChannel: JobRelayChannel | undefined
   /** The client's side of this job's payments, once routed. */
   payee: JobPayee | undefined
-  /** Woken by every client payment, and by the client ending its side after the final result. */
-  paid: WakeUp
   /** The final result went out: from now on the client closing its side is no cancel. */
   finished: boolean
-  /** The client ended its side after the final result. */
-  ended: boolean
 }
 
 function workerPrice (r: RankedWorker): ModelPrice {

@@ -24,9 +24,8 @@ import { openRequest } from '../../tee/seal.js'
 import { checkHeader, contentTokens, headerAad, kindFromWire, sealContext, SerialWriter, sha256, signResult, tokensAad, toProtocolError, usageToWire, watchUpstream } from '../../inference/job-wire.js'
 import { InferenceError } from '../../inference/types.js'
 import { ChannelError } from '../../errors.js'
-import { awaitCredit, awaitSettled, jobChannel, JobPayee } from '../../settlement/job-payments.js'
+import { jobChannel, JobPayee } from '../../settlement/job-payments.js'
 import { DEFAULT_CACHED_BP, DEFAULT_REASONING_BP } from '../../settlement/pricing.js'
-import { wakeUp } from '../../ops/wake-up.js'
 import type { ChannelManager } from '../../settlement/channel-manager.js'
 import type { NodeMetrics } from '../../p2p/metrics.js'
 import type { InferenceBackend, InferenceChunk, Usage } from '../../inference/types.js'
@@ -160,13 +159,10 @@ export class WorkService {
       this.setRunning(slot, +1)
       deadline = setTimeout(() => { controller.abort(new InferenceError('timeout', `the job passed its ${header?.deadlineMs ?? 0} ms deadline on the worker`)) }, header.deadlineMs)
       const writer = new SerialWriter()
-      let paid = wakeUp()
-      let upstreamEnded = false
       watchUpstream(framed, controller.signal, header.deadlineMs + (this.init.payments?.settleWaitMs ?? 0) + 1_000, {
         onCancel: () => {
           if (finished) {
-            upstreamEnded = true
-            paid.wake()
+            payee?.payerEnded()
             return
           }
           cancelledAtMs = Date.now()
@@ -175,8 +171,6 @@ export class WorkService {
         onPayment: async (payment) => {
           if (payee == null) throw new ProtocolError(ErrorCode.PAYMENT_REFUSED, 'this job is not paid through a channel')
           const payeeSignature = payee.accept(payment)
-          paid.wake()
-          paid = wakeUp()
           await writer.run(async () => framed.write(WorkEvent, { countersign: { channel: payment.channel, seqno: payment.seqno, payeeSignature: new Uint8Array(payeeSignature) } }, { signal: controller.signal }))
         },
         onPaymentError: (err) => {
@@ -187,7 +181,7 @@ export class WorkService {
       const awaitPayment = async (tokens: number): Promise<void> => {
         if (payee == null) return
         try {
-          await awaitCredit(payee, tokens, () => paid, this.init.payments?.paymentWaitMs ?? 0, controller.signal)
+          await payee.awaitCredit(tokens, this.init.payments?.paymentWaitMs ?? 0, controller.signal)
         } catch (err) {
           if (err instanceof ProtocolError) this.counts.unpaid++
           throw err
@@ -264,7 +258,7 @@ export class WorkService {
       })
       finished = true
       await writer.run(async () => framed.write(WorkEvent, { final: signed }, { signal: controller.signal }))
-      if (payee != null && !(await awaitSettled(payee, () => paid, () => upstreamEnded, this.init.payments?.settleWaitMs ?? 0, controller.signal))) {
+      if (payee != null && !(await payee.awaitSettled(this.init.payments?.settleWaitMs ?? 0, controller.signal))) {
         this.counts.unpaid++
         this.init.log('job %s ended with %s nanoTON unpaid on %s', header.requestId, payee.channel.unpaid, payee.channel.address)
       }
