@@ -41,6 +41,7 @@ Usage:
   cocoon channel list | open <peer> | topup <channel> <TON> | pay <channel> <TON> | close <channel> [--force]  [--role R] [--data-dir D]
                                                                  a running node's payment channels
   cocoon chain [--port 8500] [--data-dir D]                      serve one devnet chain to nodes in other processes
+  cocoon sim <scenario> [--seed N] [--out DIR]                   run a multi-node simulation (simulations/scenarios/)
   cocoon --version | --help
 
 Node options (flags > COCOON_* environment > --config file > defaults):
@@ -123,8 +124,13 @@ export async function main (argv: string[], io: CliIO = defaultIO): Promise<numb
         return await runChannel(rest, io)
       case 'chain':
         return await runChain(rest, io)
+      case 'sim': {
+        // the simulator ships beside the node code, not inside it: loaded only when asked for
+        const { simMain } = await import('../../simulations/cli.js')
+        return await simMain(rest, io.out)
+      }
       default:
-        io.err(`cocoon: unknown command ${JSON.stringify(command)}; expected node, devnet, id, status, wallet, channel or chain (see cocoon --help)`)
+        io.err(`cocoon: unknown command ${JSON.stringify(command)}; expected node, devnet, id, status, wallet, channel, chain or sim (see cocoon --help)`)
         return 2
     }
   } catch (err) {

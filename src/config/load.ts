@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { ConfigError } from '../errors.js'
-import { CAPACITY_INTERVAL_MS, DEFAULT_PCCS_URL, DEFAULT_TSM_PATH } from '../p2p/constants.js'
+import { CAPACITY_INTERVAL_MS, DEFAULT_PCCS_URL, DEFAULT_TSM_PATH, MAX_CONNECTIONS_BY_ROLE } from '../p2p/constants.js'
 import { NETWORK_PRESETS } from '../p2p/networks.js'
 import { packageRoot } from '../package-info.js'
 import { readNodeFile } from '../ops/node-file.js'
@@ -59,7 +59,7 @@ export function defaults (network: NetworkId, role: RoleName, env: NodeJS.Proces
     logLevel: 'info',
     admin: { enabled: true, host: '127.0.0.1', port: 0 },
     dht: { addressFilter: 'auto' },
-    maxConnections: 300,
+    maxConnections: MAX_CONNECTIONS_BY_ROLE[role],
     attestation: {
       provider: 'auto',
       tsmPath: DEFAULT_TSM_PATH,
@@ -78,7 +78,7 @@ export function defaults (network: NetworkId, role: RoleName, env: NodeJS.Proces
       upstream: { url: null, apiKeyFile: null, healthIntervalMs: 5_000 },
       synthetic: { chunks: 50, chunkBytes: 128, intervalMs: 0, firstChunkDelayMs: 0 }
     },
-    proxy: { maxJobs: 512, maxJobsPerClient: 64 },
+    proxy: { maxJobs: 512, maxJobsPerClient: 64, models: [] },
     settlement: {
       enabled: false,
       chain: 'devnet',

@@ -158,7 +158,12 @@ export const NodeConfigSchema = z.strictObject({
     /** Jobs in flight through this proxy at once; more are refused as overloaded. */
     maxJobs: wholeNumber('a number of jobs', 1, 100_000),
     /** Jobs in flight per client peer. */
-    maxJobsPerClient: wholeNumber('a number of jobs', 1, 100_000)
+    maxJobsPerClient: wholeNumber('a number of jobs', 1, 100_000),
+    /**
+     * Models this proxy routes: it hears only their capacity shards. Empty:
+     * every model (every shard).
+     */
+    models: z.array(z.string().regex(MODEL_NAME_PATTERN, { error: 'expected a model name (letters, digits, . _ : / + -)' }), { error: 'expected a list of model names' }).max(256)
   }),
   settlement: z.strictObject({
     /** Pay and get paid over payment channels; off, jobs run unpaid. */

@@ -7,9 +7,17 @@ export const P2P_MULTIADDR_CODE = 421
 export const INFO_PROTOCOL = '/cocoon/info/1.0.0'
 
 export const PRESENCE_TOPIC = 'cocoon/1/presence'
+/**
+ * Capacity is sharded by model: a model's announcements go to topic
+ * `cocoon/1/capacity/<shard>`, shard = first byte of sha256(model name) mod
+ * CAPACITY_SHARDS. A proxy subscribes to the shards of the models it routes
+ * (all of them by default). The bare name is the metric label of the family.
+ */
 export const CAPACITY_TOPIC = 'cocoon/1/capacity'
+export const CAPACITY_SHARDS = 16
+export const CAPACITY_SHARD_TOPICS = Array.from({ length: CAPACITY_SHARDS }, (_, i) => `${CAPACITY_TOPIC}/${i}`)
 /** Topics this node tracks subscriptions for; others are ignored by gossipsub. */
-export const KNOWN_TOPICS = [PRESENCE_TOPIC, CAPACITY_TOPIC]
+export const KNOWN_TOPICS = [PRESENCE_TOPIC, ...CAPACITY_SHARD_TOPICS]
 
 /** Largest frame accepted on /cocoon/info. */
 export const INFO_MAX_FRAME_BYTES = 8 * 1024
@@ -23,17 +31,30 @@ export const ABSOLUTE_MAX_FRAME_BYTES = 16 * 1024 * 1024
 /** How long a handler waits for the peer to read an error frame before resetting the stream. */
 export const ERROR_FRAME_GRACE_MS = 1_000
 
-/** Presence heartbeats: interval, the largest message and how stale one may be. */
+/**
+ * Presence heartbeats: interval, the largest message and how stale one may be.
+ * The interval grows with the swarm (PRESENCE_PER_PEER_MS per known peer, up
+ * to PRESENCE_MAX_INTERVAL_MS), so the presence each node receives stays
+ * near 1000 / PRESENCE_PER_PEER_MS messages a second whatever the size.
+ */
 export const PRESENCE_INTERVAL_MS = 30_000
+export const PRESENCE_PER_PEER_MS = 200
+export const PRESENCE_MAX_INTERVAL_MS = 6 * 60 * 60_000
 export const PRESENCE_MAX_BYTES = 2 * 1024
 export const PRESENCE_MAX_ADDRS = 32
 export const PRESENCE_MAX_CLOCK_SKEW_MS = 60_000
-/** At most one extra heartbeat per this interval when new peers subscribe. */
+/**
+ * At most one extra heartbeat per this gap when new peers subscribe; the gap
+ * also grows with the swarm (PRESENCE_NEWCOMER_PER_PEER_MS per known peer),
+ * so newcomers cannot make every node re-announce to everyone.
+ */
 export const PRESENCE_NEWCOMER_MIN_GAP_MS = 5_000
+export const PRESENCE_NEWCOMER_PER_PEER_MS = 500
 /** Bursts of triggers (address changes, newcomers) within this window send one heartbeat. */
 export const PRESENCE_COALESCE_MS = 200
-/** A peer not heard from for this long is dropped from the directory. */
-export const PRESENCE_EXPIRY_MS = 3 * PRESENCE_INTERVAL_MS
+/** A peer not heard from for this many of its own heartbeat intervals is dropped from the directory. */
+export const PRESENCE_EXPIRY_INTERVALS = 3
+export const PRESENCE_EXPIRY_MS = PRESENCE_EXPIRY_INTERVALS * PRESENCE_INTERVAL_MS
 
 /** Largest gossipsub RPC accepted from a peer. */
 export const GOSSIP_MAX_RPC_BYTES = 1024 * 1024
@@ -71,20 +92,43 @@ export const ATTESTATION_TTL_MS = 60 * 60_000
 /** Evidence that failed verification is refused without a new fetch for this long. */
 export const ATTESTATION_FAILURE_TTL_MS = 5 * 60_000
 
-/** Capacity announcements: cadence, size bound, clock tolerance. */
+/**
+ * Capacity announcements: cadence, size bound, clock tolerance. The
+ * heartbeat grows with the swarm (CAPACITY_PER_WORKER_MS per known worker, up
+ * to the 600 s the validator allows), so a proxy routing every model receives
+ * about 1000 / CAPACITY_PER_WORKER_MS heartbeats a second whatever the size;
+ * changes go out between heartbeats.
+ */
 export const CAPACITY_INTERVAL_MS = 5_000
+export const CAPACITY_PER_WORKER_MS = 100
+/** Free-slot changes that do not empty or refill a model go out at most once per this fraction of the heartbeat. */
+export const CAPACITY_LOAD_GAP_FRACTION = 0.2
 export const CAPACITY_MAX_BYTES = 4 * 1024
 export const CAPACITY_MAX_CLOCK_SKEW_MS = 30_000
 /** Changes within this window (load, start-up) go out as one announcement. */
 export const CAPACITY_COALESCE_MS = 100
+/** Listening addresses carried in an announcement (so proxies can dial the worker without a DHT lookup). */
+export const CAPACITY_MAX_ADDRS = 8
 /** A worker not heard from for this many intervals leaves the registry. */
 export const CAPACITY_TTL_INTERVALS = 3
-/** How long the topic validator waits for a worker's evidence before ignoring its message. */
-export const CAPACITY_ATTEST_TIMEOUT_MS = 3_000
-/** A worker keeps direct connections to at most this many proxies. */
-export const WORKER_MAX_PROXY_LINKS = 16
-/** A proxy keeps direct connections to at most this many workers it hears of. */
-export const PROXY_MAX_WORKER_LINKS = 200
+/**
+ * How long the topic validator waits for a worker's evidence before ignoring
+ * its message. Generous: a loaded proxy must not turn its own lag into
+ * retries (each a new challenge), which would load it further.
+ */
+export const CAPACITY_ATTEST_TIMEOUT_MS = 10_000
+/** After a worker could not be reached for a challenge, its announcements are ignored this long (doubling per failure, up to the max). */
+export const ATTEST_RETRY_BACKOFF_MS = 2_000
+export const ATTEST_RETRY_BACKOFF_MAX_MS = 60_000
+/**
+ * A worker keeps direct connections to a few proxies (chosen at random among
+ * those it knows): its announcements enter the proxies' gossip mesh there.
+ * Proxies never dial workers in advance; they connect on demand (an
+ * attestation challenge, a job).
+ */
+export const WORKER_PROXY_LINKS = 3
+/** Connection-manager limits per role: a proxy serves many workers and clients, the others need a handful. */
+export const MAX_CONNECTIONS_BY_ROLE = { bootstrap: 2_000, proxy: 1_000, worker: 100, client: 100 } as const
 /** DHT fallback: how long a findProviders for a model may take, and how many workers it attests. */
 export const MODEL_LOOKUP_TIMEOUT_MS = 10_000
 export const MODEL_LOOKUP_MAX_WORKERS = 8

@@ -29,7 +29,7 @@ import { AMINO_BOOTSTRAP_PEERS, NETWORK_PRESETS } from './networks.js'
 import type { GossipSub } from './gossip.js'
 import type { AddressFilter, NetworkId } from './networks.js'
 import type { Identify, IdentifyPush } from '@libp2p/identify'
-import type { ComponentLogger, Libp2p, PrivateKey } from '@libp2p/interface'
+import type { ComponentLogger, Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
 import type { ServiceFactoryMap } from 'libp2p'
 import type { KadDHT } from '@libp2p/kad-dht'
 import type { Ping } from '@libp2p/ping'
@@ -76,6 +76,11 @@ export interface CocoonNodeInit {
   userAgent?: string
   /** Connection limit. */
   maxConnections?: number
+  /**
+   * Refuse to dial or accept these peers (checked on every connection, so it
+   * may change while the node runs: the simulator partitions networks with it).
+   */
+  denyPeer?: (peerId: string) => boolean
 }
 
 const LOOPBACK_ALLOW = ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128']
@@ -155,7 +160,14 @@ export async function createCocoonNode (init: CocoonNodeInit): Promise<CocoonLib
     connectionGater: {
       // On the public network never dial private or loopback addresses that
       // peers hand us: that would let anyone scan the operator's LAN.
-      denyDialMultiaddr: (ma: Multiaddr) => !keepPrivate && (isPrivate(ma) || isLoopback(ma))
+      denyDialMultiaddr: (ma: Multiaddr) => !keepPrivate && (isPrivate(ma) || isLoopback(ma)),
+      ...(init.denyPeer == null
+        ? {}
+        : {
+            denyDialPeer: (peer: PeerId) => init.denyPeer?.(peer.toString()) ?? false,
+            denyInboundEncryptedConnection: (peer: PeerId) => init.denyPeer?.(peer.toString()) ?? false,
+            denyOutboundEncryptedConnection: (peer: PeerId) => init.denyPeer?.(peer.toString()) ?? false
+          })
     },
     // prometheus-metrics caches metric objects in a module-global map; with
     // preserveExistingMetrics a second in-process node would reuse the first

@@ -4,7 +4,7 @@
  * Pure bookkeeping, no I/O.
  */
 import { TypedEventEmitter } from 'main-event'
-import { PRESENCE_EXPIRY_MS } from './constants.js'
+import { PRESENCE_EXPIRY_INTERVALS, PRESENCE_EXPIRY_MS, PRESENCE_INTERVAL_MS } from './constants.js'
 import { Role } from './protos/node.js'
 
 export { Role }
@@ -19,6 +19,8 @@ export interface PeerRecord {
   lastSeenMs: number
   /** Highest presence sequence number seen, 0 if none. */
   seq: bigint
+  /** The peer's stated heartbeat interval, ms (the default when it did not say). */
+  intervalMs?: number
   source: 'presence' | 'info'
 }
 
@@ -50,6 +52,7 @@ export class PeerDirectory extends TypedEventEmitter<PeerDirectoryEvents> {
     const next: PeerRecord = {
       ...record,
       seq: previous != null && previous.seq > record.seq ? previous.seq : record.seq,
+      intervalMs: record.intervalMs ?? previous?.intervalMs,
       lastSeenMs: this.now()
     }
     this.peers.set(record.peerId, next)
@@ -57,12 +60,17 @@ export class PeerDirectory extends TypedEventEmitter<PeerDirectoryEvents> {
     return next
   }
 
-  /** Drops records not refreshed within `maxAgeMs`, except `keep` (e.g. connected peers). */
+  /**
+   * Drops records not refreshed within `maxAgeMs` or three of the peer's own
+   * stated heartbeat intervals, whichever is longer, except `keep` (e.g.
+   * connected peers).
+   */
   expire (keep: (peerId: string) => boolean = () => false, maxAgeMs = PRESENCE_EXPIRY_MS): string[] {
-    const cutoff = this.now() - maxAgeMs
+    const nowMs = this.now()
     const expired: string[] = []
     for (const [id, record] of this.peers) {
-      if (record.lastSeenMs < cutoff && !keep(id)) {
+      const ageLimit = Math.max(maxAgeMs, PRESENCE_EXPIRY_INTERVALS * (record.intervalMs ?? PRESENCE_INTERVAL_MS))
+      if (record.lastSeenMs < nowMs - ageLimit && !keep(id)) {
         this.peers.delete(id)
         expired.push(id)
         this.safeDispatch('peer:expired', id)

@@ -1,44 +1,61 @@
 /**
- * Keeps this node directly connected to the peers of one role it hears of
- * through presence gossip, up to a limit: workers link to proxies, proxies to
- * workers. Capacity announcements are published without subscribing to the
- * topic, so they reach the proxies a worker is connected to (which forward
- * them through their own mesh); attestation challenges and jobs use the same
- * connections. Whichever side hears of the other first makes the link.
+ * Keeps this node directly connected to a few peers of one role it hears of
+ * through presence gossip: a worker to `target` proxies, chosen at random so
+ * that workers spread over the proxies. A worker's capacity announcements are
+ * published without subscribing to the capacity topics, so they enter the
+ * proxies' gossip mesh through these links and reach every other proxy from
+ * there; nothing else needs a standing connection (attestation challenges
+ * and jobs connect on demand). A link that drops is replaced.
  */
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { CocoonLibp2p } from './node.js'
 import type { PeerDirectory, PeerRecord } from './peer-directory.js'
 import type { Role } from './protos/node.js'
-import type { Logger } from '@libp2p/interface'
+import type { Logger, PeerId } from '@libp2p/interface'
 
 const DIAL_TIMEOUT_MS = 10_000
+/** Bursts of directory updates and disconnects are handled in one pass. */
+const MAINTAIN_DELAY_MS = 200
+/** A peer that could not be dialled is not tried again for this long. */
+const FAILED_DIAL_BACKOFF_MS = 30_000
 
 export class PeerLinks {
   private readonly node: CocoonLibp2p
   private readonly directory: PeerDirectory
   private readonly role: Role
-  private readonly max: number
+  private readonly target: number
   private readonly log: Logger
+  private readonly random: () => number
   private readonly dialing = new Set<string>()
-  private readonly onUpdate = (evt: CustomEvent<PeerRecord>): void => { this.link(evt.detail) }
+  private readonly failedAt = new Map<string, number>()
+  private pending?: ReturnType<typeof setTimeout>
+  private running = false
+  private readonly onUpdate = (evt: CustomEvent<PeerRecord>): void => { if (evt.detail.role === this.role) this.maintainSoon() }
+  private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => { if (this.directory.get(evt.detail.toString())?.role === this.role) this.maintainSoon() }
 
-  constructor (node: CocoonLibp2p, directory: PeerDirectory, init: { role: Role, max: number, log: Logger }) {
+  constructor (node: CocoonLibp2p, directory: PeerDirectory, init: { role: Role, target: number, log: Logger, random?: () => number }) {
     this.node = node
     this.directory = directory
     this.role = init.role
-    this.max = init.max
+    this.target = init.target
     this.log = init.log
+    this.random = init.random ?? Math.random
   }
 
   start (): void {
+    this.running = true
     this.directory.addEventListener('peer:updated', this.onUpdate)
-    for (const record of this.directory.list()) this.link(record)
+    this.node.addEventListener('peer:disconnect', this.onDisconnect)
+    this.maintain()
   }
 
   stop (): void {
+    this.running = false
+    clearTimeout(this.pending)
+    this.pending = undefined
     this.directory.removeEventListener('peer:updated', this.onUpdate)
+    this.node.removeEventListener('peer:disconnect', this.onDisconnect)
   }
 
   /** Peers of the role this node is connected to now. */
@@ -51,17 +68,53 @@ export class PeerLinks {
     return [...peers]
   }
 
+  private maintainSoon (): void {
+    if (!this.running || this.pending != null) return
+    this.pending = setTimeout(() => {
+      this.pending = undefined
+      this.maintain()
+    }, MAINTAIN_DELAY_MS)
+    this.pending.unref?.()
+  }
+
+  /** Dials random unconnected peers of the role until `target` are linked or being dialled. */
+  private maintain (): void {
+    if (!this.running) return
+    const linked = new Set(this.linked())
+    let missing = this.target - linked.size - this.dialing.size
+    if (missing <= 0) return
+    const nowMs = Date.now()
+    for (const [id, atMs] of this.failedAt) if (nowMs - atMs > FAILED_DIAL_BACKOFF_MS) this.failedAt.delete(id)
+    const self = this.node.peerId.toString()
+    const candidates = this.directory.list().filter(r =>
+      r.role === this.role && r.peerId !== self && !linked.has(r.peerId) && !this.dialing.has(r.peerId) &&
+      nowMs - (this.failedAt.get(r.peerId) ?? -Infinity) > FAILED_DIAL_BACKOFF_MS)
+    while (missing > 0 && candidates.length > 0) {
+      const [record] = candidates.splice(Math.floor(this.random() * candidates.length), 1)
+      this.link(record)
+      missing--
+    }
+  }
+
   private link (record: PeerRecord): void {
-    if (record.role !== this.role || this.dialing.has(record.peerId) || record.peerId === this.node.peerId.toString()) return
     const peer = peerIdFromString(record.peerId)
-    if (this.node.getConnections(peer).length > 0 || this.linked().length >= this.max) return
     const addrs = record.addrs.flatMap(a => {
       try { return [multiaddr(a).encapsulate(`/p2p/${record.peerId}`)] } catch { return [] }
     })
     this.dialing.add(record.peerId)
     this.node.dial(addrs.length > 0 ? addrs : peer, { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
-      .then(() => { this.log('linked to %s', record.peerId) })
-      .catch(err => { this.log('could not link to %s - %s', record.peerId, (err as Error).message) })
-      .finally(() => { this.dialing.delete(record.peerId) })
+      .then(() => {
+        this.failedAt.delete(record.peerId)
+        this.log('linked to %s', record.peerId)
+      })
+      .catch(err => {
+        this.failedAt.set(record.peerId, Date.now())
+        this.log('could not link to %s - %s', record.peerId, (err as Error).message)
+      })
+      .finally(() => {
+        this.dialing.delete(record.peerId)
+        // a failed dial leaves a gap to fill with another peer
+        this.maintainSoon()
+      })
   }
 }

@@ -1,13 +1,17 @@
 /**
  * Presence: every node publishes a small signed heartbeat (role, network,
  * version, addresses) on `cocoon/1/presence` at start, on address changes and
- * every PRESENCE_INTERVAL_MS. The topic validator checks each one before it is
+ * every interval. The interval grows with the number of peers this node
+ * knows, so the presence every node receives stays bounded as the swarm
+ * grows; each heartbeat states its interval, and receivers expire a peer
+ * after three of its own intervals. The topic validator checks each one before it is
  * forwarded: forgers are rejected (and lose gossip score), stale or replayed
  * messages are ignored (honest-but-late must not be punished).
  */
 import { multiaddr } from '@multiformats/multiaddr'
 import {
-  P2P_MULTIADDR_CODE, PRESENCE_INTERVAL_MS, PRESENCE_MAX_ADDRS, PRESENCE_NEWCOMER_MIN_GAP_MS, PRESENCE_COALESCE_MS, PRESENCE_MAX_BYTES, PRESENCE_MAX_CLOCK_SKEW_MS, PRESENCE_TOPIC
+  P2P_MULTIADDR_CODE, PRESENCE_INTERVAL_MS, PRESENCE_MAX_ADDRS, PRESENCE_MAX_INTERVAL_MS, PRESENCE_NEWCOMER_MIN_GAP_MS, PRESENCE_NEWCOMER_PER_PEER_MS,
+  PRESENCE_COALESCE_MS, PRESENCE_MAX_BYTES, PRESENCE_MAX_CLOCK_SKEW_MS, PRESENCE_PER_PEER_MS, PRESENCE_TOPIC
 } from './constants.js'
 import { TopicValidatorResult } from './gossip.js'
 import { Presence, Role } from './protos/node.js'
@@ -48,7 +52,8 @@ export class PresenceService {
   private readonly directory: PeerDirectory
   private readonly init: PresenceInit
   private readonly now: () => number
-  private timer?: ReturnType<typeof setInterval>
+  private timer?: ReturnType<typeof setTimeout>
+  private running = false
   private lastSeq = 0n
   private readonly onAddressChange = (): void => { this.announceSoon() }
   private lastAnnounceMs = 0
@@ -58,7 +63,7 @@ export class PresenceService {
   // deferred to the gap's end (one for every newcomer meanwhile), not dropped.
   private readonly onSubscriptionChange = (evt: CustomEvent<{ subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
     if (!evt.detail.subscriptions.some(s => s.topic === PRESENCE_TOPIC && s.subscribe)) return
-    this.announceIn(Math.max(PRESENCE_COALESCE_MS, this.lastAnnounceMs + (this.init.newcomerMinGapMs ?? PRESENCE_NEWCOMER_MIN_GAP_MS) - this.now()))
+    this.announceIn(Math.max(PRESENCE_COALESCE_MS, this.lastAnnounceMs + this.newcomerGapMs() - this.now()))
   }
   private pending?: ReturnType<typeof setTimeout>
   private pendingAtMs = 0
@@ -76,13 +81,40 @@ export class PresenceService {
     pubsub.subscribe(PRESENCE_TOPIC)
     this.host.addEventListener('self:peer:update', this.onAddressChange)
     pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
-    this.timer = setInterval(() => { void this.announce() }, this.init.intervalMs ?? PRESENCE_INTERVAL_MS)
-    this.timer.unref?.()
+    this.running = true
+    this.scheduleHeartbeat()
     this.announceSoon()
   }
 
+  /**
+   * The heartbeat interval now: the configured one, or longer in a large
+   * swarm (PRESENCE_PER_PEER_MS per known peer), so that N peers each
+   * heartbeating reach every node at a bounded total rate.
+   */
+  intervalMs (): number {
+    const base = this.init.intervalMs ?? PRESENCE_INTERVAL_MS
+    return Math.min(PRESENCE_MAX_INTERVAL_MS, Math.max(base, this.directory.size * PRESENCE_PER_PEER_MS))
+  }
+
+  /** The least time between heartbeats sent for newcomers; grows with the swarm for the same reason. */
+  newcomerGapMs (): number {
+    return Math.max(this.init.newcomerMinGapMs ?? PRESENCE_NEWCOMER_MIN_GAP_MS, this.directory.size * PRESENCE_NEWCOMER_PER_PEER_MS)
+  }
+
+  // re-armed after each heartbeat with the interval of the moment, jittered
+  // by up to 10% so nodes started together do not heartbeat together
+  private scheduleHeartbeat (): void {
+    if (!this.running) return
+    const interval = this.intervalMs()
+    this.timer = setTimeout(() => {
+      void this.announce().finally(() => { this.scheduleHeartbeat() })
+    }, Math.round(interval * (0.9 + 0.1 * Math.random())))
+    this.timer.unref?.()
+  }
+
   stop (): void {
-    clearInterval(this.timer)
+    this.running = false
+    clearTimeout(this.timer)
     clearTimeout(this.pending)
     this.pending = undefined
     this.host.removeEventListener('self:peer:update', this.onAddressChange)
@@ -90,6 +122,11 @@ export class PresenceService {
     pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
     pubsub.topicValidators.delete(PRESENCE_TOPIC)
     pubsub.unsubscribe(PRESENCE_TOPIC)
+  }
+
+  /** The sequence number of the last heartbeat this node sent (0 before the first). */
+  get lastSentSeq (): bigint {
+    return this.lastSeq
   }
 
   /** Publishes a heartbeat now. Returns how many peers it was sent to. */
@@ -105,7 +142,8 @@ export class PresenceService {
       version: this.init.version,
       addrs: this.host.getMultiaddrs().slice(0, PRESENCE_MAX_ADDRS).map(ma => ma.decapsulateCode(P2P_MULTIADDR_CODE).bytes),
       timestampMs: BigInt(this.now()),
-      seq: this.lastSeq
+      seq: this.lastSeq,
+      intervalMs: this.intervalMs()
     }
     try {
       const result = await this.host.services.pubsub.publish(PRESENCE_TOPIC, Presence.encode(message))
@@ -152,6 +190,7 @@ export class PresenceService {
           version: p.version,
           addrs: p.addrs.map(bytes => multiaddr(bytes).toString()),
           seq: p.seq,
+          intervalMs: p.intervalMs === 0 ? PRESENCE_INTERVAL_MS : p.intervalMs,
           source: 'presence'
         })
       }
@@ -174,6 +213,8 @@ export class PresenceService {
     }
     if (!bytesEqual(presence.peerId, message.from.toMultihash().bytes)) return reject('signer_mismatch')
     if (presence.role === Role.ROLE_UNSPECIFIED || !Object.values(Role).includes(presence.role)) return reject('bad_role')
+    // 0: a sender from before intervals were stated (taken as the default)
+    if (presence.intervalMs > PRESENCE_MAX_INTERVAL_MS) return reject('bad_interval')
     for (const bytes of presence.addrs) {
       try {
         multiaddr(bytes)

@@ -4,7 +4,12 @@ import type { RoleName } from './names.js'
 /** What each role needs from the node core. */
 export interface RoleProfile {
   wireRole: Role
-  /** Answer DHT queries: every role that others need to find. */
+  /**
+   * Answer DHT queries. Bootstrap nodes and proxies do; workers and clients
+   * only ask (and workers still provide their model keys): routing-table
+   * upkeep in server mode dials the whole table, so with every worker a
+   * server the swarm became a full mesh.
+   */
   dhtServer: boolean
   /** Serve circuit-relay reservations for peers behind NAT. */
   relayServer: boolean
@@ -14,7 +19,7 @@ export interface RoleProfile {
 
 export const ROLE_PROFILES: Record<RoleName, RoleProfile> = {
   bootstrap: { wireRole: Role.BOOTSTRAP, dhtServer: true, relayServer: true, provideRendezvous: true },
-  worker: { wireRole: Role.WORKER, dhtServer: true, relayServer: false, provideRendezvous: true },
+  worker: { wireRole: Role.WORKER, dhtServer: false, relayServer: false, provideRendezvous: true },
   proxy: { wireRole: Role.PROXY, dhtServer: true, relayServer: false, provideRendezvous: true },
   // clients only ask: they are not listed in the DHT and do not route for others
   client: { wireRole: Role.CLIENT, dhtServer: false, relayServer: false, provideRendezvous: false }

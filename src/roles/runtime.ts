@@ -48,6 +48,8 @@ export interface StartNodeOptions {
   rendezvous?: { initialDelayMs?: number, fastIntervalMs?: number, intervalMs?: number }
   /** A devnet chain shared by the nodes of this process (settlement on the devnet). */
   devnet?: Devnet
+  /** Peers this node refuses to connect to, asked on every connection (network partitions in the simulator). */
+  denyPeer?: (peerId: string) => boolean
 }
 
 export interface PeerStatus {
@@ -335,7 +337,8 @@ export async function startNode (config: NodeConfig, options: StartNodeOptions =
     metricsRegistry: options.metrics === false ? undefined : registry,
     logger,
     userAgent: `cocoon-p2p/${packageVersion()} ${config.role}`,
-    maxConnections: config.maxConnections
+    maxConnections: config.maxConnections,
+    denyPeer: options.denyPeer
   })
 
   const directory = new PeerDirectory()

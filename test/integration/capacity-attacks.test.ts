@@ -4,6 +4,7 @@ import { generateKeyPair, publicKeyToProtobuf } from '@libp2p/crypto/keys'
 import { x25519 } from '@noble/curves/ed25519.js'
 import { expect } from 'chai'
 import { ATTEST_MAX_FRAME_BYTES, ATTEST_PROTOCOL, CAPACITY_MAX_BYTES, CAPACITY_TOPIC } from '../../src/p2p/constants.js'
+import { capacityTopic } from '../../src/p2p/capacity-shards.js'
 import { handleRequests } from '../../src/p2p/framing.js'
 import { SCORE_THRESHOLDS } from '../../src/p2p/gossip.js'
 import { createCocoonNode } from '../../src/p2p/node.js'
@@ -18,6 +19,9 @@ import type { ProxyRole } from '../../src/roles/proxy/proxy-role.js'
 import type { RunningNode } from '../../src/roles/runtime.js'
 import type { Evidence } from '../../src/tee/types.js'
 import type { Message } from '@libp2p/gossipsub'
+
+/** The shard topic the announcements below (model cocoon-synthetic) travel on. */
+const SYNTHETIC_TOPIC = capacityTopic('cocoon-synthetic')
 
 /** How the attacker's /cocoon/attest answers a challenge. */
 type AttestMode = 'honest' | 'tampered' | 'copied'
@@ -80,7 +84,7 @@ describe('attested capacity under attack', function () {
       }
     })
     await node.dial(target.node.getMultiaddrs()[0])
-    await waitFor(() => node.services.pubsub.getSubscribers(CAPACITY_TOPIC).some(p => p.equals(target.peerId)), 5_000, 'the target to show its capacity subscription')
+    await waitFor(() => node.services.pubsub.getSubscribers(SYNTHETIC_TOPIC).some(p => p.equals(target.peerId)), 5_000, 'the target to show its capacity subscription')
     return a
   }
 
@@ -95,6 +99,7 @@ describe('attested capacity under attack', function () {
       timestampMs: BigInt(Date.now()),
       seq: BigInt(Date.now()) * 1000n + BigInt(Math.floor(Math.random() * 1000)),
       intervalMs: 5_000,
+      addrs: [],
       ...over
     })
   }
@@ -124,7 +129,7 @@ describe('attested capacity under attack', function () {
   it('rejects an announcement for another peer\'s id, and graylists a forger that repeats it', async () => {
     const a = await attacker()
     for (let i = 0; i < 3; i++) {
-      await a.node.services.pubsub.publish(CAPACITY_TOPIC, announcement(worker.node, { attestationDigest: new Uint8Array(worker.tee?.digest ?? new Uint8Array(32)) }))
+      await a.node.services.pubsub.publish(SYNTHETIC_TOPIC, announcement(worker.node, { attestationDigest: new Uint8Array(worker.tee?.digest ?? new Uint8Array(32)) }))
     }
     await waitFor(async () => (await rejections('signer_mismatch')) >= 3, 5_000, 'three signer_mismatch rejections')
     await waitFor(() => score(a.node) < SCORE_THRESHOLDS.graylistThreshold, 5_000, 'the forger below the graylist threshold')
@@ -135,7 +140,7 @@ describe('attested capacity under attack', function () {
   it('ignores a replayed old announcement without touching the registry', async () => {
     const pubsub = proxy.node.services.pubsub
     const seen: Message[] = []
-    const onMessage = (evt: CustomEvent<Message>): void => { if (evt.detail.topic === CAPACITY_TOPIC) seen.push(evt.detail) }
+    const onMessage = (evt: CustomEvent<Message>): void => { if (evt.detail.topic === SYNTHETIC_TOPIC) seen.push(evt.detail) }
     pubsub.addEventListener('message', onMessage)
     await waitFor(() => seen.length >= 2, 5_000, 'two honest announcements')
     pubsub.removeEventListener('message', onMessage)
@@ -151,9 +156,9 @@ describe('attested capacity under attack', function () {
   it('rejects a tampered quote, and keeps rejecting it without re-fetching', async () => {
     const a = await attacker()
     a.mode = 'tampered'
-    await a.node.services.pubsub.publish(CAPACITY_TOPIC, announcement(a.node, { attestationDigest: a.digest }))
+    await a.node.services.pubsub.publish(SYNTHETIC_TOPIC, announcement(a.node, { attestationDigest: a.digest }))
     await waitFor(async () => (await rejections('attestation_signature')) >= 1, 5_000, 'an attestation_signature rejection')
-    await a.node.services.pubsub.publish(CAPACITY_TOPIC, announcement(a.node, { attestationDigest: a.digest }))
+    await a.node.services.pubsub.publish(SYNTHETIC_TOPIC, announcement(a.node, { attestationDigest: a.digest }))
     await waitFor(async () => (await rejections('attestation_signature')) >= 2, 5_000, 'a second attestation_signature rejection')
     await waitFor(() => score(a.node) < SCORE_THRESHOLDS.graylistThreshold, 5_000, 'the forger below the graylist threshold')
     const attestations = await proxy.metrics.registry.getSingleMetricAsString('cocoon_attestations_total')
@@ -167,7 +172,7 @@ describe('attested capacity under attack', function () {
     const a = await attacker()
     a.mode = 'copied'
     // claim the honest worker's attestation digest, and relay its evidence when challenged
-    await a.node.services.pubsub.publish(CAPACITY_TOPIC, announcement(a.node, { attestationDigest: new Uint8Array(worker.tee?.digest ?? new Uint8Array(32)) }))
+    await a.node.services.pubsub.publish(SYNTHETIC_TOPIC, announcement(a.node, { attestationDigest: new Uint8Array(worker.tee?.digest ?? new Uint8Array(32)) }))
     await waitFor(async () => (await rejections('attestation_binding')) >= 1, 5_000, 'an attestation_binding rejection')
     expect(proxyRole().registry.get(a.node.peerId.toString())).to.equal(undefined)
     await honestStillServed()
@@ -176,15 +181,15 @@ describe('attested capacity under attack', function () {
   it('rejects an announcement whose digest is not that of the evidence the worker presents', async () => {
     const a = await attacker()
     const before = await rejections('attestation_binding')
-    await a.node.services.pubsub.publish(CAPACITY_TOPIC, announcement(a.node, { attestationDigest: new Uint8Array(randomBytes(32)) }))
+    await a.node.services.pubsub.publish(SYNTHETIC_TOPIC, announcement(a.node, { attestationDigest: new Uint8Array(randomBytes(32)) }))
     await waitFor(async () => (await rejections('attestation_binding')) > before, 5_000, 'an attestation_binding rejection')
     expect(proxyRole().registry.get(a.node.peerId.toString())).to.equal(undefined)
   })
 
   it('rejects oversized and malformed messages', async () => {
     const a = await attacker()
-    await a.node.services.pubsub.publish(CAPACITY_TOPIC, new Uint8Array(randomBytes(CAPACITY_MAX_BYTES + 1)))
-    await a.node.services.pubsub.publish(CAPACITY_TOPIC, Uint8Array.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]))
+    await a.node.services.pubsub.publish(SYNTHETIC_TOPIC, new Uint8Array(randomBytes(CAPACITY_MAX_BYTES + 1)))
+    await a.node.services.pubsub.publish(SYNTHETIC_TOPIC, Uint8Array.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]))
     await waitFor(async () => (await rejections('too_large')) >= 1 && (await rejections('malformed')) >= 1, 5_000, 'too_large and malformed rejections')
     await waitFor(() => score(a.node) < SCORE_THRESHOLDS.graylistThreshold, 5_000, 'the sender below the graylist threshold')
     await honestStillServed()
@@ -193,7 +198,7 @@ describe('attested capacity under attack', function () {
   it('accepts a well-formed attacker that attests correctly (simulated evidence is allowed on the local network)', async () => {
     // the control case: the same attacker machinery, honest mode, is accepted, so the rejections above are about the attack
     const a = await attacker()
-    await a.node.services.pubsub.publish(CAPACITY_TOPIC, announcement(a.node, { attestationDigest: a.digest }))
+    await a.node.services.pubsub.publish(SYNTHETIC_TOPIC, announcement(a.node, { attestationDigest: a.digest }))
     await waitFor(() => proxyRole().registry.get(a.node.peerId.toString()) != null, 5_000, 'the honest-mode peer in the registry')
   })
 
@@ -201,7 +206,7 @@ describe('attested capacity under attack', function () {
     const strict = await startNode(testConfig('proxy', join(root, 'strict-proxy'), [], { attestation: { acceptSimulated: false } }), { logPrefix: 'strict-proxy' })
     try {
       const a = await attacker(strict)
-      await a.node.services.pubsub.publish(CAPACITY_TOPIC, announcement(a.node, { attestationDigest: a.digest }))
+      await a.node.services.pubsub.publish(SYNTHETIC_TOPIC, announcement(a.node, { attestationDigest: a.digest }))
       await waitFor(async () => (await rejections('attestation_policy', strict)) >= 1, 5_000, 'an attestation_policy rejection')
       expect((strict.role as ProxyRole).registry.size).to.equal(0)
       const attestations = await strict.metrics.registry.getSingleMetricAsString('cocoon_attestations_total')

@@ -42,7 +42,7 @@ describe('gossip under attack', function () {
     for (let i = 0; i < 3; i++) {
       const forged = Presence.encode({
         peerId: victim.toMultihash().bytes, role: Role.WORKER, network: 'local', version: 'x', addrs: [],
-        timestampMs: BigInt(Date.now()), seq: BigInt(Date.now()) * 1000n + BigInt(i)
+        timestampMs: BigInt(Date.now()), seq: BigInt(Date.now()) * 1000n + BigInt(i), intervalMs: 30_000
       })
       await forger.services.pubsub.publish(PRESENCE_TOPIC, forged)
     }

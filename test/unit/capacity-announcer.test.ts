@@ -24,6 +24,7 @@ describe('capacity announcer', () => {
     const peerId = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
     const node = {
       peerId,
+      getMultiaddrs: () => [],
       contentRouting: { provide: async () => {} },
       services: {
         pubsub: { publish: async (_topic: string, data: Uint8Array) => { published.push(data); return { recipients: [] } } },
@@ -61,14 +62,26 @@ describe('capacity announcer', () => {
   it('announces free slots as jobs start and end, with a newer sequence number each time', async () => {
     const published: Uint8Array[] = []
     const a = await announcer(published)
+    const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+    const freeSlots = (): Array<number | null> => published.map(b => CapacityAnnouncement.decode(b).models[0]?.freeSlots ?? null)
     a.start()
     await a.setModels([model('m')])
-    await new Promise(resolve => setTimeout(resolve, 300))
+    await sleep(300)
+    // filling the model up, and freeing a slot again, go out at once
+    a.setRunning('m', 64)
+    await sleep(300)
     a.setRunning('m', 60)
-    await new Promise(resolve => setTimeout(resolve, 300))
+    await sleep(300)
+    expect(freeSlots()).to.deep.equal([64, 0, 4])
+    // a change that neither fills nor frees the model waits a fifth of the 5 s heartbeat since the last announcement
+    a.setRunning('m', 59)
+    await sleep(300)
+    expect(freeSlots()).to.deep.equal([64, 0, 4])
+    await sleep(1_000)
+    expect(freeSlots()).to.deep.equal([64, 0, 4, 5])
     await a.stop()
     const seen = published.map(b => CapacityAnnouncement.decode(b))
-    expect(seen.map(s => s.models[0]?.freeSlots ?? null)).to.deep.equal([64, 4, null])
+    expect(freeSlots()).to.deep.equal([64, 0, 4, 5, null])
     expect(seen.every((s, i) => i === 0 || s.seq > seen[i - 1].seq)).to.equal(true)
   })
 })

@@ -41,6 +41,7 @@ describe('presence validation', () => {
       addrs: [multiaddr('/ip4/127.0.0.1/tcp/4000').bytes],
       timestampMs: BigInt(now),
       seq: BigInt(now) * 1000n,
+      intervalMs: 30_000,
       ...over
     }
   }

@@ -23,6 +23,7 @@ function announcement (over: Partial<CapacityAnnouncement> = {}): CapacityAnnoun
     timestampMs: BigInt(NOW),
     seq: 1n,
     intervalMs: 1_000,
+    addrs: [],
     ...over
   }
 }

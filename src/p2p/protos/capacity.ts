@@ -970,6 +970,7 @@ export interface CapacityAnnouncement {
   timestampMs: bigint
   seq: bigint
   intervalMs: number
+  addrs: Uint8Array<ArrayBuffer>[]
 }
 
 export namespace CapacityAnnouncement {
@@ -1031,6 +1032,13 @@ export namespace CapacityAnnouncement {
           w.uint32(obj.intervalMs)
         }
 
+        if (obj.addrs != null && obj.addrs.length > 0) {
+          for (const value of obj.addrs) {
+            w.uint32(82)
+            w.bytes(value)
+          }
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -1044,7 +1052,8 @@ export namespace CapacityAnnouncement {
           attestationDigest: uint8ArrayAlloc(0),
           timestampMs: 0n,
           seq: 0n,
-          intervalMs: 0
+          intervalMs: 0,
+          addrs: []
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -1101,6 +1110,14 @@ export namespace CapacityAnnouncement {
               obj.intervalMs = reader.uint32()
               break
             }
+            case 10: {
+              if (opts.limits?.addrs != null && obj.addrs.length === opts.limits.addrs) {
+                throw new MaxLengthError('Decode error - repeated field "addrs" had too many elements')
+              }
+
+              obj.addrs.push(reader.bytes())
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -1112,7 +1129,8 @@ export namespace CapacityAnnouncement {
       }, function * (reader, length, prefix, opts = {}) {
         const obj = {
           models: 0,
-          accelerators: 0
+          accelerators: 0,
+          addrs: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -1204,6 +1222,21 @@ export namespace CapacityAnnouncement {
                 field: `${prefix}.intervalMs`,
                 value: reader.uint32()
               }
+              break
+            }
+            case 10: {
+              if (opts.limits?.addrs != null && obj.addrs === opts.limits.addrs) {
+                throw new MaxLengthError('Streaming decode error - repeated field "addrs" had too many elements')
+              }
+
+              yield {
+                field: `${prefix}.addrs[]`,
+                index: obj.addrs,
+                value: reader.bytes()
+              }
+
+              obj.addrs++
+
               break
             }
             default: {
@@ -1349,6 +1382,12 @@ export namespace CapacityAnnouncement {
     value: number
   }
 
+  export interface CapacityAnnouncementAddrsFieldEvent {
+    field: '$.addrs[]'
+    index: number
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export function encode (obj: Partial<CapacityAnnouncement>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, CapacityAnnouncement.codec())
   }
@@ -1357,7 +1396,7 @@ export namespace CapacityAnnouncement {
     return decodeMessage(buf, CapacityAnnouncement.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<CapacityAnnouncement>): Generator<CapacityAnnouncementPeerIdFieldEvent | CapacityAnnouncementNetworkFieldEvent | CapacityAnnouncementModelsNameFieldEvent | CapacityAnnouncementModelsWeightsHashFieldEvent | CapacityAnnouncementModelsContextLengthFieldEvent | CapacityAnnouncementModelsPricePromptPerMFieldEvent | CapacityAnnouncementModelsPriceCompletionPerMFieldEvent | CapacityAnnouncementModelsMaxConcurrentFieldEvent | CapacityAnnouncementModelsFreeSlotsFieldEvent | CapacityAnnouncementModelsSyntheticFieldEvent | CapacityAnnouncementModelsDescriptionFieldEvent | CapacityAnnouncementAcceleratorsKindFieldEvent | CapacityAnnouncementAcceleratorsNameFieldEvent | CapacityAnnouncementAcceleratorsMemoryTotalMibFieldEvent | CapacityAnnouncementAcceleratorsMemoryUsedMibFieldEvent | CapacityAnnouncementAcceleratorsUtilizationPctFieldEvent | CapacityAnnouncementAcceleratorsDriverFieldEvent | CapacityAnnouncementAcceleratorsComputeCapabilityFieldEvent | CapacityAnnouncementAttestationKindFieldEvent | CapacityAnnouncementAttestationDigestFieldEvent | CapacityAnnouncementTimestampMsFieldEvent | CapacityAnnouncementSeqFieldEvent | CapacityAnnouncementIntervalMsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<CapacityAnnouncement>): Generator<CapacityAnnouncementPeerIdFieldEvent | CapacityAnnouncementNetworkFieldEvent | CapacityAnnouncementModelsNameFieldEvent | CapacityAnnouncementModelsWeightsHashFieldEvent | CapacityAnnouncementModelsContextLengthFieldEvent | CapacityAnnouncementModelsPricePromptPerMFieldEvent | CapacityAnnouncementModelsPriceCompletionPerMFieldEvent | CapacityAnnouncementModelsMaxConcurrentFieldEvent | CapacityAnnouncementModelsFreeSlotsFieldEvent | CapacityAnnouncementModelsSyntheticFieldEvent | CapacityAnnouncementModelsDescriptionFieldEvent | CapacityAnnouncementAcceleratorsKindFieldEvent | CapacityAnnouncementAcceleratorsNameFieldEvent | CapacityAnnouncementAcceleratorsMemoryTotalMibFieldEvent | CapacityAnnouncementAcceleratorsMemoryUsedMibFieldEvent | CapacityAnnouncementAcceleratorsUtilizationPctFieldEvent | CapacityAnnouncementAcceleratorsDriverFieldEvent | CapacityAnnouncementAcceleratorsComputeCapabilityFieldEvent | CapacityAnnouncementAttestationKindFieldEvent | CapacityAnnouncementAttestationDigestFieldEvent | CapacityAnnouncementTimestampMsFieldEvent | CapacityAnnouncementSeqFieldEvent | CapacityAnnouncementIntervalMsFieldEvent | CapacityAnnouncementAddrsFieldEvent> {
     return streamMessage(buf, CapacityAnnouncement.codec(), opts)
   }
 }

@@ -386,6 +386,7 @@ export interface Presence {
   addrs: Uint8Array<ArrayBuffer>[]
   timestampMs: bigint
   seq: bigint
+  intervalMs: number
 }
 
 export namespace Presence {
@@ -435,6 +436,11 @@ export namespace Presence {
           w.uint64(obj.seq)
         }
 
+        if ((obj.intervalMs != null && obj.intervalMs !== 0)) {
+          w.uint32(64)
+          w.uint32(obj.intervalMs)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -446,7 +452,8 @@ export namespace Presence {
           version: '',
           addrs: [],
           timestampMs: 0n,
-          seq: 0n
+          seq: 0n,
+          intervalMs: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -485,6 +492,10 @@ export namespace Presence {
             }
             case 7: {
               obj.seq = reader.uint64()
+              break
+            }
+            case 8: {
+              obj.intervalMs = reader.uint32()
               break
             }
             default: {
@@ -563,6 +574,13 @@ export namespace Presence {
               }
               break
             }
+            case 8: {
+              yield {
+                field: `${prefix}.intervalMs`,
+                value: reader.uint32()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -611,6 +629,11 @@ export namespace Presence {
     value: bigint
   }
 
+  export interface PresenceIntervalMsFieldEvent {
+    field: '$.intervalMs'
+    value: number
+  }
+
   export function encode (obj: Partial<Presence>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Presence.codec())
   }
@@ -619,7 +642,7 @@ export namespace Presence {
     return decodeMessage(buf, Presence.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Presence>): Generator<PresencePeerIdFieldEvent | PresenceRoleFieldEvent | PresenceNetworkFieldEvent | PresenceVersionFieldEvent | PresenceAddrsFieldEvent | PresenceTimestampMsFieldEvent | PresenceSeqFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Presence>): Generator<PresencePeerIdFieldEvent | PresenceRoleFieldEvent | PresenceNetworkFieldEvent | PresenceVersionFieldEvent | PresenceAddrsFieldEvent | PresenceTimestampMsFieldEvent | PresenceSeqFieldEvent | PresenceIntervalMsFieldEvent> {
     return streamMessage(buf, Presence.codec(), opts)
   }
 }

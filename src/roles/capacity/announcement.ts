@@ -8,7 +8,8 @@
  * things an honest worker never signs; Ignore reasons are things an honest
  * worker can cause by being late or on another network.
  */
-import { CAPACITY_MAX_BYTES, CAPACITY_MAX_CLOCK_SKEW_MS } from '../../p2p/constants.js'
+import { multiaddr } from '@multiformats/multiaddr'
+import { CAPACITY_MAX_ADDRS, CAPACITY_MAX_BYTES, CAPACITY_MAX_CLOCK_SKEW_MS } from '../../p2p/constants.js'
 import { TopicValidatorResult } from '../../p2p/gossip.js'
 import { CapacityAnnouncement } from '../../p2p/protos/capacity.js'
 import {
@@ -36,7 +37,7 @@ export const ignore = (reason: string): Verdict => ({ result: TopicValidatorResu
 export function decodeAnnouncement (bytes: Uint8Array): { announcement?: CapacityAnnouncement, verdict: Verdict } {
   if (bytes.length > CAPACITY_MAX_BYTES) return { verdict: reject('too_large') }
   try {
-    return { announcement: CapacityAnnouncement.decode(bytes), verdict: ACCEPT }
+    return { announcement: CapacityAnnouncement.decode(bytes, { limits: { addrs: CAPACITY_MAX_ADDRS } }), verdict: ACCEPT }
   } catch {
     return { verdict: reject('malformed') }
   }
@@ -55,6 +56,14 @@ export function checkFields (a: CapacityAnnouncement, network: string, nowMs: nu
   if (a.intervalMs < MIN_INTERVAL_MS || a.intervalMs > MAX_INTERVAL_MS) return reject('bad_interval')
   if (a.models.length > MAX_MODELS_PER_WORKER) return reject('too_many_models')
   if (a.accelerators.length > MAX_ACCELERATORS) return reject('too_many_accelerators')
+  if (a.addrs.length > CAPACITY_MAX_ADDRS) return reject('too_many_addrs')
+  for (const bytes of a.addrs) {
+    try {
+      multiaddr(bytes)
+    } catch {
+      return reject('bad_addr')
+    }
+  }
   const names = new Set<string>()
   for (const m of a.models) {
     const problem = checkOffer(m)

@@ -9,7 +9,10 @@
  * or elsewhere: stale or replayed sequence numbers, another network, a clock
  * off by more than the tolerance, a worker we cannot reach to attest.
  */
+import { sha256 } from '@noble/hashes/sha2.js'
+import { multiaddr } from '@multiformats/multiaddr'
 import { equals } from 'uint8arrays/equals'
+import { toString as toHex } from 'uint8arrays/to-string'
 import { AttestationError } from '../../errors.js'
 import { CAPACITY_TOPIC } from '../../p2p/constants.js'
 import { TopicValidatorResult } from '../../p2p/gossip.js'
@@ -22,8 +25,11 @@ import type { NodeMetrics } from '../../p2p/metrics.js'
 import type { EvidenceKind } from '../../tee/types.js'
 import type { Message } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
 
 export interface CapacityValidatorInit {
+  /** Remember where to dial a worker (its announced addresses), before it is challenged. */
+  learnAddrs?: (peer: PeerId, addrs: Multiaddr[]) => Promise<void>
   network: string
   /** Evidence kinds the network's policy accepts: others are refused without a challenge. */
   acceptKinds: EvidenceKind[]
@@ -36,6 +42,8 @@ export class CapacityValidator {
   private readonly attestations: PeerAttestations
   private readonly init: CapacityValidatorInit
   private readonly now: () => number
+  /** The last accepted announcement per worker, by hash: the same one on another shard topic is passed on, not re-checked. */
+  private readonly lastAccepted = new Map<string, { seq: bigint, hash: string }>()
 
   constructor (registry: WorkerRegistry, attestations: PeerAttestations, init: CapacityValidatorInit) {
     this.registry = registry
@@ -65,7 +73,15 @@ export class CapacityValidator {
     const fields = checkFields(a, this.init.network, this.now())
     if (fields.result !== TopicValidatorResult.Accept) return fields
     const id = sender.toString()
+    const last = this.lastAccepted.get(id)
+    if (last != null && a.seq === last.seq && this.registry.get(id) != null) {
+      // a worker serving models on several shards publishes the same announcement on each
+      return last.hash === toHex(sha256(bytes), 'base16') ? ACCEPT : ignore('replayed')
+    }
     if (a.seq <= this.registry.lastSeq(id)) return ignore('replayed')
+    if (a.addrs.length > 0 && this.init.learnAddrs != null) {
+      await this.init.learnAddrs(sender, a.addrs.map(b => multiaddr(b))).catch(() => {})
+    }
 
     const kind = kindFromWire(a.attestationKind)
     if (kind == null) return reject('unknown_evidence_kind')
@@ -79,7 +95,13 @@ export class CapacityValidator {
     // another announcement from this worker may have been accepted while we waited
     if (a.seq <= this.registry.lastSeq(id)) return ignore('replayed')
     this.registry.update(id, a, attestation, source)
+    this.lastAccepted.set(id, { seq: a.seq, hash: toHex(sha256(bytes), 'base16') })
     return ACCEPT
+  }
+
+  /** Forgets a worker that left the registry. */
+  forget (peerId: string): void {
+    this.lastAccepted.delete(peerId)
   }
 
   /** Counts a verdict from outside the gossip path (DHT lookups). */

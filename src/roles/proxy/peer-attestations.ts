@@ -8,7 +8,11 @@
  *   worker is challenged once per attestation digest, not per announcement;
  * - a refusal is kept per (peer, digest) for ATTESTATION_FAILURE_TTL_MS, so a
  *   forger that keeps announcing costs one verification, not one per message;
- * - concurrent requests for one peer share a single challenge.
+ * - concurrent requests for one peer share a single challenge;
+ * - a peer that could not be reached is not challenged again for a backoff
+ *   that doubles with each failure (ATTEST_RETRY_BACKOFF_MS up to
+ *   ATTEST_RETRY_BACKOFF_MAX_MS), so a slow or vanished worker that keeps
+ *   being announced does not cost a dial per announcement.
  *
  * Refused evidence throws AttestationError; an unreachable or slow peer
  * throws whatever the transport threw (the caller cannot blame the peer).
@@ -17,7 +21,9 @@ import { randomBytes } from 'node:crypto'
 import { publicKeyToProtobuf } from '@libp2p/crypto/keys'
 import { equals } from 'uint8arrays/equals'
 import { toString as toHex } from 'uint8arrays/to-string'
-import { ATTESTATION_FAILURE_TTL_MS, ATTESTATION_TTL_MS, CAPACITY_ATTEST_TIMEOUT_MS } from '../../p2p/constants.js'
+import {
+  ATTEST_RETRY_BACKOFF_MAX_MS, ATTEST_RETRY_BACKOFF_MS, ATTESTATION_FAILURE_TTL_MS, ATTESTATION_TTL_MS, CAPACITY_ATTEST_TIMEOUT_MS
+} from '../../p2p/constants.js'
 import { AttestationError } from '../../errors.js'
 import { fetchEvidence } from '../../tee/attest-service.js'
 import type { ProtocolHost } from '../../p2p/framing.js'
@@ -52,6 +58,7 @@ export class PeerAttestations {
   private readonly verified = new Map<string, { peer: AttestedPeer, expiresAtMs: number }>()
   private readonly refused = new Map<string, { error: AttestationError, expiresAtMs: number }>()
   private readonly inFlight = new Map<string, Promise<AttestedPeer>>()
+  private readonly unreachable = new Map<string, { untilMs: number, backoffMs: number, error: Error }>()
 
   constructor (host: Pick<ProtocolHost, 'dialProtocol'>, init: PeerAttestationsInit) {
     this.host = host
@@ -82,7 +89,18 @@ export class PeerAttestations {
 
     let pending = this.inFlight.get(id)
     if (pending == null) {
-      pending = this.challenge(peer).finally(() => { this.inFlight.delete(id) })
+      const away = this.unreachable.get(id)
+      if (away != null && away.untilMs > nowMs) throw away.error
+      pending = this.challenge(peer).then(attested => {
+        this.unreachable.delete(id)
+        return attested
+      }, (err: unknown) => {
+        if (!(err instanceof AttestationError)) {
+          const backoffMs = Math.min(ATTEST_RETRY_BACKOFF_MAX_MS, away == null ? ATTEST_RETRY_BACKOFF_MS : away.backoffMs * 2)
+          this.unreachable.set(id, { untilMs: this.now() + backoffMs, backoffMs, error: err as Error })
+        }
+        throw err
+      }).finally(() => { this.inFlight.delete(id) })
       this.inFlight.set(id, pending)
     }
     try {
@@ -109,6 +127,8 @@ export class PeerAttestations {
     const nowMs = this.now()
     for (const [id, v] of this.verified) if (v.expiresAtMs <= nowMs) this.verified.delete(id)
     for (const [key, r] of this.refused) if (r.expiresAtMs <= nowMs) this.refused.delete(key)
+    // kept past its backoff so the next failure doubles it; forgotten once a full max backoff has passed
+    for (const [id, u] of this.unreachable) if (u.untilMs + ATTEST_RETRY_BACKOFF_MAX_MS <= nowMs) this.unreachable.delete(id)
   }
 
   private async challenge (peer: PeerId): Promise<AttestedPeer> {

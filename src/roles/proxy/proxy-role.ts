@@ -1,15 +1,16 @@
 /**
  * The proxy role: listed under the `proxy` key in the Cocoon DHT so clients
  * find it, and keeper of the worker registry. It validates every capacity
- * announcement on `cocoon/1/capacity` (attesting each worker once per
- * attestation digest), marks workers down the moment their last connection
- * closes, expires the silent ones, and falls back to the DHT for models no
- * fresh worker announced.
+ * announcement on the capacity shards of the models it routes (attesting each
+ * worker once per attestation digest), marks a worker down when its
+ * connection drops and it cannot be dialled back, expires the silent ones,
+ * and falls back to the DHT for models no fresh worker announced. It keeps
+ * no standing connections to workers: workers link to a few proxies, and the
+ * proxy connects to others on demand (a challenge, a job).
  */
 import { peerIdFromString } from '@libp2p/peer-id'
-import { CAPACITY_TOPIC, PROXY_MAX_WORKER_LINKS } from '../../p2p/constants.js'
-import { PeerLinks } from '../../p2p/peer-links.js'
-import { Role } from '../../p2p/protos/node.js'
+import { CAPACITY_SHARD_TOPICS } from '../../p2p/constants.js'
+import { capacityTopicsFor } from '../../p2p/capacity-shards.js'
 import { proxyKey } from '../../p2p/dht-keys.js'
 import { ProvidedKeys } from '../../p2p/provided-keys.js'
 import { CapacityValidator } from './capacity-validator.js'
@@ -51,6 +52,8 @@ export interface ProxyRoleStatus {
 
 /** How often expired registry entries and attestation cache entries are swept. */
 const SWEEP_INTERVAL_MS = 1_000
+/** A worker whose connection dropped is dialled back within this long, or marked down. */
+const DOWN_CHECK_DIAL_MS = 3_000
 
 export class ProxyRole implements RoleBehaviour {
   private readonly ctx: RoleContext
@@ -61,9 +64,11 @@ export class ProxyRole implements RoleBehaviour {
   readonly evidence: WorkerEvidence
   readonly jobs: ProxyJobService
   private readonly provided: ProvidedKeys
-  private readonly links: PeerLinks
+  /** The capacity shard topics this proxy hears. */
+  readonly topics: string[]
   private sweepTimer?: ReturnType<typeof setInterval>
-  private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => { this.registry.markDown(evt.detail.toString()) }
+  private readonly checking = new Set<string>()
+  private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => { this.checkReachable(evt.detail) }
   private readonly onWorkerUpdated = (evt: CustomEvent<WorkerEntry>): void => {
     const w = evt.detail
     if (w.state === 'up' && !this.announced.has(w.peerId)) {
@@ -76,6 +81,7 @@ export class ProxyRole implements RoleBehaviour {
   }
   private readonly onWorkerRemoved = (evt: CustomEvent<{ peerId: string, why: string }>): void => {
     this.evidence.forget(evt.detail.peerId)
+    this.validator.forget(evt.detail.peerId)
     if (this.announced.delete(evt.detail.peerId)) this.ctx.console.info(`worker ${evt.detail.peerId} left (${evt.detail.why})`)
   }
   private readonly announced = new Set<string>()
@@ -91,7 +97,8 @@ export class ProxyRole implements RoleBehaviour {
     this.validator = new CapacityValidator(this.registry, this.attestations, {
       network: ctx.config.network,
       acceptKinds: tee.policy.acceptKinds,
-      metrics: ctx.metrics
+      metrics: ctx.metrics,
+      learnAddrs: async (peer, multiaddrs) => { await ctx.node.peerStore.merge(peer, { multiaddrs }) }
     })
     this.lookup = new WorkerLookup(ctx.node, this.registry, this.attestations, this.validator, ctx.logger.forComponent('cocoon:worker-lookup'))
     this.evidence = new WorkerEvidence(ctx.node, ctx.logger.forComponent('cocoon:proxy:evidence'))
@@ -106,13 +113,15 @@ export class ProxyRole implements RoleBehaviour {
       log: ctx.logger.forComponent('cocoon:proxy:jobs')
     })
     this.provided = new ProvidedKeys(ctx.node, ctx.log, ctx.console)
-    this.links = new PeerLinks(ctx.node, ctx.directory, { role: Role.WORKER, max: PROXY_MAX_WORKER_LINKS, log: ctx.log })
+    this.topics = ctx.config.proxy.models.length === 0 ? [...CAPACITY_SHARD_TOPICS] : capacityTopicsFor(ctx.config.proxy.models)
   }
 
   async start (): Promise<void> {
     const pubsub = this.ctx.node.services.pubsub
-    pubsub.topicValidators.set(CAPACITY_TOPIC, async (_from, message) => this.validator.validateGossip(message))
-    pubsub.subscribe(CAPACITY_TOPIC)
+    for (const topic of this.topics) {
+      pubsub.topicValidators.set(topic, async (_from, message) => this.validator.validateGossip(message))
+      pubsub.subscribe(topic)
+    }
     this.ctx.node.addEventListener('peer:disconnect', this.onDisconnect)
     this.registry.addEventListener('worker:updated', this.onWorkerUpdated)
     this.registry.addEventListener('worker:removed', this.onWorkerRemoved)
@@ -126,7 +135,6 @@ export class ProxyRole implements RoleBehaviour {
       for (const w of this.registry.list()) counts[w.state]++
       return counts
     }
-    this.links.start()
     await this.jobs.start()
     this.provided.add('proxy', await proxyKey())
   }
@@ -134,14 +142,32 @@ export class ProxyRole implements RoleBehaviour {
   async stop (): Promise<void> {
     clearInterval(this.sweepTimer)
     await this.jobs.stop()
-    this.links.stop()
     this.ctx.node.removeEventListener('peer:disconnect', this.onDisconnect)
     this.registry.removeEventListener('worker:updated', this.onWorkerUpdated)
     this.registry.removeEventListener('worker:removed', this.onWorkerRemoved)
     const pubsub = this.ctx.node.services.pubsub
-    pubsub.topicValidators.delete(CAPACITY_TOPIC)
-    pubsub.unsubscribe(CAPACITY_TOPIC)
+    for (const topic of this.topics) {
+      pubsub.topicValidators.delete(topic)
+      pubsub.unsubscribe(topic)
+    }
     await this.provided.stop()
+  }
+
+  /**
+   * A connection to a registered worker closed. Connections come and go
+   * (on demand, pruned by the connection manager), so a drop alone says
+   * little: dial the worker back, and mark it down only if that fails (a
+   * crashed worker refuses at once).
+   */
+  private checkReachable (peer: PeerId): void {
+    const id = peer.toString()
+    const entry = this.registry.get(id)
+    if (entry == null || entry.state === 'down' || this.checking.has(id)) return
+    this.checking.add(id)
+    this.ctx.node.dial(peer, { signal: AbortSignal.timeout(DOWN_CHECK_DIAL_MS) })
+      .then(() => { this.ctx.log('worker %s still reachable after a dropped connection', id) })
+      .catch(() => { this.registry.markDown(id) })
+      .finally(() => { this.checking.delete(id) })
   }
 
   /** Fresh workers for a model, asking the DHT when the registry has none. */

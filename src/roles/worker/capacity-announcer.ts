@@ -1,13 +1,20 @@
 /**
  * A worker's capacity announcements: what it serves (models, prices, free
- * slots), on what hardware, under which attestation. Published on
- * `cocoon/1/capacity` at start, on every change (coalesced) and every
- * interval; each model is also provided as `model:<name>` in the DHT, and the
- * record is cancelled when the model is unloaded. On stop the worker
- * announces an empty model list, so proxies drop it at once instead of
- * waiting out the TTL.
+ * slots), on what hardware, under which attestation, and where to dial it.
+ * Published on the capacity shard topics of its models at start, on changes
+ * and at a heartbeat interval that grows with the swarm (so proxies receive
+ * a bounded number per second however many workers there are). Changes
+ * that empty or refill a model go out at once (coalesced); other load
+ * changes at most once per fifth of the heartbeat. Each model is also
+ * provided as `model:<name>` in the DHT, and the record is cancelled when the
+ * model is unloaded. On stop the worker announces an empty model list, so
+ * proxies drop it at once instead of waiting out the TTL.
  */
-import { CAPACITY_COALESCE_MS, CAPACITY_MAX_BYTES, CAPACITY_TOPIC } from '../../p2p/constants.js'
+import {
+  CAPACITY_COALESCE_MS, CAPACITY_LOAD_GAP_FRACTION, CAPACITY_MAX_ADDRS, CAPACITY_MAX_BYTES, CAPACITY_PER_WORKER_MS, P2P_MULTIADDR_CODE
+} from '../../p2p/constants.js'
+import { capacityTopicsFor } from '../../p2p/capacity-shards.js'
+import { MAX_INTERVAL_MS } from '../capacity/announcement.js'
 import { modelKey } from '../../p2p/dht-keys.js'
 import { ProvidedKeys } from '../../p2p/provided-keys.js'
 import { AcceleratorKind, CapacityAnnouncement } from '../../p2p/protos/capacity.js'
@@ -35,7 +42,10 @@ export interface AnnouncerStatus {
 
 export interface CapacityAnnouncerInit {
   network: string
+  /** The heartbeat in a small swarm; it grows by CAPACITY_PER_WORKER_MS per known worker. */
   intervalMs: number
+  /** How many workers this node knows of (presence), to size the heartbeat. */
+  knownWorkers?: () => number
   /** false: only DHT records and /cocoon/attest, no gossip. */
   gossip: boolean
   attestationKind: EvidenceKind
@@ -56,9 +66,13 @@ export class CapacityAnnouncer {
   private lastSeq = 0n
   private lastAnnouncement?: CapacityAnnouncement
   private published = 0
-  private timer?: ReturnType<typeof setInterval>
+  private timer?: ReturnType<typeof setTimeout>
   private pending?: ReturnType<typeof setTimeout>
   private stopped = true
+  /** Shard topics of the models last announced: a withdrawal goes where they went. */
+  private lastTopics: string[] = []
+  private lastPublishedMs = 0
+  private pendingAtMs = 0
 
   constructor (node: CocoonLibp2p, init: CapacityAnnouncerInit) {
     this.node = node
@@ -69,16 +83,31 @@ export class CapacityAnnouncer {
 
   start (): void {
     this.stopped = false
-    this.timer = setInterval(() => { void this.announce() }, this.init.intervalMs)
-    this.timer.unref?.()
+    this.scheduleHeartbeat()
     this.announceSoon()
+  }
+
+  /** The heartbeat now: the configured interval, longer in a large swarm, never past what proxies accept. */
+  intervalMs (): number {
+    const scaled = (this.init.knownWorkers?.() ?? 0) * CAPACITY_PER_WORKER_MS
+    return Math.min(MAX_INTERVAL_MS, Math.max(this.init.intervalMs, scaled))
+  }
+
+  // re-armed after each heartbeat with the interval of the moment, jittered
+  // by up to 10% so workers started together spread out
+  private scheduleHeartbeat (): void {
+    if (this.stopped) return
+    this.timer = setTimeout(() => {
+      void this.announce().finally(() => { this.scheduleHeartbeat() })
+    }, Math.round(this.intervalMs() * (0.9 + 0.1 * Math.random())))
+    this.timer.unref?.()
   }
 
   /** Withdraws from proxies (empty announcement) and from the DHT. */
   async stop (): Promise<void> {
     if (this.stopped) return
     this.stopped = true
-    clearInterval(this.timer)
+    clearTimeout(this.timer)
     clearTimeout(this.pending)
     await this.publish(this.build([]))
     await this.provided.stop()
@@ -107,11 +136,24 @@ export class CapacityAnnouncer {
     this.accelerators = accelerators
   }
 
-  /** Jobs running for a model changed: free slots go out with the next (coalesced) announcement. */
+  /**
+   * Jobs running for a model changed. A model that became full or has a free
+   * slot again goes out at once (coalesced); other load changes wait for a
+   * fifth of the heartbeat since the last announcement, so a busy worker does
+   * not announce per job.
+   */
   setRunning (model: string, jobs: number): void {
-    if (this.running.get(model) === jobs) return
+    const before = this.running.get(model) ?? 0
+    if (before === jobs) return
     this.running.set(model, jobs)
-    this.announceSoon()
+    const served = this.models.find(m => m.name === model)
+    const crossed = served != null && (before >= served.maxConcurrent) !== (jobs >= served.maxConcurrent)
+    if (crossed) {
+      this.announceSoon()
+    } else {
+      const gapMs = Math.round(this.intervalMs() * CAPACITY_LOAD_GAP_FRACTION)
+      this.announceIn(Math.max(CAPACITY_COALESCE_MS, this.lastPublishedMs + gapMs - this.now()))
+    }
   }
 
   /** The latest announcement, encoded: what /cocoon/attest hands out. */
@@ -171,36 +213,63 @@ export class CapacityAnnouncer {
       attestationDigest: this.init.attestationDigest,
       timestampMs: BigInt(this.now()),
       seq: this.lastSeq,
-      intervalMs: this.init.intervalMs
+      intervalMs: this.intervalMs(),
+      addrs: this.node.getMultiaddrs().slice(0, CAPACITY_MAX_ADDRS).map(ma => ma.decapsulateCode(P2P_MULTIADDR_CODE).bytes)
     }
+  }
+
+  /** The shard topics this worker announces on: its models' (or, withdrawing, the last ones'). */
+  topics (): string[] {
+    return capacityTopicsFor(this.models.map(m => m.name))
   }
 
   private async publish (a: CapacityAnnouncement): Promise<number> {
     this.lastAnnouncement = a
+    this.lastPublishedMs = this.now()
     if (!this.init.gossip) return 0
-    try {
-      const result = await this.node.services.pubsub.publish(CAPACITY_TOPIC, CapacityAnnouncement.encode(a))
-      this.published++
-      return result.recipients.length
-    } catch (err) {
-      // no proxy subscribed yet: the next interval or a newcomer's subscription retries
-      this.init.log('capacity publish failed - %s', (err as Error).message)
-      return 0
+    const topics = a.models.length > 0 ? capacityTopicsFor(a.models.map(m => m.name)) : this.lastTopics
+    this.lastTopics = topics
+    const data = CapacityAnnouncement.encode(a)
+    const recipients = new Set<string>()
+    for (const topic of topics) {
+      try {
+        const result = await this.node.services.pubsub.publish(topic, data)
+        for (const peer of result.recipients) recipients.add(peer.toString())
+      } catch (err) {
+        // no proxy subscribed yet: the next interval or a newcomer's subscription retries
+        this.init.log('capacity publish on %s failed - %s', topic, (err as Error).message)
+      }
     }
+    this.published++
+    return recipients.size
   }
 
   private announceSoon (): void {
-    if (this.stopped || this.pending != null) return
+    this.announceIn(CAPACITY_COALESCE_MS)
+  }
+
+  /** One announcement `delayMs` from now, unless one is already due sooner. */
+  private announceIn (delayMs: number): void {
+    if (this.stopped) return
+    const at = this.now() + delayMs
+    if (this.pending != null && this.pendingAtMs <= at) return
+    clearTimeout(this.pending)
+    this.pendingAtMs = at
     this.pending = setTimeout(() => {
       this.pending = undefined
       void this.announce()
-    }, CAPACITY_COALESCE_MS)
+    }, delayMs)
     this.pending.unref?.()
   }
 
-  /** A proxy subscribed to the capacity topic: it hears from us now, not at the next interval. */
+  /**
+   * A connected proxy subscribed to one of our shard topics: it hears from us
+   * soon, not at the next heartbeat (at most once per load gap, however many
+   * proxies subscribe).
+   */
   onProxySubscribed (): void {
-    this.announceSoon()
+    const gapMs = Math.round(this.intervalMs() * CAPACITY_LOAD_GAP_FRACTION)
+    this.announceIn(Math.max(CAPACITY_COALESCE_MS, this.lastPublishedMs + gapMs - this.now()))
   }
 }
 

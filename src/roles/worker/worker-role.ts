@@ -2,9 +2,9 @@
  * The worker role: discovers its accelerators, announces the models it
  * serves with their prices and free slots (gossip and DHT), answers
  * attestation challenges with evidence bound to its keys, and keeps direct
- * links to the proxies it hears of.
+ * links to a few proxies, where its announcements enter their gossip mesh.
  */
-import { CAPACITY_TOPIC, WORKER_MAX_PROXY_LINKS } from '../../p2p/constants.js'
+import { WORKER_PROXY_LINKS } from '../../p2p/constants.js'
 import { PeerLinks } from '../../p2p/peer-links.js'
 import { Role } from '../../p2p/protos/node.js'
 import { configuredAccelerators, discoverAccelerators } from '../../tee/gpu.js'
@@ -47,7 +47,8 @@ export class WorkerRole implements RoleBehaviour {
   private readonly onAvailability = (): void => { void this.followAvailability() }
   private refreshTimer?: ReturnType<typeof setInterval>
   private readonly onSubscriptionChange = (evt: CustomEvent<{ subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
-    if (evt.detail.subscriptions.some(s => s.topic === CAPACITY_TOPIC && s.subscribe)) this.announcer.onProxySubscribed()
+    const topics = this.announcer.topics()
+    if (evt.detail.subscriptions.some(s => s.subscribe && topics.includes(s.topic))) this.announcer.onProxySubscribed()
   }
 
   constructor (ctx: RoleContext, tee: NodeTee) {
@@ -57,13 +58,14 @@ export class WorkerRole implements RoleBehaviour {
     this.announcer = new CapacityAnnouncer(ctx.node, {
       network: config.network,
       intervalMs: config.worker.announceIntervalMs,
+      knownWorkers: () => ctx.directory.countByRole().get(Role.WORKER) ?? 0,
       gossip: config.worker.gossip,
       attestationKind: tee.kind,
       attestationDigest: new Uint8Array(tee.digest),
       log: ctx.log,
       console: ctx.console
     })
-    this.links = new PeerLinks(ctx.node, ctx.directory, { role: Role.PROXY, max: WORKER_MAX_PROXY_LINKS, log: ctx.log })
+    this.links = new PeerLinks(ctx.node, ctx.directory, { role: Role.PROXY, target: WORKER_PROXY_LINKS, log: ctx.log })
   }
 
   async start (): Promise<void> {

@@ -109,6 +109,15 @@ export class SyntheticBackend implements InferenceBackend {
     if (flipped) this.events.dispatchEvent(new Event('availability'))
   }
 
+  /**
+   * Simulator hook: a worker that became `factor` times slower (an
+   * overloaded or throttled GPU); jobs already running keep their pace.
+   */
+  slowDown (factor: number): void {
+    if (!(factor >= 1)) throw new RangeError(`synthetic backend: slow-down factor must be >= 1, got ${factor}`)
+    this.tuning = { ...this.tuning, intervalMs: this.tuning.intervalMs * factor, firstChunkDelayMs: this.tuning.firstChunkDelayMs * factor }
+  }
+
   addEventListener (type: 'availability', listener: () => void): void {
     this.events.addEventListener(type, listener)
   }
