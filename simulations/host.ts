@@ -13,7 +13,9 @@ import { PRESENCE_TOPIC } from '../src/p2p/constants.js'
 import { modelKey } from '../src/p2p/dht-keys.js'
 import { Presence, Role } from '../src/p2p/protos/node.js'
 import { startNode } from '../src/roles/runtime.js'
-import type { HostReply, HostRequest, HostStats, JobOutcome, JobSpec, NodeSpec, NodeView, StartedNode } from './protocol.js'
+import { capacitySpammer, forgedWorker, stopPaying } from './adversaries.js'
+import type { RogueNode } from './adversaries.js'
+import type { HostProgress, HostReply, HostRequest, HostStats, JobOutcome, JobSpec, NodeSpec, NodeView, StartedNode } from './protocol.js'
 import type { ClientRole } from '../src/roles/client/client-role.js'
 import type { ProxyRole } from '../src/roles/proxy/proxy-role.js'
 import type { RunningNode } from '../src/roles/runtime.js'
@@ -32,6 +34,7 @@ const MAX_GOSSIP_SAMPLES = 20_000
 let gossipDelaysMs: number[] = []
 let gossipAccepted = new Map<string, { messages: number, bytes: number }>()
 let windowStartMs = Date.now()
+const rogues: RogueNode[] = []
 /** Peers on the other side of a partition: every node here refuses them. */
 const blocked = new Set<string>()
 const denyPeer = (peerId: string): boolean => blocked.has(peerId)
@@ -58,7 +61,9 @@ async function start (specs: NodeSpec[], parallel: number): Promise<StartedNode[
   await Promise.all(Array.from({ length: Math.max(1, Math.min(parallel, specs.length)) }, async () => {
     while (next < specs.length) {
       const spec = specs[next++]
+      const began = performance.now()
       const node = await startNode(configFor(spec), { logPrefix: spec.name, metrics: false, denyPeer })
+      process.send?.({ progress: { name: spec.name, role: spec.role, startMs: performance.now() - began } } satisfies HostProgress)
       nodes.set(spec.name, { spec, node })
       // gossip delay: the sender's timestamp to acceptance here (one machine, one clock)
       node.node.services.pubsub.addEventListener('message', (evt: CustomEvent<Message>) => {
@@ -105,7 +110,8 @@ async function job (spec: JobSpec): Promise<JobOutcome> {
   const client = nodes.get(spec.client)
   const apiUrl = client == null ? null : (client.node.role as ClientRole).apiUrl
   const began = performance.now()
-  const fail = (error: string): JobOutcome => ({ ok: false, ttftMs: null, latencyMs: performance.now() - began, completionTokens: 0, costNanoton: null, error })
+  let chunks = 0
+  const fail = (error: string): JobOutcome => ({ ok: false, ttftMs: null, latencyMs: performance.now() - began, completionTokens: 0, chunks, costNanoton: null, error })
   if (apiUrl == null) return fail(`client ${spec.client} has no API`)
   const prompt = Array.from({ length: spec.promptTokens }, (_, i) => `w${i % 97}`).join(' ')
   let ttftMs: number | null = null
@@ -134,18 +140,20 @@ async function job (spec: JobSpec): Promise<JobOutcome> {
         if (!line.startsWith('data:')) continue
         const data = line.slice(5).trim()
         if (data === '[DONE]') { done = true; continue }
-        const chunk = JSON.parse(data) as { error?: { message?: string }, choices?: Array<{ delta?: { content?: string } }>, usage?: { completion_tokens?: number, cost_nanoton?: { total?: string } | string } | null }
+        const chunk = JSON.parse(data) as { error?: { message?: string }, choices?: Array<{ delta?: { content?: string } }>, usage?: { completion_tokens?: number, cost_nanoton?: { client?: string } } | null }
         if (chunk.error != null) return fail(chunk.error.message ?? 'stream error')
-        if (ttftMs == null && (chunk.choices?.[0]?.delta?.content ?? '') !== '') ttftMs = performance.now() - began
+        if ((chunk.choices?.[0]?.delta?.content ?? '') !== '') {
+          chunks++
+          ttftMs ??= performance.now() - began
+        }
         if (chunk.usage != null) {
           completionTokens = chunk.usage.completion_tokens ?? 0
-          const cost = chunk.usage.cost_nanoton
-          costNanoton = cost == null ? null : typeof cost === 'string' ? cost : cost.total ?? null
+          costNanoton = chunk.usage.cost_nanoton?.client ?? null
         }
       }
     }
     if (!done) return fail('the stream ended without [DONE]')
-    return { ok: true, ttftMs, latencyMs: performance.now() - began, completionTokens, costNanoton, error: null }
+    return { ok: true, ttftMs, latencyMs: performance.now() - began, completionTokens, chunks, costNanoton, error: null }
   } catch (err) {
     return fail((err as Error).message)
   }
@@ -242,7 +250,26 @@ async function handle (req: HostRequest): Promise<unknown> {
       ;(backend as SyntheticBackend).slowDown(req.factor)
       return null
     }
+    case 'adversary': {
+      if (req.kind === 'stops_paying') {
+        stopPaying(get(req.name))
+        return get(req.name).peerId.toString()
+      }
+      const rogue = await (req.kind === 'forged_attestation' ? forgedWorker : capacitySpammer)({ dial: req.dial, model: req.model, ratePerSec: req.ratePerSec })
+      rogues.push(rogue)
+      return rogue.node.peerId.toString()
+    }
+    case 'scores': {
+      const out: Array<{ proxy: string, score: number, listed: boolean }> = []
+      for (const { spec, node } of nodes.values()) {
+        if (spec.role !== 'proxy') continue
+        const score = (node.node.services.pubsub as unknown as { getScore(id: string): number }).getScore(req.peerId)
+        out.push({ proxy: spec.name, score, listed: (node.role as ProxyRole).registry.get(req.peerId) != null })
+      }
+      return out
+    }
     case 'shutdown': {
+      await Promise.all(rogues.map(async r => { await r.stop().catch(() => {}) }))
       await Promise.all([...nodes.values()].map(async ({ node }) => { await node.stop().catch(() => {}) }))
       nodes.clear()
       setTimeout(() => { process.exit(0) }, 50)

@@ -4,9 +4,9 @@
  * and event-loop lag, channel records from both ends into the money check,
  * and the scenario's invariants into violations.
  */
-import type { JobRecord } from './runner.js'
+import type { JobRecord, RogueRecord } from './runner.js'
 import type { HostStats, NodeView } from './protocol.js'
-import type { SimEarning, SimEvent, SimResult, SimSeriesPoint } from './report/types.js'
+import type { SimAdversary, SimEarning, SimEvent, SimResult, SimSeriesPoint } from './report/types.js'
 import type { Scenario } from './scenario.js'
 
 export interface Collected {
@@ -22,6 +22,44 @@ export interface Collected {
   final: HostStats[]
   gossip: { seen: number, expected: number }
   dhtMs: number[]
+  rogues: RogueRecord[]
+  /** What a payee lets a payer owe before it stops serving, nanoTON (the most a cheat can take per channel). */
+  creditWindow: bigint
+  commissionBp: number
+}
+
+/** What each adversary got that it was not owed, against the most the protocol lets it take. */
+export function judgeAdversaries (c: Collected, views: NodeView[]): SimAdversary[] {
+  const { scenario } = c
+  // a client pays the worker's price plus the proxy's commission
+  const perCompletionToken = (n: number): bigint => BigInt(n) * BigInt(scenario.worker.priceCompletionPerM) * BigInt(10_000 + c.commissionBp) / 10_000n / 1_000_000n
+  return c.rogues.map(r => {
+    if (r.kind === 'stops_paying') {
+      const own = c.jobs.filter(j => j.client === r.name)
+      const value = own.reduce((sum, j) => sum + (j.ok ? BigInt(j.costNanoton ?? '0') : perCompletionToken(j.chunks)), 0n)
+      const channels = views.filter(v => v.name === r.name).flatMap(v => v.channels.filter(ch => ch.side === 'payer'))
+      const paid = channels.reduce((sum, ch) => sum + BigInt(ch.cumulative ?? '0'), 0n)
+      const gained = value > paid ? value - paid : 0n
+      const refused = own.find(j => !j.ok && j.atMs >= r.startedAtMs)
+      return {
+        kind: r.kind,
+        peer: r.peer,
+        gained_nanoton: gained.toString(),
+        bound_nanoton: (c.creditWindow * BigInt(Math.max(1, channels.length))).toString(),
+        shunned_after_ms: refused == null ? null : Math.round(refused.atMs - r.startedAtMs),
+        detail: `${own.filter(j => j.atMs >= r.startedAtMs).length} requests after it stopped paying, ${own.filter(j => j.atMs >= r.startedAtMs && j.ok).length} answered; received ${value} nanoTON of service, paid ${paid}`
+      }
+    }
+    const paidToIt = views.flatMap(v => v.channels.filter(ch => ch.side === 'payer' && ch.peer === r.peer)).reduce((sum, ch) => sum + BigInt(ch.cumulative ?? '0'), 0n)
+    return {
+      kind: r.kind,
+      peer: r.peer,
+      gained_nanoton: paidToIt.toString(),
+      bound_nanoton: c.creditWindow.toString(),
+      shunned_after_ms: r.shunnedAtMs == null ? null : Math.round(r.shunnedAtMs - r.startedAtMs),
+      detail: `${r.listedAtEnd ? 'listed by a proxy at the end' : 'in no proxy\'s registry at the end'}; ${r.shunnedAtMs == null ? 'never graylisted by every proxy' : 'graylisted by every proxy'}`
+    }
+  })
 }
 
 export function quantile (values: number[], q: number): number | null {
@@ -67,8 +105,8 @@ export function checkMoney (nodes: NodeView[]): { conserved: boolean, problems: 
     if (payerRole === 'proxy') { proxiesPaid += amount; workersEarned += payee?.amount ?? amount }
   }
   if (clientsPaid !== proxiesReceived) problems.push(`clients paid ${clientsPaid} nanoTON but proxies received ${proxiesReceived}`)
+  // may be negative: a client that stops paying leaves its proxy a loss of up to a credit window (judged per adversary)
   const proxiesKept = proxiesReceived - proxiesPaid
-  if (proxiesKept < 0n) problems.push(`proxies paid workers ${proxiesPaid} nanoTON, more than the ${proxiesReceived} clients paid them`)
   const earnings: SimEarning[] = nodes.filter(n => n.role !== 'bootstrap' && n.channels.length > 0).map(n => ({
     peer: n.name,
     role: n.role as SimEarning['role'],
@@ -111,6 +149,10 @@ export function summarise (c: Collected): SimResult {
   const rssGrowth = c.final.reduce((sum, h) => sum + Math.max(0, h.rssBytes - h.baseRssBytes), 0)
   const views = c.final.flatMap(h => h.nodes)
   const money = scenario.settlement ? checkMoney(views) : undefined
+  const adversaries = judgeAdversaries(c, views)
+  if (money != null) {
+    for (const e of money.earnings) e.adversary = c.rogues.some(r => r.name === e.peer)
+  }
   const gossipDelays = c.statsSeries.flatMap(s => s.stats.flatMap(h => h.gossipDelaysMs)).concat(c.final.flatMap(h => h.gossipDelaysMs))
   const workers = views.filter(v => v.work != null)
   const slotMs = workers.reduce((sum, v) => sum + (v.work?.slots ?? 0), 0) * scenario.durationMs
@@ -167,17 +209,22 @@ export function summarise (c: Collected): SimResult {
     series,
     events: c.events,
     earnings: money?.earnings ?? [],
-    adversaries: [],
+    adversaries,
     worker_utilisation: slotMs === 0 ? 0 : round(Math.min(1, busyMs / slotMs), 4),
     gossip_per_node: gossipPerNode,
     formed_ms: Math.round(c.formedMs)
   }
+  const reasons = new Map<string, number>()
+  for (const j of c.jobs) {
+    if (j.ok) continue
+    const reason = (j.error ?? 'unknown').replace(/12D3Koo\w+/g, '<peer>').replace(/\d+/g, 'N').slice(0, 160)
+    reasons.set(reason, (reasons.get(reason) ?? 0) + 1)
+  }
+  result.errors = [...reasons].sort((a, b) => b[1] - a[1]).slice(0, 10).map(([reason, count]) => ({ reason, count }))
   const inv = scenario.invariants
   const violations: string[] = []
   if (result.success_rate < inv.minSuccessRate) {
-    const reasons = new Map<string, number>()
-    for (const j of c.jobs) if (!j.ok) reasons.set(j.error ?? 'unknown', (reasons.get(j.error ?? 'unknown') ?? 0) + 1)
-    const top = [...reasons].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([r, n]) => `${n}x ${r.slice(0, 120)}`).join('; ')
+    const top = (result.errors ?? []).slice(0, 3).map(e => `${e.count}x ${e.reason.slice(0, 120)}`).join('; ')
     violations.push(`success rate ${result.success_rate} is below the floor ${inv.minSuccessRate} (${top})`)
   }
   if (inv.moneyConserved && money != null && !money.conserved) violations.push(...money.problems.slice(0, 10))
@@ -185,6 +232,9 @@ export function summarise (c: Collected): SimResult {
   if (inv.maxEventLoopLagP99Ms != null && result.event_loop_lag_p99_ms > inv.maxEventLoopLagP99Ms) violations.push(`event-loop lag p99 ${result.event_loop_lag_p99_ms} ms is above ${inv.maxEventLoopLagP99Ms} ms`)
   if (inv.maxRssPerNodeMiB != null && result.rss_per_node_mib > inv.maxRssPerNodeMiB) violations.push(`RSS per node ${result.rss_per_node_mib} MiB is above ${inv.maxRssPerNodeMiB} MiB`)
   if (c.jobs.length === 0 && scenario.load.ratePerClient > 0) violations.push('no request was sent')
+  for (const a of adversaries) {
+    if (BigInt(a.gained_nanoton) > BigInt(a.bound_nanoton)) violations.push(`${a.kind} ${a.peer.slice(-8)} gained ${a.gained_nanoton} nanoTON, more than the ${a.bound_nanoton} the credit window allows`)
+  }
   result.violations = violations
   result.ok = violations.length === 0
   return result

@@ -1,5 +1,7 @@
 /** The messages between the simulator's coordinator and its host processes (over the IPC channel). */
 
+export type AdversaryKind = 'forged_attestation' | 'capacity_spam' | 'stops_paying'
+
 export interface NodeSpec {
   name: string
   role: 'bootstrap' | 'proxy' | 'worker' | 'client'
@@ -29,6 +31,8 @@ export interface JobOutcome {
   ttftMs: number | null
   latencyMs: number
   completionTokens: number
+  /** Chunks with content that arrived (a failed request may have streamed some). */
+  chunks: number
   costNanoton: string | null
   error: string | null
 }
@@ -84,8 +88,14 @@ export type HostRequest =
   | { op: 'block', id: number, peers: string[] }
   | { op: 'unblock', id: number }
   | { op: 'slowDown', id: number, name: string, factor: number }
+  | { op: 'adversary', id: number, kind: AdversaryKind, name: string, dial: string[], model: string, ratePerSec: number }
+  /** Proxies here: their gossip score for `peerId`, and whether their registry lists it. */
+  | { op: 'scores', id: number, peerId: string }
   | { op: 'shutdown', id: number }
 
 export type HostReply =
   | { re: number, ok: true, value: unknown }
   | { re: number, ok: false, error: string }
+
+/** Sent by a host unasked, as each node it was told to start is up. */
+export interface HostProgress { progress: { name: string, role: NodeSpec['role'], startMs: number } }

@@ -5,15 +5,17 @@
  * client requests and timed events, and measures everything from the nodes'
  * own state. It runs no node itself, so its timers stay on time.
  */
-import { fork } from 'node:child_process'
+import { fork, spawn } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { serveDevnet } from '../src/settlement/chain/index.js'
+import { defaults, validate } from '../src/config/load.js'
+import { SCORE_THRESHOLDS } from '../src/p2p/gossip.js'
+import { packageRoot } from '../src/package-info.js'
 import { SeededRandom } from './random.js'
 import { summarise } from './measure.js'
-import type { HostReply, HostRequest, HostStats, JobOutcome, NodeSpec, StartedNode } from './protocol.js'
+import type { AdversaryKind, HostProgress, HostReply, HostRequest, HostStats, JobOutcome, NodeSpec, StartedNode } from './protocol.js'
 import type { SimEvent, SimResult } from './report/types.js'
 import type { Scenario } from './scenario.js'
 import type { ChildProcess } from 'node:child_process'
@@ -40,6 +42,8 @@ class Host {
   private readonly waiting = new Map<number, { resolve: (v: unknown) => void, reject: (e: Error) => void }>()
   readonly ready: Promise<void>
   exited = false
+  /** Nodes started so far, with how long each start took. */
+  readonly started: Array<HostProgress['progress']> = []
 
   constructor (readonly index: number, root: string) {
     const script = join(dirname(fileURLToPath(import.meta.url)), 'host.js')
@@ -51,7 +55,11 @@ class Host {
     this.ready = new Promise((resolve, reject) => {
       this.waiting.set(0, { resolve: () => { resolve() }, reject })
     })
-    this.child.on('message', (reply: HostReply) => {
+    this.child.on('message', (reply: HostReply | HostProgress) => {
+      if ('progress' in reply) {
+        this.started.push(reply.progress)
+        return
+      }
       const w = this.waiting.get(reply.re)
       if (w == null) return
       this.waiting.delete(reply.re)
@@ -89,6 +97,19 @@ interface Placed extends StartedNode { host: Host }
 /** A request without its id (the host connection numbers them). */
 type HostCall = HostRequest extends infer R ? R extends HostRequest ? Omit<R, 'id'> : never : never
 
+/** A dishonest peer the scenario started, and how the swarm treated it. */
+export interface RogueRecord {
+  kind: AdversaryKind
+  name: string
+  peer: string
+  /** ms from the load's start. */
+  startedAtMs: number
+  /** When every proxy's gossip score for it first fell below the graylist threshold (forged_attestation, capacity_spam). */
+  shunnedAtMs: number | null
+  /** Still in some proxy's registry at the end. */
+  listedAtEnd: boolean
+}
+
 export interface JobRecord extends JobOutcome {
   /** ms from the load's start when the request was sent. */
   atMs: number
@@ -105,12 +126,13 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
   const root = await mkdtemp(join(tmpdir(), `cocoon-sim-${scenario.name}-`))
   const t0 = performance.now()
   const elapsed = (): string => `${((performance.now() - t0) / 1000).toFixed(1)} s`
-  const chain = scenario.settlement ? await serveDevnet({ dataDir: join(root, 'chain') }) : undefined
+  const chain = scenario.settlement ? await startChain(join(root, 'chain')) : undefined
   const hosts = Array.from({ length: scenario.processes }, (_, i) => new Host(i, root))
   const placed = new Map<string, Placed>()
   const events: SimEvent[] = []
   const jobs: JobRecord[] = []
   const statsSeries: Array<{ atMs: number, stats: HostStats[] }> = []
+  const rogues: Array<RogueRecord & { host: Host }> = []
   let loadStart = 0
   let workerCount = 0
   let nextHost = 0
@@ -120,7 +142,7 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
     const chunkIntervalMs = Math.max(0, Math.round(1000 / w.tokensPerSecond))
     const overrides = (role: NodeSpec['role']): Record<string, unknown> => ({
       maxConnections: role === 'bootstrap' ? 2_000 : role === 'proxy' ? 1_000 : 100,
-      ...(chain != null && role !== 'bootstrap' ? { settlement: { enabled: true, chain: 'devnet', endpoint: chain.url, required: true, minDisputeWindowS: 60, disputeWindowS: 60 } } : {}),
+      ...(chain != null && role !== 'bootstrap' ? { settlement: { enabled: true, chain: 'devnet', endpoint: chain.url, required: true, minDisputeWindowS: 60, disputeWindowS: 60, ...(scenario.creditWindowNanoton == null ? {} : { creditWindow: scenario.creditWindowNanoton }) } } : {}),
       ...(role === 'worker'
         ? {
             worker: {
@@ -152,7 +174,16 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
     const boots = await place('bootstrap', range('bootstrap', 0, scenario.nodes.bootstrap), [], () => 0)
     const bootAddrs = boots.flatMap(b => b.addrs.slice(0, 1))
     say(`  [${elapsed()}] ${boots.length} bootstrap node(s) up`)
-    const formProgress = setInterval(() => { say(`  [${elapsed()}] starting: ${placed.size} nodes up`) }, PROGRESS_MS)
+    let reported = 0
+    const formProgress = setInterval(() => {
+      const all = hosts.flatMap(h => h.started)
+      const recent = all.slice(reported).map(s => s.startMs).sort((a, b) => a - b)
+      reported = all.length
+      const byRole = new Map<string, number>()
+      for (const s of all) byRole.set(s.role, (byRole.get(s.role) ?? 0) + 1)
+      say(`  [${elapsed()}] starting: ${[...byRole].map(([role, n]) => `${n} ${role}`).join(', ')} up` +
+        (recent.length === 0 ? '' : `; the last ${recent.length} took ${(recent[Math.floor(recent.length / 2)] / 1000).toFixed(1)} s each (median)`))
+    }, PROGRESS_MS)
     try {
       await place('proxy', range('proxy', 0, scenario.nodes.proxy), bootAddrs)
       await place('worker', range('worker', 0, scenario.nodes.worker), bootAddrs)
@@ -188,6 +219,35 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
     }
     arrivals.sort((a, b) => a.atMs - b.atMs)
     const timed = expandEvents(scenario, random)
+    const adversaries = scenario.adversaries.flatMap(a => Array.from({ length: a.count }, () => a)).sort((a, b) => a.atMs - b.atMs)
+    let nextAdversary = 0
+    const startAdversary = async (a: Scenario['adversaries'][number]): Promise<void> => {
+      const atMs = Math.round(sinceLoad())
+      if (a.kind === 'stops_paying') {
+        const honest = [...placed.values()].filter(n => n.role === 'client' && !rogues.some(r => r.name === n.name))
+        if (honest.length === 0) throw new Error('no client left to turn dishonest')
+        const client = honest[honest.length - 1]
+        await client.host.call({ op: 'adversary', kind: a.kind, name: client.name, dial: [], model: w.models[0], ratePerSec: 0 })
+        rogues.push({ kind: a.kind, name: client.name, peer: client.peerId, startedAtMs: atMs, shunnedAtMs: null, listedAtEnd: false, host: client.host })
+        events.push({ t_ms: atMs, kind: 'adversary', detail: `${client.name} stops paying` })
+        return
+      }
+      const host = random.pick(hosts)
+      const dial = [...bootAddrs, ...[...placed.values()].filter(n => n.role === 'proxy').map(p => p.addrs[0])]
+      const name = `rogue-${rogues.length}`
+      const peer = await host.call<string>({ op: 'adversary', kind: a.kind, name, dial, model: w.models[0], ratePerSec: a.ratePerSec })
+      rogues.push({ kind: a.kind, name, peer, startedAtMs: atMs, shunnedAtMs: null, listedAtEnd: false, host })
+      events.push({ t_ms: atMs, kind: 'adversary', detail: `${name} (${a.kind}${a.kind === 'capacity_spam' ? `, ${a.ratePerSec}/s` : ''}) started` })
+    }
+    /** Every proxy's view of the gossip-level adversaries: shunned once all of them graylist it. */
+    const watchRogues = async (now: number): Promise<void> => {
+      for (const r of rogues) {
+        if (r.kind === 'stops_paying') continue
+        const views = (await Promise.all(hosts.map(async h => h.call<Array<{ score: number, listed: boolean }>>({ op: 'scores', peerId: r.peer })))).flat()
+        r.listedAtEnd = views.some(v => v.listed)
+        if (r.shunnedAtMs == null && views.length > 0 && views.every(v => v.score < SCORE_THRESHOLDS.graylistThreshold)) r.shunnedAtMs = now
+      }
+    }
 
     loadStart = performance.now()
     const sinceLoad = (): number => performance.now() - loadStart
@@ -197,7 +257,7 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
       if (c == null) return
       const p = c.host.call<JobOutcome>({ op: 'job', job: { client: a.client, model: a.model, promptTokens: a.promptTokens, maxTokens: a.maxTokens, timeoutMs: scenario.load.timeoutMs } })
         .then(outcome => { jobs.push({ ...outcome, atMs: a.atMs, client: a.client }) })
-        .catch(err => { jobs.push({ ok: false, ttftMs: null, latencyMs: 0, completionTokens: 0, costNanoton: null, error: (err as Error).message, atMs: a.atMs, client: a.client }) })
+        .catch(err => { jobs.push({ ok: false, ttftMs: null, latencyMs: 0, completionTokens: 0, chunks: 0, costNanoton: null, error: (err as Error).message, atMs: a.atMs, client: a.client }) })
         .finally(() => { inFlight.delete(p) })
       inFlight.add(p)
     }
@@ -250,6 +310,12 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
     while (sinceLoad() < scenario.durationMs) {
       const now = sinceLoad()
       while (nextArrival < arrivals.length && arrivals[nextArrival].atMs <= now) runJob(arrivals[nextArrival++])
+      while (nextAdversary < adversaries.length && adversaries[nextAdversary].atMs <= now) {
+        const a = adversaries[nextAdversary++]
+        eventChain = eventChain.then(async () => { await startAdversary(a) }).catch(err => {
+          events.push({ t_ms: Math.round(sinceLoad()), kind: 'adversary', detail: `failed to start ${a.kind}: ${(err as Error).message}` })
+        })
+      }
       while (nextEvent < timed.length && timed[nextEvent].atMs <= now) {
         const e = timed[nextEvent++]
         eventChain = eventChain.then(async () => { await runEvent(e) }).catch(err => {
@@ -264,6 +330,7 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
         void (async () => {
           const stats = await Promise.all(hosts.map(async h => h.call<HostStats>({ op: 'stats', channels: false })))
           statsSeries.push({ atMs: now, stats })
+          await watchRogues(now)
           const seq = await sender.host.call<string>({ op: 'probe', name: sender.name }).catch(() => null)
           if (seq != null && placed.has(sender.name)) gossipProbes.push({ peerId: sender.peerId, seq, sentAtMs: Date.now() })
         })().catch(() => {}).finally(() => { sampling = false })
@@ -294,16 +361,51 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
       const ms = await c.host.call<number | null>({ op: 'dhtLookup', name: c.name, model: w.models[0], timeoutMs: 10_000 }).catch(() => null)
       if (ms != null) dhtMs.push(ms)
     }
+    await watchRogues(sinceLoad())
     const final = await Promise.all(hosts.map(async h => h.call<HostStats>({ op: 'stats', channels: true })))
     say(`  [${elapsed()}] measured; stopping nodes`)
     return summarise({
       scenario, seed, formedMs, durationMs: performance.now() - t0, hosts: hosts.length, nodesStarted: scenario.nodes.bootstrap + scenario.nodes.proxy + workerCount + scenario.nodes.client,
-      jobs, events, statsSeries, final, gossip: { seen, expected }, dhtMs
+      jobs, events, statsSeries, final, gossip: { seen, expected }, dhtMs,
+      rogues: rogues.map(({ host: _host, ...r }) => r),
+      creditWindow: BigInt(scenario.creditWindowNanoton ?? validate(defaults('local', 'proxy', {})).settlement.creditWindow),
+      commissionBp: validate(defaults('local', 'proxy', {})).settlement.commissionBp
     })
   } finally {
     await Promise.all(hosts.map(async h => { await h.shutdown() }))
     await chain?.close()
     await rm(root, { recursive: true, force: true }).catch(() => {})
+  }
+}
+
+/**
+ * The devnet chain in a process of its own (`cocoon chain`): the TON
+ * emulator is busy with every faucet and channel transaction, and must not
+ * delay the coordinator's schedule.
+ */
+async function startChain (dataDir: string): Promise<{ url: string, close: () => Promise<void> }> {
+  const child = spawn(process.execPath, [join(packageRoot(), 'bin', 'cocoon.js'), 'chain', '--port', '0', '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error(`cocoon chain did not serve within 30 s: ${output}`)) }, 30_000)
+    const onData = (d: Buffer): void => {
+      output += d.toString()
+      const m = /served on (http:\/\/127\.0\.0\.1:\d+)/.exec(output)
+      if (m != null) { clearTimeout(timer); resolve(m[1]) }
+    }
+    child.stdout.on('data', onData)
+    child.stderr.on('data', onData)
+    child.on('exit', code => { clearTimeout(timer); reject(new Error(`cocoon chain exited (${code ?? 'signal'}): ${output}`)) })
+  })
+  return {
+    url,
+    close: async () => {
+      if (child.exitCode != null) return
+      const exited = new Promise(resolve => child.once('exit', resolve))
+      child.kill('SIGTERM')
+      await Promise.race([exited, sleep(10_000)])
+      if (child.exitCode == null) child.kill('SIGKILL')
+    }
   }
 }
 

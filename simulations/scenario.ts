@@ -47,6 +47,8 @@ export const ScenarioSchema = z.strictObject({
     timeoutMs: ms('a request timeout', 600_000).default(30_000)
   }),
   settlement: z.boolean().default(true),
+  /** What payees let a payer owe before holding its answers, nanoTON (null: the node default, settlement.creditWindow). */
+  creditWindowNanoton: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).nullable().default(null),
   events: z.array(z.strictObject({
     atMs: ms('an event time'),
     kind: z.enum(EVENT_KINDS, { error: `expected one of ${EVENT_KINDS.join(', ')}` }),
@@ -60,6 +62,14 @@ export const ScenarioSchema = z.strictObject({
     crashPerMin: z.number().min(0).max(10_000).default(0),
     joinPerMin: z.number().min(0).max(10_000).default(0)
   }).prefault({}),
+  /** Dishonest peers and when they start (see simulations/adversaries.ts). */
+  adversaries: z.array(z.strictObject({
+    kind: z.enum(['forged_attestation', 'capacity_spam', 'stops_paying'], { error: 'expected forged_attestation, capacity_spam or stops_paying' }),
+    atMs: ms('a start time'),
+    count: z.number().int().min(1).max(100).default(1),
+    /** capacity_spam: messages a second. */
+    ratePerSec: z.number().min(1).max(100_000).default(500)
+  })).default([]),
   invariants: z.strictObject({
     /** Least share of requests that must succeed. */
     minSuccessRate: z.number().min(0).max(1).default(0.99),

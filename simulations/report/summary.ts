@@ -110,6 +110,7 @@ export function renderTextSummary (result: SimResult): string {
     `Gossip    delivery ${formatPercent(gossip.delivery_ratio)} of ${gossip.samples} samples; ` +
       `latency p50 ${formatMs(gossip.latency_p50_ms)}, p99 ${formatMs(gossip.latency_p99_ms)}`,
     `DHT       lookup p50 ${formatMs(dht.lookup_p50_ms)}, p99 ${formatMs(dht.lookup_p99_ms)} (${dht.samples} samples)`,
+    ...(result.errors ?? []).slice(0, 2).map(e => `Errors    ${e.count}x ${e.reason}`),
     `Events    ${result.events.length}${result.events.length === 0
       ? ''
       : `: ${result.events.map(e => `${e.kind} @${clock(e.t_ms)}`).join(', ')}`}`

@@ -93,4 +93,6 @@ export interface SimResult {
   gossip_per_node?: Record<string, { messages_per_s: number, bytes_per_s: number }>
   /** ms from the first node's start until every proxy knew every worker. */
   formed_ms?: number
+  /** Why requests failed, most frequent first (peer ids and numbers folded). */
+  errors?: Array<{ reason: string, count: number }>
 }

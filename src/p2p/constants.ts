@@ -36,9 +36,14 @@ export const ERROR_FRAME_GRACE_MS = 1_000
  * The interval grows with the swarm (PRESENCE_PER_PEER_MS per known peer, up
  * to PRESENCE_MAX_INTERVAL_MS), so the presence each node receives stays
  * near 1000 / PRESENCE_PER_PEER_MS messages a second whatever the size.
+ * Every node checks the signature of every heartbeat and forwards it to its
+ * mesh, so this rate is paid by the whole swarm: one a second (past 30
+ * peers) keeps it small next to capacity gossip; a directory entry lives
+ * three intervals, and newcomers learn their direct peers at once through
+ * /cocoon/info.
  */
 export const PRESENCE_INTERVAL_MS = 30_000
-export const PRESENCE_PER_PEER_MS = 200
+export const PRESENCE_PER_PEER_MS = 1_000
 export const PRESENCE_MAX_INTERVAL_MS = 6 * 60 * 60_000
 export const PRESENCE_MAX_BYTES = 2 * 1024
 export const PRESENCE_MAX_ADDRS = 32
@@ -46,10 +51,12 @@ export const PRESENCE_MAX_CLOCK_SKEW_MS = 60_000
 /**
  * At most one extra heartbeat per this gap when new peers subscribe; the gap
  * also grows with the swarm (PRESENCE_NEWCOMER_PER_PEER_MS per known peer),
- * so newcomers cannot make every node re-announce to everyone.
+ * so newcomers cannot make every node re-announce to everyone: the swarm
+ * sends at most 1000 / PRESENCE_NEWCOMER_PER_PEER_MS of these a second
+ * however many peers join (or reconnect) meanwhile.
  */
 export const PRESENCE_NEWCOMER_MIN_GAP_MS = 5_000
-export const PRESENCE_NEWCOMER_PER_PEER_MS = 500
+export const PRESENCE_NEWCOMER_PER_PEER_MS = 2_000
 /** Bursts of triggers (address changes, newcomers) within this window send one heartbeat. */
 export const PRESENCE_COALESCE_MS = 200
 /** A peer not heard from for this many of its own heartbeat intervals is dropped from the directory. */

@@ -15,6 +15,22 @@ export type { TopicValidatorFn, GossipSub } from '@libp2p/gossipsub'
 /** Messages smaller than this get no IDONTWANT (gossipsub's default is 512 B). */
 const GOSSIP_IDONTWANT_MIN_BYTES = 16 * 1024
 
+/**
+ * Mesh degree. Each node receives every message about once per mesh peer
+ * and forwards it to each, so the degree multiplies the whole swarm's gossip
+ * work. Our topics carry small, slow, signed messages, each also repaired by
+ * IHAVE gossip and repeated by the next heartbeat: gossipsub's D = 6 (4..12)
+ * buys redundancy they do not need, and on a loaded proxy cost a copy of each
+ * announcement from most other proxies. 4 (3..8) still keeps several paths
+ * between any two peers. Gossip (IHAVE) goes to at least GOSSIP_LAZY peers
+ * outside the mesh, or GOSSIP_FACTOR of them when there are more (a proxy
+ * connected to hundreds of workers would otherwise advertise every message id
+ * to a quarter of them each second).
+ */
+export const GOSSIP_MESH = { D: 4, Dlo: 3, Dhi: 8, Dscore: 2, Dout: 1 } as const
+const GOSSIP_LAZY = 4
+const GOSSIP_FACTOR = 0.1
+
 /** Score decays are computed per this interval (gossipsub's default). */
 const DECAY_INTERVAL_MS = 1_000
 
@@ -128,6 +144,9 @@ export function cocoonGossipsub (init: GossipInit): ReturnType<typeof gossipsub>
     emitSelf: false,
     floodPublish: true,
     fastMsgIdFn: fastMessageId,
+    ...GOSSIP_MESH,
+    Dlazy: GOSSIP_LAZY,
+    gossipFactor: GOSSIP_FACTOR,
     // IDONTWANT saves bandwidth on large messages; ours are under 4 KiB, where
     // telling every mesh peer "don't send it" costs more sends than it saves
     idontwantMinDataSize: GOSSIP_IDONTWANT_MIN_BYTES,

@@ -6,19 +6,44 @@
  * proxies' gossip mesh through these links and reach every other proxy from
  * there; nothing else needs a standing connection (attestation challenges
  * and jobs connect on demand). A link that drops is replaced.
+ *
+ * libp2p dials the bootstrap peers once, at start. A node whose dial failed
+ * (a loaded bootstrap node lets the handshake time out) or that later lost
+ * every connection would hear of nobody again, so while the node has no
+ * connection at all the bootstrap peers are dialled again, with a backoff.
  */
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
+import { P2P_MULTIADDR_CODE } from './constants.js'
 import type { CocoonLibp2p } from './node.js'
 import type { PeerDirectory, PeerRecord } from './peer-directory.js'
 import type { Role } from './protos/node.js'
 import type { Logger, PeerId } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
 
 const DIAL_TIMEOUT_MS = 10_000
 /** Bursts of directory updates and disconnects are handled in one pass. */
 const MAINTAIN_DELAY_MS = 200
 /** A peer that could not be dialled is not tried again for this long. */
 const FAILED_DIAL_BACKOFF_MS = 30_000
+/** How often the links are checked without an event (a node with no connection gets none). */
+const CHECK_INTERVAL_MS = 5_000
+/** Redials of the bootstrap peers while isolated: the first wait, doubling per failure up to the max. */
+const REDIAL_BACKOFF_MS = 2_000
+const REDIAL_BACKOFF_MAX_MS = 60_000
+
+export interface PeerLinksInit {
+  /** The role of the peers to link to. */
+  role: Role
+  /** How many to keep linked. */
+  target: number
+  log: Logger
+  /** Bootstrap multiaddrs (with /p2p/), dialled again while this node has no connection. */
+  bootstrap?: string[]
+  /** Period of the check that runs without events (tests shorten it). */
+  checkIntervalMs?: number
+  random?: () => number
+}
 
 export class PeerLinks {
   private readonly node: CocoonLibp2p
@@ -29,29 +54,45 @@ export class PeerLinks {
   private readonly random: () => number
   private readonly dialing = new Set<string>()
   private readonly failedAt = new Map<string, number>()
+  private readonly bootstrap: Multiaddr[]
+  private readonly checkIntervalMs: number
+  private redialing = false
+  private redialBackoffMs = REDIAL_BACKOFF_MS
+  private nextRedialAtMs = 0
+  private checkTimer?: ReturnType<typeof setInterval>
   private pending?: ReturnType<typeof setTimeout>
   private running = false
   private readonly onUpdate = (evt: CustomEvent<PeerRecord>): void => { if (evt.detail.role === this.role) this.maintainSoon() }
   private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => { if (this.directory.get(evt.detail.toString())?.role === this.role) this.maintainSoon() }
 
-  constructor (node: CocoonLibp2p, directory: PeerDirectory, init: { role: Role, target: number, log: Logger, random?: () => number }) {
+  constructor (node: CocoonLibp2p, directory: PeerDirectory, init: PeerLinksInit) {
     this.node = node
     this.directory = directory
     this.role = init.role
     this.target = init.target
     this.log = init.log
     this.random = init.random ?? Math.random
+    this.checkIntervalMs = init.checkIntervalMs ?? CHECK_INTERVAL_MS
+    this.bootstrap = (init.bootstrap ?? []).flatMap(a => {
+      try { return [multiaddr(a)] } catch { return [] }
+    }).filter(ma => ma.getComponents().some(c => c.code === P2P_MULTIADDR_CODE))
   }
 
   start (): void {
     this.running = true
     this.directory.addEventListener('peer:updated', this.onUpdate)
     this.node.addEventListener('peer:disconnect', this.onDisconnect)
+    this.checkTimer = setInterval(() => {
+      this.redialIfIsolated()
+      this.maintain()
+    }, this.checkIntervalMs)
+    this.checkTimer.unref?.()
     this.maintain()
   }
 
   stop (): void {
     this.running = false
+    clearInterval(this.checkTimer)
     clearTimeout(this.pending)
     this.pending = undefined
     this.directory.removeEventListener('peer:updated', this.onUpdate)
@@ -94,6 +135,36 @@ export class PeerLinks {
       this.link(record)
       missing--
     }
+  }
+
+  /**
+   * With no connection at all, dials the bootstrap peers (the first that
+   * answers is enough: presence and the DHT lead on from there). Failed
+   * rounds back off, doubling up to REDIAL_BACKOFF_MAX_MS, with jitter so
+   * nodes isolated together do not retry together.
+   */
+  private redialIfIsolated (): void {
+    if (!this.running || this.redialing || this.bootstrap.length === 0) return
+    if (this.node.getConnections().length > 0) {
+      this.redialBackoffMs = REDIAL_BACKOFF_MS
+      return
+    }
+    const nowMs = Date.now()
+    if (nowMs < this.nextRedialAtMs) return
+    this.redialing = true
+    this.log('no connections: dialling the bootstrap peers again')
+    const dials = this.bootstrap.map(async ma => this.node.dial(ma, { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) }))
+    Promise.any(dials)
+      .then(() => {
+        this.redialBackoffMs = REDIAL_BACKOFF_MS
+        this.nextRedialAtMs = 0
+        this.log('reconnected to a bootstrap peer')
+      }, () => {
+        this.nextRedialAtMs = Date.now() + Math.round(this.redialBackoffMs * (0.5 + this.random()))
+        this.redialBackoffMs = Math.min(REDIAL_BACKOFF_MAX_MS, this.redialBackoffMs * 2)
+        this.log('could not reach any bootstrap peer')
+      })
+      .finally(() => { this.redialing = false })
   }
 
   private link (record: PeerRecord): void {

@@ -136,6 +136,8 @@ export class NodeSettlement {
    * deposit in the background, so jobs do not stop at the bottom of it.
    */
   async payerFor (peer: string, signal?: AbortSignal): Promise<PayerChannel> {
+    // a new channel needs its deposit in the wallet: on a devnet, take it from the faucet first
+    if (!this.manager.list().some(c => c.side === 'payer' && c.peerId === peer && c.status === 'open')) await this.fundIfLow()
     const channel = await this.opener.payerFor(peer, signal)
     if (channel.remaining < channel.record.deposited / 4n && !this.toppingUp.has(channel.address)) {
       this.toppingUp.add(channel.address)

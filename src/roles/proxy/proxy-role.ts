@@ -52,6 +52,8 @@ export interface ProxyRoleStatus {
 
 /** How often expired registry entries and attestation cache entries are swept. */
 const SWEEP_INTERVAL_MS = 1_000
+/** Workers a proxy opens payment channels to as soon as it hears of them; others get one on their first job. */
+const PROXY_PREOPEN_CHANNELS = 8
 /** A worker whose connection dropped is dialled back within this long, or marked down. */
 const DOWN_CHECK_DIAL_MS = 3_000
 
@@ -75,8 +77,14 @@ export class ProxyRole implements RoleBehaviour {
       this.announced.add(w.peerId)
       this.evidence.prefetch(peerIdFromString(w.peerId))
       this.ctx.console.info(`worker ${w.peerId} joined: ${w.offers.map(o => o.model).join(', ')} (${w.attestation.kind} attestation, via ${w.source})`)
-      // a channel opens on chain in seconds on TON: have it before the worker's first job, not during it
-      this.ctx.settlement?.payerFor(w.peerId).catch(err => { this.ctx.log('no channel to worker %s yet - %s', w.peerId, (err as Error).message) })
+      // A channel opens on chain in seconds on TON: have it before the worker's
+      // first job, not during it, for the first few workers. Beyond those, each
+      // opens on first use: a channel locks a deposit, and a proxy that hears
+      // of thousands of workers must not fund a channel to every one.
+      if (this.ctx.settlement != null && this.preopened.size < PROXY_PREOPEN_CHANNELS) {
+        this.preopened.add(w.peerId)
+        this.ctx.settlement.payerFor(w.peerId).catch(err => { this.ctx.log('no channel to worker %s yet - %s', w.peerId, (err as Error).message) })
+      }
     }
   }
   private readonly onWorkerRemoved = (evt: CustomEvent<{ peerId: string, why: string }>): void => {
@@ -85,6 +93,7 @@ export class ProxyRole implements RoleBehaviour {
     if (this.announced.delete(evt.detail.peerId)) this.ctx.console.info(`worker ${evt.detail.peerId} left (${evt.detail.why})`)
   }
   private readonly announced = new Set<string>()
+  private readonly preopened = new Set<string>()
 
   constructor (ctx: RoleContext, tee: NodeTee) {
     this.ctx = ctx

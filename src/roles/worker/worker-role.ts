@@ -65,7 +65,7 @@ export class WorkerRole implements RoleBehaviour {
       log: ctx.log,
       console: ctx.console
     })
-    this.links = new PeerLinks(ctx.node, ctx.directory, { role: Role.PROXY, target: WORKER_PROXY_LINKS, log: ctx.log })
+    this.links = new PeerLinks(ctx.node, ctx.directory, { role: Role.PROXY, target: WORKER_PROXY_LINKS, bootstrap: config.bootstrap, log: ctx.log })
   }
 
   async start (): Promise<void> {
