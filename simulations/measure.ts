@@ -23,6 +23,7 @@ export interface Collected {
   gossip: { seen: number, expected: number }
   dhtMs: number[]
   rogues: RogueRecord[]
+  warmup?: { ms: number, ok: number, failed: number }
   /** What a payee lets a payer owe before it stops serving, nanoTON (the most a cheat can take per channel). */
   creditWindow: bigint
   commissionBp: number
@@ -212,7 +213,8 @@ export function summarise (c: Collected): SimResult {
     adversaries,
     worker_utilisation: slotMs === 0 ? 0 : round(Math.min(1, busyMs / slotMs), 4),
     gossip_per_node: gossipPerNode,
-    formed_ms: Math.round(c.formedMs)
+    formed_ms: Math.round(c.formedMs),
+    warmup: c.warmup
   }
   const reasons = new Map<string, number>()
   for (const j of c.jobs) {

@@ -134,6 +134,7 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
   const statsSeries: Array<{ atMs: number, stats: HostStats[] }> = []
   const rogues: Array<RogueRecord & { host: Host }> = []
   let loadStart = 0
+  let warmup: { ms: number, ok: number, failed: number } | undefined
   let workerCount = 0
   let nextHost = 0
   try {
@@ -247,6 +248,20 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
         r.listedAtEnd = views.some(v => v.listed)
         if (r.shunnedAtMs == null && views.length > 0 && views.every(v => v.score < SCORE_THRESHOLDS.graylistThreshold)) r.shunnedAtMs = now
       }
+    }
+
+    if (scenario.load.warmupPerClient > 0) {
+      const warmupStart = performance.now()
+      const clients = [...placed.values()].filter(n => n.role === 'client')
+      const outcomes = (await Promise.all(clients.map(async c => {
+        const out: JobOutcome[] = []
+        for (let i = 0; i < scenario.load.warmupPerClient; i++) {
+          out.push(await c.host.call<JobOutcome>({ op: 'job', job: { client: c.name, model: w.models[i % w.models.length], promptTokens: 16, maxTokens: 8, timeoutMs: scenario.load.timeoutMs } }))
+        }
+        return out
+      }))).flat()
+      warmup = { ms: Math.round(performance.now() - warmupStart), ok: outcomes.filter(o => o.ok).length, failed: outcomes.filter(o => !o.ok).length }
+      say(`  [${elapsed()}] warm-up: ${warmup.ok} of ${outcomes.length} requests answered in ${(warmup.ms / 1000).toFixed(1)} s (payment channels open)`)
     }
 
     loadStart = performance.now()
@@ -368,6 +383,7 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
       scenario, seed, formedMs, durationMs: performance.now() - t0, hosts: hosts.length, nodesStarted: scenario.nodes.bootstrap + scenario.nodes.proxy + workerCount + scenario.nodes.client,
       jobs, events, statsSeries, final, gossip: { seen, expected }, dhtMs,
       rogues: rogues.map(({ host: _host, ...r }) => r),
+      warmup,
       creditWindow: BigInt(scenario.creditWindowNanoton ?? validate(defaults('local', 'proxy', {})).settlement.creditWindow),
       commissionBp: validate(defaults('local', 'proxy', {})).settlement.commissionBp
     })

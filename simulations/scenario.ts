@@ -44,7 +44,13 @@ export const ScenarioSchema = z.strictObject({
     promptTokens: z.tuple([z.number().int().min(1), z.number().int().min(1)]).default([20, 200]),
     answerTokens: z.tuple([z.number().int().min(1), z.number().int().min(1)]).default([10, 100]),
     /** Give up on a request after this long. */
-    timeoutMs: ms('a request timeout', 600_000).default(30_000)
+    timeoutMs: ms('a request timeout', 600_000).default(30_000),
+    /**
+     * Requests each client sends before the measured load, one after another
+     * (not counted): they open the client's payment channels, which a
+     * long-running client has long since done.
+     */
+    warmupPerClient: z.number().int().min(0).max(100).default(1)
   }),
   settlement: z.boolean().default(true),
   /** What payees let a payer owe before holding its answers, nanoTON (null: the node default, settlement.creditWindow). */

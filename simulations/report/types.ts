@@ -93,6 +93,8 @@ export interface SimResult {
   gossip_per_node?: Record<string, { messages_per_s: number, bytes_per_s: number }>
   /** ms from the first node's start until every proxy knew every worker. */
   formed_ms?: number
+  /** The unmeasured requests sent before the load (they open payment channels). */
+  warmup?: { ms: number, ok: number, failed: number }
   /** Why requests failed, most frequent first (peer ids and numbers folded). */
   errors?: Array<{ reason: string, count: number }>
 }

@@ -131,7 +131,7 @@ export class JobClient implements CompletionService {
       deadlineMs: this.init.requestTimeoutMs,
       channel: ''
     }
-    const proxy = await this.init.proxies.pick(signal)
+    let proxy = await this.init.proxies.pick(signal)
     const deadline = AbortSignal.timeout(this.init.requestTimeoutMs)
     const jobSignal = AbortSignal.any([signal, deadline])
     let framed: FramedStream | undefined
@@ -143,9 +143,27 @@ export class JobClient implements CompletionService {
     const writer = new SerialWriter()
     let payer: JobPayer | undefined
     try {
-      const channel = this.init.payments == null ? undefined : await this.payerFor(proxy, jobSignal)
+      let channel = this.init.payments == null ? undefined : await this.payerFor(proxy, jobSignal)
       header.channel = channel?.address ?? ''
-      const stream = await this.node.dialProtocol(peerIdFromString(proxy), JOB_PROTOCOL, { signal: AbortSignal.any([jobSignal, AbortSignal.timeout(JOB_SETUP_DEADLINE_MS)]) })
+      let stream
+      for (let attempt = 1; ; attempt++) {
+        try {
+          stream = await this.node.dialProtocol(peerIdFromString(proxy), JOB_PROTOCOL, { signal: AbortSignal.any([jobSignal, AbortSignal.timeout(JOB_SETUP_DEADLINE_MS)]) })
+          break
+        } catch (err) {
+          // Nothing was sent yet: a proxy we cannot reach (crashed, partitioned
+          // away) sits out, and the job goes to another one.
+          if (jobSignal.aborted || attempt >= JOB_PROXY_ATTEMPTS) throw err
+          this.init.log('proxy %s unreachable, trying another - %s', proxy, (err as Error).message)
+          this.init.proxies.demote(proxy)
+          const next = await this.init.proxies.pick(jobSignal).catch(() => { throw err })
+          this.init.proxies.jobEnded(proxy)
+          proxy = next
+          this.init.proxies.jobStarted(proxy)
+          channel = this.init.payments == null ? undefined : await this.payerFor(proxy, jobSignal)
+          header.channel = channel?.address ?? ''
+        }
+      }
       framed = new FramedStream(stream, { protocol: JOB_PROTOCOL, maxFrameBytes: JOB_MAX_FRAME_BYTES, deadlineMs: JOB_SETUP_DEADLINE_MS })
       await framed.write(JobRequest, { header, candidates: JOB_MAX_CANDIDATES }, { signal: jobSignal })
       const offer = await framed.read(JobOffer, { signal: jobSignal })
@@ -341,6 +359,9 @@ function parseChunks (text: string): InferenceChunk[] {
 }
 
 /** Errors that point at the proxy rather than a worker: it broke the protocol. */
+/** Proxies a job tries when the chosen one cannot be reached (the dial fails before anything is sent). */
+const JOB_PROXY_ATTEMPTS = 3
+
 function isProxyFault (err: unknown): boolean {
   return err instanceof Error && (err.name === 'MalformedMessageError' || err.name === 'FrameTooLargeError')
 }
