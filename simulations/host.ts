@@ -35,6 +35,8 @@ let gossipDelaysMs: number[] = []
 let gossipAccepted = new Map<string, { messages: number, bytes: number }>()
 let windowStartMs = Date.now()
 const rogues: RogueNode[] = []
+/** Nodes younger than this when a gossip probe was sent are not expected to have it. */
+const PROBE_MIN_AGE_MS = 5_000
 /** Peers on the other side of a partition: every node here refuses them. */
 const blocked = new Set<string>()
 const denyPeer = (peerId: string): boolean => blocked.has(peerId)
@@ -218,7 +220,8 @@ async function handle (req: HostRequest): Promise<unknown> {
       let seen = 0
       let total = 0
       for (const { node } of nodes.values()) {
-        if (node.peerId.toString() === req.peerId || node.startedAtMs > req.sentAtMs) continue
+        // a node that had only just started may not be in the mesh yet: judge those up a few seconds before
+        if (node.peerId.toString() === req.peerId || node.startedAtMs > req.sentAtMs - PROBE_MIN_AGE_MS) continue
         total++
         if (node.directory.lastSeq(req.peerId) >= BigInt(req.seq)) seen++
       }

@@ -321,6 +321,7 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
     const gossipProbes: Array<{ peerId: string, seq: string, sentAtMs: number }> = []
     // events run one after another, beside the load (a join takes seconds; requests keep coming)
     let eventChain = Promise.resolve()
+    const joins = new Set<Promise<void>>()
     let sampling = false
     while (sinceLoad() < scenario.durationMs) {
       const now = sinceLoad()
@@ -333,9 +334,18 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
       }
       while (nextEvent < timed.length && timed[nextEvent].atMs <= now) {
         const e = timed[nextEvent++]
-        eventChain = eventChain.then(async () => { await runEvent(e) }).catch(err => {
-          events.push({ t_ms: Math.round(sinceLoad()), kind: e.kind, detail: `failed: ${(err as Error).message}` })
-        })
+        const run = async (): Promise<void> => {
+          await runEvent(e).catch(err => {
+            events.push({ t_ms: Math.round(sinceLoad()), kind: e.kind, detail: `failed: ${(err as Error).message}` })
+          })
+        }
+        // a join takes seconds and touches nobody else: it runs beside the others, which keep their order
+        if (e.kind === 'worker_join') {
+          const joining = run().finally(() => { joins.delete(joining) })
+          joins.add(joining)
+        } else {
+          eventChain = eventChain.then(run)
+        }
       }
       if (now - lastStats >= 1_000 && !sampling) {
         lastStats = now
@@ -359,7 +369,7 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
       await sleep(Math.min(50, Math.max(1, (arrivals[nextArrival]?.atMs ?? Infinity) - sinceLoad())))
     }
     say(`  [${elapsed()}] load over; waiting for ${inFlight.size} requests in flight`)
-    await Promise.race([Promise.allSettled([...inFlight, eventChain]), sleep(DRAIN_TIMEOUT_MS)])
+    await Promise.race([Promise.allSettled([...inFlight, eventChain, ...joins]), sleep(DRAIN_TIMEOUT_MS)])
     while (sampling) await sleep(50)
     await sleep(SETTLE_MS)
 

@@ -135,9 +135,19 @@ export class NodeSettlement {
    * less than a quarter of its deposit is left, it is topped up with another
    * deposit in the background, so jobs do not stop at the bottom of it.
    */
+  /** Whether a channel paying `peer` is open now. */
+  canPay (peer: string): boolean {
+    return this.payablePeers().has(peer)
+  }
+
+  /** The peers this node has an open channel to pay. */
+  payablePeers (): Set<string> {
+    return new Set(this.manager.list().filter(c => c.side === 'payer' && c.status === 'open').map(c => c.peerId))
+  }
+
   async payerFor (peer: string, signal?: AbortSignal): Promise<PayerChannel> {
     // a new channel needs its deposit in the wallet: on a devnet, take it from the faucet first
-    if (!this.manager.list().some(c => c.side === 'payer' && c.peerId === peer && c.status === 'open')) await this.fundIfLow()
+    if (!this.canPay(peer)) await this.fundIfLow()
     const channel = await this.opener.payerFor(peer, signal)
     if (channel.remaining < channel.record.deposited / 4n && !this.toppingUp.has(channel.address)) {
       this.toppingUp.add(channel.address)

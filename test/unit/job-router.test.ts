@@ -43,4 +43,16 @@ describe('job routing', () => {
     expect(first.get('a')).to.be.within(120, 280)
     expect(first.get('b')).to.be.within(120, 280)
   })
+
+  it('prefers a worker it can already pay, unless that one is much worse', () => {
+    const payable = (id: string): boolean => id !== 'new'
+    const ranked = (list: Array<{ entry: WorkerEntry, offer: WorkerOffer }>): string[] => {
+      const d = rankWorkers('m', list, cap, none, noJitter, payable)
+      return d.ok ? d.workers.map(w => w.entry.peerId) : []
+    }
+    // equal workers: the one with an open channel first
+    expect(ranked([worker('new'), worker('paid')])).to.deep.equal(['paid', 'new'])
+    // a paid worker with three of four slots busy waits long enough to lose to a free new one
+    expect(ranked([worker('new'), worker('paid', { offer: { freeSlots: 1 }, entry: { latencyMs: 5_000 } })])).to.deep.equal(['new', 'paid'])
+  })
 })

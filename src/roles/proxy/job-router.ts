@@ -2,7 +2,9 @@
  * The proxy's routing decision, without I/O: among the fresh, attested
  * workers offering a model under the client's price cap, rank those with a
  * free slot by expected wait (busy slots × recent job latency), success rate
- * and price, with a little jitter so equal workers share the load.
+ * and price, with a little jitter so equal workers share the load. A worker
+ * the proxy cannot pay yet (no channel open) ranks lower: its first job would
+ * wait for a channel to open on chain.
  */
 import type { WorkerEntry, WorkerOffer } from './worker-registry.js'
 
@@ -28,13 +30,16 @@ export type RouteDecision =
 const DEFAULT_LATENCY_MS = 1_000
 /** Relative jitter on scores: spreads load among near-equal workers. */
 const JITTER = 0.15
+/** Score factor of a worker whose payment channel is not open yet. */
+export const UNPAYABLE_FACTOR = 0.25
 
 export function rankWorkers (
   model: string,
   offers: Array<{ entry: WorkerEntry, offer: WorkerOffer }>,
   cap: PriceCap,
   inFlight: (peerId: string) => number,
-  random: () => number = Math.random
+  random: () => number = Math.random,
+  payable: (peerId: string) => boolean = () => true
 ): RouteDecision {
   if (offers.length === 0) return { ok: false, code: 'model_unknown', message: `no worker serves ${model}` }
   const affordable = offers.filter(({ offer }) => offer.pricePromptPerM <= cap.promptPerM && offer.priceCompletionPerM <= cap.completionPerM)
@@ -53,7 +58,7 @@ export function rankWorkers (
     if (busy >= offer.maxConcurrent) continue
     const expectedWaitMs = busy * (entry.latencyMs ?? DEFAULT_LATENCY_MS) / offer.maxConcurrent
     const priceFactor = offer.priceCompletionPerM === 0n ? 1 : Math.sqrt(Number(cheapest === 0n ? 1n : cheapest) / Number(offer.priceCompletionPerM))
-    const score = entry.successRate * entry.successRate * priceFactor / (1 + expectedWaitMs / 1_000) * (1 + JITTER * random())
+    const score = entry.successRate * entry.successRate * priceFactor / (1 + expectedWaitMs / 1_000) * (1 + JITTER * random()) * (payable(entry.peerId) ? 1 : UNPAYABLE_FACTOR)
     ranked.push({ entry, offer, busy, expectedWaitMs, score })
   }
   if (ranked.length === 0) return { ok: false, code: 'no_capacity', message: `every worker for ${model} is busy; retry shortly` }

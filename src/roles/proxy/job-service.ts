@@ -68,6 +68,8 @@ export interface ProxyPayments {
   commissionBp: number
   /** The channel this proxy pays `worker` through, opened on first need. */
   payerFor(worker: string, signal: AbortSignal): Promise<PayerChannel>
+  /** Workers with a channel open now (a job to them need not wait for one). */
+  payableWorkers?(): Set<string>
   paymentWaitMs: number
   settleWaitMs: number
 }
@@ -83,6 +85,9 @@ export interface ProxyJobStatus {
 }
 
 const DEFAULT_LOOKUP_WAIT_MS = 2_000
+/** Channels to workers opened in the background at once, and how long one may take. */
+const BACKGROUND_OPENS = 2
+const BACKGROUND_OPEN_TIMEOUT_MS = 60_000
 /** Worker errors after which the proxy tries the next candidate (before the first chunk). */
 const RETRYABLE = new Set<string>([
   ErrorCode.OVERLOADED, ErrorCode.UNAVAILABLE, ErrorCode.WORKER_FAILED, ErrorCode.INTERNAL,
@@ -97,6 +102,8 @@ export class ProxyJobService {
   private readonly controllers = new Set<AbortController>()
   private inFlight = 0
   private readonly counts = { relayed: 0, failed: 0, cancelled: 0, retried: 0, unpaid: 0 }
+  /** Workers a channel is being opened to in the background. */
+  private readonly opening = new Set<string>()
 
   constructor (node: CocoonLibp2p, init: ProxyJobServiceInit) {
     this.node = node
@@ -257,17 +264,37 @@ export class ProxyJobService {
     const bp = this.init.payments?.commissionBp ?? 0
     const cap = { promptPerM: removeCommission(header.maxPricePromptPerM, bp), completionPerM: removeCommission(header.maxPriceCompletionPerM, bp) }
     const inFlight = (peerId: string): number => this.byWorker.get(peerId) ?? 0
-    let decision = rankWorkers(header.model, this.init.registry.offersFor(header.model), cap, inFlight)
+    const open = this.init.payments?.payableWorkers?.()
+    const payable = (peerId: string): boolean => open?.has(peerId) ?? true
+    let decision = rankWorkers(header.model, this.init.registry.offersFor(header.model), cap, inFlight, Math.random, payable)
     if (!decision.ok && decision.code === 'model_unknown') {
       const wait = AbortSignal.any([signal, AbortSignal.timeout(this.init.lookupWaitMs ?? DEFAULT_LOOKUP_WAIT_MS)])
       await this.init.lookup.find(header.model, { signal: wait }).catch(() => undefined)
-      decision = rankWorkers(header.model, this.init.registry.offersFor(header.model), cap, inFlight)
+      decision = rankWorkers(header.model, this.init.registry.offersFor(header.model), cap, inFlight, Math.random, payable)
     }
+    if (decision.ok) this.prepareChannels(decision.workers, payable)
     if (!decision.ok) {
       const code = decision.code === 'model_unknown' ? ErrorCode.MODEL_UNKNOWN : decision.code === 'price_too_low' ? ErrorCode.PRICE_TOO_LOW : ErrorCode.NO_CAPACITY
       throw new ProtocolError(code, decision.message, decision.code === 'no_capacity' ? 1_000 : 0)
     }
     return decision.workers
+  }
+
+  /**
+   * Traffic reached workers we cannot pay yet: open a channel to the best of
+   * them in the background (a few at a time), so the set of workers we can
+   * use without waiting grows with the traffic, and no job waits for it.
+   */
+  private prepareChannels (ranked: RankedWorker[], payable: (peerId: string) => boolean): void {
+    const payments = this.init.payments
+    if (payments == null || this.opening.size >= BACKGROUND_OPENS) return
+    const next = ranked.find(r => !payable(r.entry.peerId) && !this.opening.has(r.entry.peerId))
+    if (next == null) return
+    const worker = next.entry.peerId
+    this.opening.add(worker)
+    payments.payerFor(worker, AbortSignal.timeout(BACKGROUND_OPEN_TIMEOUT_MS))
+      .catch(err => { this.init.log('no channel to worker %s yet - %s', worker, (err as Error).message) })
+      .finally(() => { this.opening.delete(worker) })
   }
 
   /** The first `wanted` ranked workers whose epoch evidence we have or can get now. */
