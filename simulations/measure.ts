@@ -214,6 +214,7 @@ export function summarise (c: Collected): SimResult {
     worker_utilisation: slotMs === 0 ? 0 : round(Math.min(1, busyMs / slotMs), 4),
     gossip_per_node: gossipPerNode,
     formed_ms: Math.round(c.formedMs),
+    load_ms: scenario.durationMs,
     warmup: c.warmup
   }
   const reasons = new Map<string, number>()

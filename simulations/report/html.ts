@@ -197,7 +197,7 @@ function seriesValue (point: SimSeriesPoint, key: keyof SimSeriesPoint): number 
 
 /** Time span the time charts cover: the run, stretched to any bucket or event past it. */
 function timeDomain (result: SimResult, bucketMs: number): number {
-  const candidates = [result.duration_ms, ...result.series.map(p => p.t_ms + bucketMs), ...result.events.map(e => e.t_ms)]
+  const candidates = [result.load_ms ?? result.duration_ms, ...result.series.map(p => p.t_ms + bucketMs), ...result.events.map(e => e.t_ms)]
   const max = Math.max(0, ...candidates.filter(finite))
   return max > 0 ? max : 1000
 }

@@ -91,6 +91,8 @@ export interface SimResult {
    * payload bytes, not wire bytes.
    */
   gossip_per_node?: Record<string, { messages_per_s: number, bytes_per_s: number }>
+  /** How long the measured load ran (the time axis of `series` and `events`). */
+  load_ms?: number
   /** ms from the first node's start until every proxy knew every worker. */
   formed_ms?: number
   /** The unmeasured requests sent before the load (they open payment channels). */
