@@ -57,6 +57,8 @@ export const PRESENCE_MAX_CLOCK_SKEW_MS = 60_000
  */
 export const PRESENCE_NEWCOMER_MIN_GAP_MS = 5_000
 export const PRESENCE_NEWCOMER_PER_PEER_MS = 2_000
+/** A heartbeat sent to this many peers has entered the mesh: no more extra ones for newcomers until one reaches fewer. */
+export const PRESENCE_REACHED_PEERS = 3
 /** Bursts of triggers (address changes, newcomers) within this window send one heartbeat. */
 export const PRESENCE_COALESCE_MS = 200
 /** A peer not heard from for this many of its own heartbeat intervals is dropped from the directory. */
@@ -104,10 +106,14 @@ export const ATTESTATION_FAILURE_TTL_MS = 5 * 60_000
  * heartbeat grows with the swarm (CAPACITY_PER_WORKER_MS per known worker, up
  * to the 600 s the validator allows), so a proxy routing every model receives
  * about 1000 / CAPACITY_PER_WORKER_MS heartbeats a second whatever the size;
- * changes go out between heartbeats.
+ * changes go out between heartbeats. The heartbeat only proves the worker
+ * alive (a full or freed model goes out at once, other load changes within a
+ * fifth of the heartbeat), and every proxy receives each one from about each
+ * of its mesh peers: four a second keeps a proxy's capacity gossip well below
+ * what it spends on jobs.
  */
 export const CAPACITY_INTERVAL_MS = 5_000
-export const CAPACITY_PER_WORKER_MS = 100
+export const CAPACITY_PER_WORKER_MS = 250
 /** Free-slot changes that do not empty or refill a model go out at most once per this fraction of the heartbeat. */
 export const CAPACITY_LOAD_GAP_FRACTION = 0.2
 export const CAPACITY_MAX_BYTES = 4 * 1024

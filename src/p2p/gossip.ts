@@ -28,8 +28,8 @@ const GOSSIP_IDONTWANT_MIN_BYTES = 16 * 1024
  * to a quarter of them each second).
  */
 export const GOSSIP_MESH = { D: 4, Dlo: 3, Dhi: 8, Dscore: 2, Dout: 1 } as const
-const GOSSIP_LAZY = 4
-const GOSSIP_FACTOR = 0.1
+const GOSSIP_LAZY = 2
+const GOSSIP_FACTOR = 0.05
 
 /** Score decays are computed per this interval (gossipsub's default). */
 const DECAY_INTERVAL_MS = 1_000

@@ -4,10 +4,13 @@
  * Pure bookkeeping, no I/O.
  */
 import { TypedEventEmitter } from 'main-event'
-import { PRESENCE_EXPIRY_INTERVALS, PRESENCE_EXPIRY_MS, PRESENCE_INTERVAL_MS } from './constants.js'
+import { PRESENCE_EXPIRY_INTERVALS, PRESENCE_EXPIRY_MS, PRESENCE_INTERVAL_MS, PRESENCE_PER_PEER_MS } from './constants.js'
 import { Role } from './protos/node.js'
 
 export { Role }
+
+/** Stated heartbeat intervals needed before they say more about the swarm's size than the directory does. */
+const SIZE_ESTIMATE_MIN_SAMPLES = 3
 
 export interface PeerRecord {
   peerId: string
@@ -81,6 +84,27 @@ export class PeerDirectory extends TypedEventEmitter<PeerDirectoryEvents> {
 
   list (): PeerRecord[] {
     return [...this.peers.values()].sort((a, b) => a.peerId.localeCompare(b.peerId))
+  }
+
+  /**
+   * How many peers the swarm has, at least. A newcomer's directory fills
+   * slowly (each peer heartbeats once per interval, and that interval grows
+   * with the swarm), but each heartbeat states its interval, which is
+   * PRESENCE_PER_PEER_MS per peer its sender knows once past the base
+   * interval: the median of what the known peers imply, when at least
+   * SIZE_ESTIMATE_MIN_SAMPLES stated one, or this directory's own size,
+   * whichever is larger. A median, so a few peers stating long intervals
+   * cannot inflate it.
+   */
+  sizeEstimate (): number {
+    const implied: number[] = []
+    for (const record of this.peers.values()) {
+      if (record.source !== 'presence' || record.intervalMs == null) continue
+      implied.push(record.intervalMs > PRESENCE_INTERVAL_MS ? Math.floor(record.intervalMs / PRESENCE_PER_PEER_MS) : 0)
+    }
+    if (implied.length < SIZE_ESTIMATE_MIN_SAMPLES) return this.peers.size
+    implied.sort((a, b) => a - b)
+    return Math.max(this.peers.size, implied[Math.floor(implied.length / 2)])
   }
 
   countByRole (): Map<Role, number> {

@@ -7,6 +7,12 @@
  * there; nothing else needs a standing connection (attestation challenges
  * and jobs connect on demand). A link that drops is replaced.
  *
+ * Presence may not have named any peer of the role yet (heartbeats are rare
+ * in a large swarm, and a connection can die before /cocoon/info tells who
+ * is at the other end), so while no candidate is known the links come from
+ * a DHT lookup instead (`lookup`: the proxies' provider records), at most
+ * once per LOOKUP_GAP_MS.
+ *
  * libp2p dials the bootstrap peers once, at start. A node whose dial failed
  * (a loaded bootstrap node lets the handshake time out) or that later lost
  * every connection would hear of nobody again, so while the node has no
@@ -18,7 +24,7 @@ import { P2P_MULTIADDR_CODE } from './constants.js'
 import type { CocoonLibp2p } from './node.js'
 import type { PeerDirectory, PeerRecord } from './peer-directory.js'
 import type { Role } from './protos/node.js'
-import type { Logger, PeerId } from '@libp2p/interface'
+import type { Logger, PeerId, PeerInfo } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 const DIAL_TIMEOUT_MS = 10_000
@@ -28,6 +34,9 @@ const MAINTAIN_DELAY_MS = 200
 const FAILED_DIAL_BACKOFF_MS = 30_000
 /** How often the links are checked without an event (a node with no connection gets none). */
 const CHECK_INTERVAL_MS = 5_000
+/** Least time between two DHT lookups for candidates, and how long one may take. */
+const LOOKUP_GAP_MS = 10_000
+const LOOKUP_TIMEOUT_MS = 10_000
 /** Redials of the bootstrap peers while isolated: the first wait, doubling per failure up to the max. */
 const REDIAL_BACKOFF_MS = 2_000
 const REDIAL_BACKOFF_MAX_MS = 60_000
@@ -40,8 +49,11 @@ export interface PeerLinksInit {
   log: Logger
   /** Bootstrap multiaddrs (with /p2p/), dialled again while this node has no connection. */
   bootstrap?: string[]
-  /** Period of the check that runs without events (tests shorten it). */
+  /** Peers of the role from elsewhere (the DHT), asked while the directory names none to link to. */
+  lookup?: (signal: AbortSignal) => AsyncIterable<PeerInfo>
+  /** Period of the check that runs without events, and the first wait after a failed redial (tests shorten them). */
   checkIntervalMs?: number
+  redialBackoffMs?: number
   random?: () => number
 }
 
@@ -56,8 +68,14 @@ export class PeerLinks {
   private readonly failedAt = new Map<string, number>()
   private readonly bootstrap: Multiaddr[]
   private readonly checkIntervalMs: number
+  private readonly lookup?: (signal: AbortSignal) => AsyncIterable<PeerInfo>
+  /** Peers linked because the lookup named them: links even before presence or /cocoon/info says their role. */
+  private readonly lookedUp = new Set<string>()
+  private lookupController?: AbortController
+  private lastLookupMs = -Infinity
   private redialing = false
-  private redialBackoffMs = REDIAL_BACKOFF_MS
+  private readonly firstRedialBackoffMs: number
+  private redialBackoffMs: number
   private nextRedialAtMs = 0
   private checkTimer?: ReturnType<typeof setInterval>
   private pending?: ReturnType<typeof setTimeout>
@@ -73,6 +91,9 @@ export class PeerLinks {
     this.log = init.log
     this.random = init.random ?? Math.random
     this.checkIntervalMs = init.checkIntervalMs ?? CHECK_INTERVAL_MS
+    this.lookup = init.lookup
+    this.firstRedialBackoffMs = init.redialBackoffMs ?? REDIAL_BACKOFF_MS
+    this.redialBackoffMs = this.firstRedialBackoffMs
     this.bootstrap = (init.bootstrap ?? []).flatMap(a => {
       try { return [multiaddr(a)] } catch { return [] }
     }).filter(ma => ma.getComponents().some(c => c.code === P2P_MULTIADDR_CODE))
@@ -93,6 +114,7 @@ export class PeerLinks {
   stop (): void {
     this.running = false
     clearInterval(this.checkTimer)
+    this.lookupController?.abort()
     clearTimeout(this.pending)
     this.pending = undefined
     this.directory.removeEventListener('peer:updated', this.onUpdate)
@@ -104,7 +126,8 @@ export class PeerLinks {
     const peers = new Set<string>()
     for (const c of this.node.getConnections()) {
       const id = c.remotePeer.toString()
-      if (this.directory.get(id)?.role === this.role) peers.add(id)
+      const role = this.directory.get(id)?.role
+      if (role === this.role || (role == null && this.lookedUp.has(id))) peers.add(id)
     }
     return [...peers]
   }
@@ -132,9 +155,41 @@ export class PeerLinks {
       nowMs - (this.failedAt.get(r.peerId) ?? -Infinity) > FAILED_DIAL_BACKOFF_MS)
     while (missing > 0 && candidates.length > 0) {
       const [record] = candidates.splice(Math.floor(this.random() * candidates.length), 1)
-      this.link(record)
+      this.link(record.peerId, record.addrs)
       missing--
     }
+    if (missing > 0) this.lookupCandidates(missing, linked)
+  }
+
+  /** Links to up to `wanted` peers the lookup names (random among those it finds), unless one ran lately. */
+  private lookupCandidates (wanted: number, linked: Set<string>): void {
+    if (this.lookup == null || this.lookupController != null || Date.now() - this.lastLookupMs < LOOKUP_GAP_MS) return
+    this.lastLookupMs = Date.now()
+    const controller = new AbortController()
+    this.lookupController = controller
+    const self = this.node.peerId.toString()
+    const found = new Map<string, string[]>()
+    void (async () => {
+      const signal = AbortSignal.any([controller.signal, AbortSignal.timeout(LOOKUP_TIMEOUT_MS)])
+      for await (const peer of this.lookup!(signal)) {
+        const id = peer.id.toString()
+        if (id === self || linked.has(id) || this.dialing.has(id) || this.failedAt.has(id)) continue
+        found.set(id, peer.multiaddrs.map(ma => ma.toString()))
+      }
+    })()
+      .catch(err => { this.log('lookup for peers to link to failed - %s', (err as Error).message) })
+      .finally(() => {
+        this.lookupController = undefined
+        if (!this.running) return
+        const ids = [...found.keys()]
+        this.log('lookup found %d peers to link to', ids.length)
+        for (let n = 0; n < wanted && ids.length > 0; n++) {
+          const [id] = ids.splice(Math.floor(this.random() * ids.length), 1)
+          if (this.dialing.has(id)) continue
+          this.lookedUp.add(id)
+          this.link(id, found.get(id) ?? [])
+        }
+      })
   }
 
   /**
@@ -146,7 +201,7 @@ export class PeerLinks {
   private redialIfIsolated (): void {
     if (!this.running || this.redialing || this.bootstrap.length === 0) return
     if (this.node.getConnections().length > 0) {
-      this.redialBackoffMs = REDIAL_BACKOFF_MS
+      this.redialBackoffMs = this.firstRedialBackoffMs
       return
     }
     const nowMs = Date.now()
@@ -156,7 +211,7 @@ export class PeerLinks {
     const dials = this.bootstrap.map(async ma => this.node.dial(ma, { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) }))
     Promise.any(dials)
       .then(() => {
-        this.redialBackoffMs = REDIAL_BACKOFF_MS
+        this.redialBackoffMs = this.firstRedialBackoffMs
         this.nextRedialAtMs = 0
         this.log('reconnected to a bootstrap peer')
       }, () => {
@@ -167,23 +222,31 @@ export class PeerLinks {
       .finally(() => { this.redialing = false })
   }
 
-  private link (record: PeerRecord): void {
-    const peer = peerIdFromString(record.peerId)
-    const addrs = record.addrs.flatMap(a => {
-      try { return [multiaddr(a).encapsulate(`/p2p/${record.peerId}`)] } catch { return [] }
+  private link (id: string, addrStrings: string[]): void {
+    let peer: PeerId
+    try {
+      peer = peerIdFromString(id)
+    } catch {
+      return
+    }
+    const addrs = addrStrings.flatMap(a => {
+      try {
+        const ma = multiaddr(a)
+        return [ma.getComponents().some(c => c.code === P2P_MULTIADDR_CODE) ? ma : ma.encapsulate(`/p2p/${id}`)]
+      } catch { return [] }
     })
-    this.dialing.add(record.peerId)
+    this.dialing.add(id)
     this.node.dial(addrs.length > 0 ? addrs : peer, { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
       .then(() => {
-        this.failedAt.delete(record.peerId)
-        this.log('linked to %s', record.peerId)
+        this.failedAt.delete(id)
+        this.log('linked to %s', id)
       })
       .catch(err => {
-        this.failedAt.set(record.peerId, Date.now())
-        this.log('could not link to %s - %s', record.peerId, (err as Error).message)
+        this.failedAt.set(id, Date.now())
+        this.log('could not link to %s - %s', id, (err as Error).message)
       })
       .finally(() => {
-        this.dialing.delete(record.peerId)
+        this.dialing.delete(id)
         // a failed dial leaves a gap to fill with another peer
         this.maintainSoon()
       })

@@ -11,7 +11,7 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import {
   P2P_MULTIADDR_CODE, PRESENCE_INTERVAL_MS, PRESENCE_MAX_ADDRS, PRESENCE_MAX_INTERVAL_MS, PRESENCE_NEWCOMER_MIN_GAP_MS, PRESENCE_NEWCOMER_PER_PEER_MS,
-  PRESENCE_COALESCE_MS, PRESENCE_MAX_BYTES, PRESENCE_MAX_CLOCK_SKEW_MS, PRESENCE_PER_PEER_MS, PRESENCE_TOPIC
+  PRESENCE_COALESCE_MS, PRESENCE_MAX_BYTES, PRESENCE_MAX_CLOCK_SKEW_MS, PRESENCE_PER_PEER_MS, PRESENCE_REACHED_PEERS, PRESENCE_TOPIC
 } from './constants.js'
 import { TopicValidatorResult } from './gossip.js'
 import { Presence, Role } from './protos/node.js'
@@ -42,6 +42,11 @@ export interface PresenceInit {
   metrics?: NodeMetrics
 }
 
+/** Gossipsub's publish takes per-message options its exported interface does not list. */
+interface PublishWithOptions {
+  publish(topic: string, data: Uint8Array, opts?: { floodPublish?: boolean }): ReturnType<GossipSub['publish']>
+}
+
 /** Why a presence message was not accepted; label values for metrics. */
 export type PresenceVerdict =
   | { result: TopicValidatorResult.Accept, presence: Presence }
@@ -55,14 +60,29 @@ export class PresenceService {
   private timer?: ReturnType<typeof setTimeout>
   private running = false
   private lastSeq = 0n
-  private readonly onAddressChange = (): void => { this.announceSoon() }
+  // self:peer:update also fires for protocol changes (a service registering
+  // a handler after start); presence carries addresses only, and a heartbeat
+  // costs a signature check at every node, so only new addresses are news
+  private readonly onAddressChange = (): void => {
+    if (this.addrsKey(this.currentAddrs()) !== this.lastAddrsKey) this.announceSoon()
+  }
+  private lastAddrsKey?: string
   private lastAnnounceMs = 0
-  // A newcomer would otherwise wait up to a full interval to hear from us.
-  // Re-announce for it, at most once per PRESENCE_NEWCOMER_MIN_GAP_MS so churn
-  // cannot turn presence into a flood: inside the gap the heartbeat is
-  // deferred to the gap's end (one for every newcomer meanwhile), not dropped.
+  /** Peers the last heartbeat was sent to (-1 before the first). */
+  private lastRecipients = -1
+  // A node's first heartbeats may reach few peers or none (it is still
+  // connecting), and the swarm would not hear of it for a whole interval.
+  // While the last one reached fewer than PRESENCE_REACHED_PEERS, each peer
+  // that subscribes brings another, at most once per the newcomer gap so
+  // churn cannot turn presence into a flood: inside the gap the heartbeat is
+  // deferred to the gap's end (one for every newcomer meanwhile), not
+  // dropped. A node already heard through the mesh does not re-announce for
+  // newcomers: those it is connected to learn it through /cocoon/info, the
+  // others at its next heartbeat (re-announcing to the whole swarm for each
+  // newcomer made every join cost a message at every node from every peer).
   private readonly onSubscriptionChange = (evt: CustomEvent<{ subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
     if (!evt.detail.subscriptions.some(s => s.topic === PRESENCE_TOPIC && s.subscribe)) return
+    if (this.lastRecipients >= PRESENCE_REACHED_PEERS) return
     this.announceIn(Math.max(PRESENCE_COALESCE_MS, this.lastAnnounceMs + this.newcomerGapMs() - this.now()))
   }
   private pending?: ReturnType<typeof setTimeout>
@@ -129,6 +149,14 @@ export class PresenceService {
     return this.lastSeq
   }
 
+  private currentAddrs (): Array<Uint8Array<ArrayBuffer>> {
+    return this.host.getMultiaddrs().slice(0, PRESENCE_MAX_ADDRS).map(ma => ma.decapsulateCode(P2P_MULTIADDR_CODE).bytes)
+  }
+
+  private addrsKey (addrs: Uint8Array[]): string {
+    return addrs.map(a => Buffer.from(a).toString('hex')).join(',')
+  }
+
   /** Publishes a heartbeat now. Returns how many peers it was sent to. */
   async announce (): Promise<number> {
     // Unix-time based, so it keeps increasing across restarts without storage.
@@ -140,13 +168,20 @@ export class PresenceService {
       role: this.init.role,
       network: this.init.network,
       version: this.init.version,
-      addrs: this.host.getMultiaddrs().slice(0, PRESENCE_MAX_ADDRS).map(ma => ma.decapsulateCode(P2P_MULTIADDR_CODE).bytes),
+      addrs: this.currentAddrs(),
       timestampMs: BigInt(this.now()),
       seq: this.lastSeq,
       intervalMs: this.intervalMs()
     }
+    this.lastAddrsKey = this.addrsKey(message.addrs)
     try {
-      const result = await this.host.services.pubsub.publish(PRESENCE_TOPIC, Presence.encode(message))
+      // to the mesh, not to every subscriber: each mesh peer forwards it to
+      // its own mesh, so flooding (gossipsub's default) only sent a
+      // well-connected node's heartbeat to a hundred peers that would each
+      // have received it anyway
+      const pubsub = this.host.services.pubsub as GossipSub & PublishWithOptions
+      const result = await pubsub.publish(PRESENCE_TOPIC, Presence.encode(message), { floodPublish: false })
+      this.lastRecipients = result.recipients.length
       return result.recipients.length
     } catch (err) {
       this.init.log.error('presence publish failed - %e', err)

@@ -20,14 +20,14 @@ const gpu = (index: number): Accelerator => ({
 
 describe('capacity announcer', () => {
   /** An announcer on a stand-in node: gossip publishes are recorded, DHT records accepted. */
-  async function announcer (published: Uint8Array[]): Promise<CapacityAnnouncer> {
+  async function announcer (published: Uint8Array[], recipients: () => number = () => 0): Promise<CapacityAnnouncer> {
     const peerId = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
     const node = {
       peerId,
       getMultiaddrs: () => [],
       contentRouting: { provide: async () => {} },
       services: {
-        pubsub: { publish: async (_topic: string, data: Uint8Array) => { published.push(data); return { recipients: [] } } },
+        pubsub: { publish: async (_topic: string, data: Uint8Array) => { published.push(data); return { recipients: Array.from({ length: recipients() }, () => peerId) } } },
         dht: { cancelReprovide: async () => {} }
       }
     } as unknown as CocoonLibp2p
@@ -57,6 +57,29 @@ describe('capacity announcer', () => {
     expect((err as ConfigError).key).to.equal('worker.models')
     expect((err as Error).message).to.match(/over the 4096-byte limit/)
     expect(a.status().models, 'nothing served after a refusal').to.deep.equal([])
+  })
+
+  it('announces again for a subscribing proxy only while its last announcement reached none', async () => {
+    const published: Uint8Array[] = []
+    let reached = 0
+    const a = await announcer(published, () => reached)
+    const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+    a.start()
+    await a.setModels([model('m')])
+    await sleep(300)
+    expect(published, 'the start-up announcement').to.have.length(1)
+    const [topic] = a.topics()
+    // it reached nobody (still connecting): the first proxy to subscribe brings another, after a fifth of the heartbeat
+    reached = 2
+    a.onProxySubscribed(topic)
+    await sleep(1_300)
+    expect(published).to.have.length(2)
+    // that one reached two proxies, whose mesh carries it to the rest: more subscriptions change nothing
+    a.onProxySubscribed(topic)
+    a.onProxySubscribed(topic)
+    await sleep(1_300)
+    expect(published).to.have.length(2)
+    await a.stop()
   })
 
   it('announces free slots as jobs start and end, with a newer sequence number each time', async () => {

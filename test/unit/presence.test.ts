@@ -3,7 +3,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { expect } from 'chai'
 import { validatePeerScoreParams, validatePeerScoreThresholds, createPeerScoreThresholds } from '@libp2p/gossipsub/score'
-import { PRESENCE_TOPIC } from '../../src/p2p/constants.js'
+import { PRESENCE_INTERVAL_MS, PRESENCE_MAX_INTERVAL_MS, PRESENCE_PER_PEER_MS, PRESENCE_REACHED_PEERS, PRESENCE_TOPIC } from '../../src/p2p/constants.js'
 import { SCORE_THRESHOLDS, TOPIC_PROFILES, TopicValidatorResult, peerScoreParams } from '../../src/p2p/gossip.js'
 import { PeerDirectory } from '../../src/p2p/peer-directory.js'
 import { PresenceService } from '../../src/p2p/presence.js'
@@ -115,14 +115,14 @@ describe('gossip scoring parameters', () => {
 
 describe('presence heartbeat scheduling', () => {
   /** A host whose gossipsub only records what is published and lets the test fire subscription events. */
-  async function fakeHost (): Promise<{ host: PresenceHost, published: number[], newcomer: () => void }> {
+  async function fakeHost (recipients = 0): Promise<{ host: PresenceHost, published: number[], newcomer: () => void }> {
     const peerId = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
     const published: number[] = []
     const pubsub = Object.assign(new EventTarget(), {
       topicValidators: new Map(),
       subscribe: () => {},
       unsubscribe: () => {},
-      publish: async () => { published.push(Date.now()); return { recipients: [] } }
+      publish: async () => { published.push(Date.now()); return { recipients: Array.from({ length: recipients }, () => peerId) } }
     })
     const host = {
       peerId,
@@ -138,6 +138,57 @@ describe('presence heartbeat scheduling', () => {
   }
 
   const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+
+  it('sends no extra heartbeat for newcomers once one reached a mesh worth of peers', async () => {
+    const { host, published, newcomer } = await fakeHost(PRESENCE_REACHED_PEERS)
+    const service = new PresenceService(host, new PeerDirectory(), { role: Role.PROXY, network: 'local', version: '1', log: noLog, newcomerMinGapMs: 100 })
+    service.start()
+    try {
+      await sleep(300)
+      expect(published).to.have.length(1)
+      newcomer()
+      newcomer()
+      await sleep(400)
+      expect(published, 'newcomers learn us through /cocoon/info or our next heartbeat').to.have.length(1)
+    } finally {
+      service.stop()
+    }
+  })
+
+  it('sends a heartbeat for new addresses, not for a self update that only changed protocols', async () => {
+    const peerId = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    const published: number[] = []
+    let addrs = [multiaddr('/ip4/127.0.0.1/tcp/4001')]
+    const events = new EventTarget()
+    const pubsub = Object.assign(new EventTarget(), {
+      topicValidators: new Map(),
+      subscribe: () => {},
+      unsubscribe: () => {},
+      publish: async () => { published.push(Date.now()); return { recipients: [] } }
+    })
+    const host = {
+      peerId,
+      getMultiaddrs: () => addrs,
+      services: { pubsub },
+      addEventListener: events.addEventListener.bind(events),
+      removeEventListener: events.removeEventListener.bind(events)
+    } as unknown as PresenceHost
+    const service = new PresenceService(host, new PeerDirectory(), { role: Role.WORKER, network: 'local', version: '1', log: noLog })
+    service.start()
+    try {
+      await sleep(300)
+      expect(published).to.have.length(1)
+      events.dispatchEvent(new CustomEvent('self:peer:update'))
+      await sleep(300)
+      expect(published, 'same addresses: nothing new to say').to.have.length(1)
+      addrs = [...addrs, multiaddr('/ip4/10.0.0.2/tcp/4001')]
+      events.dispatchEvent(new CustomEvent('self:peer:update'))
+      await sleep(300)
+      expect(published).to.have.length(2)
+    } finally {
+      service.stop()
+    }
+  })
 
   it('defers, never drops, the heartbeat for a newcomer that arrives inside the gap, and sends one for a burst', async () => {
     const { host, published, newcomer } = await fakeHost()
@@ -157,5 +208,36 @@ describe('presence heartbeat scheduling', () => {
     } finally {
       service.stop()
     }
+  })
+})
+
+describe('swarm size from stated heartbeat intervals', () => {
+  const record = (i: number, intervalMs: number | undefined, source: 'presence' | 'info' = 'presence'): Parameters<PeerDirectory['upsert']>[0] =>
+    ({ peerId: `peer-${i}`, role: Role.WORKER, network: 'local', version: '1', addrs: [], seq: 1n, intervalMs, source })
+
+  it('is the directory size in a small swarm, where every interval is the base one', () => {
+    const directory = new PeerDirectory()
+    for (let i = 0; i < 5; i++) directory.upsert(record(i, PRESENCE_INTERVAL_MS))
+    expect(directory.sizeEstimate()).to.equal(5)
+  })
+
+  it('lets a newcomer that heard a few heartbeats see the size their senders know', () => {
+    const directory = new PeerDirectory()
+    // three peers that each know about 100 peers, and one met through /cocoon/info (no interval)
+    for (let i = 0; i < 3; i++) directory.upsert(record(i, (100 + i) * PRESENCE_PER_PEER_MS))
+    directory.upsert(record(3, undefined, 'info'))
+    expect(directory.sizeEstimate()).to.equal(101)
+    // too few samples say nothing
+    const early = new PeerDirectory()
+    early.upsert(record(0, 500 * PRESENCE_PER_PEER_MS))
+    early.upsert(record(1, 500 * PRESENCE_PER_PEER_MS))
+    expect(early.sizeEstimate()).to.equal(2)
+  })
+
+  it('takes the median, so a minority stating huge intervals does not inflate it', () => {
+    const directory = new PeerDirectory()
+    for (let i = 0; i < 6; i++) directory.upsert(record(i, 40 * PRESENCE_PER_PEER_MS))
+    for (let i = 6; i < 9; i++) directory.upsert(record(i, PRESENCE_MAX_INTERVAL_MS))
+    expect(directory.sizeEstimate()).to.equal(40)
   })
 })

@@ -44,6 +44,8 @@ export class CapacityValidator {
   private readonly now: () => number
   /** The last accepted announcement per worker, by hash: the same one on another shard topic is passed on, not re-checked. */
   private readonly lastAccepted = new Map<string, { seq: bigint, hash: string }>()
+  /** The addresses last handed to `learnAddrs` per worker: unchanged ones are not written to the peer store again. */
+  private readonly learned = new Map<string, string>()
 
   constructor (registry: WorkerRegistry, attestations: PeerAttestations, init: CapacityValidatorInit) {
     this.registry = registry
@@ -79,7 +81,11 @@ export class CapacityValidator {
       return last.hash === toHex(sha256(bytes), 'base16') ? ACCEPT : ignore('replayed')
     }
     if (a.seq <= this.registry.lastSeq(id)) return ignore('replayed')
-    if (a.addrs.length > 0 && this.init.learnAddrs != null) {
+    // each heartbeat carries the addresses; the peer store write (a lock, a
+    // decode and a compare) is only worth it when they changed since the
+    // last accepted announcement
+    const addrsKey = a.addrs.map(b => toHex(b, 'base16')).join(',')
+    if (a.addrs.length > 0 && this.init.learnAddrs != null && this.learned.get(id) !== addrsKey) {
       await this.init.learnAddrs(sender, a.addrs.map(b => multiaddr(b))).catch(() => {})
     }
 
@@ -96,12 +102,15 @@ export class CapacityValidator {
     if (a.seq <= this.registry.lastSeq(id)) return ignore('replayed')
     this.registry.update(id, a, attestation, source)
     this.lastAccepted.set(id, { seq: a.seq, hash: toHex(sha256(bytes), 'base16') })
+    // kept for accepted workers only (forgotten with them), so unattested senders cannot grow it
+    this.learned.set(id, addrsKey)
     return ACCEPT
   }
 
   /** Forgets a worker that left the registry. */
   forget (peerId: string): void {
     this.lastAccepted.delete(peerId)
+    this.learned.delete(peerId)
   }
 
   /** Counts a verdict from outside the gossip path (DHT lookups). */

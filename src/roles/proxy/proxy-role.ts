@@ -228,6 +228,7 @@ function settlementFor (ctx: RoleContext): ProxyPayments | undefined {
     required: s.required,
     commissionBp: s.commissionBp,
     payerFor: async (worker, signal) => settlement.payerFor(worker, signal),
+    payableWorkers: () => settlement.payablePeers(),
     paymentWaitMs: s.paymentWaitMs,
     settleWaitMs: s.settleWaitMs
   }

@@ -73,6 +73,8 @@ export class CapacityAnnouncer {
   private lastTopics: string[] = []
   private lastPublishedMs = 0
   private pendingAtMs = 0
+  /** Peers each shard topic's last announcement was sent to. */
+  private readonly lastRecipients = new Map<string, number>()
 
   constructor (node: CocoonLibp2p, init: CapacityAnnouncerInit) {
     this.node = node
@@ -234,8 +236,10 @@ export class CapacityAnnouncer {
     for (const topic of topics) {
       try {
         const result = await this.node.services.pubsub.publish(topic, data)
+        this.lastRecipients.set(topic, result.recipients.length)
         for (const peer of result.recipients) recipients.add(peer.toString())
       } catch (err) {
+        this.lastRecipients.set(topic, 0)
         // no proxy subscribed yet: the next interval or a newcomer's subscription retries
         this.init.log('capacity publish on %s failed - %s', topic, (err as Error).message)
       }
@@ -263,11 +267,16 @@ export class CapacityAnnouncer {
   }
 
   /**
-   * A connected proxy subscribed to one of our shard topics: it hears from us
-   * soon, not at the next heartbeat (at most once per load gap, however many
-   * proxies subscribe).
+   * A connected proxy subscribed to `topic`, one of our shard topics. If our
+   * last announcement there reached no proxy (we were still connecting), it
+   * hears from us soon, not at the next heartbeat (at most once per load
+   * gap, however many proxies subscribe). One that reached any proxy has
+   * reached them all through their mesh: repeating it for each proxy we
+   * connect to (links, DHT queries, challenges) only multiplied a joining
+   * worker's announcements by the number of proxies.
    */
-  onProxySubscribed (): void {
+  onProxySubscribed (topic?: string): void {
+    if (topic != null && (this.lastRecipients.get(topic) ?? 0) > 0) return
     const gapMs = Math.round(this.intervalMs() * CAPACITY_LOAD_GAP_FRACTION)
     this.announceIn(Math.max(CAPACITY_COALESCE_MS, this.lastPublishedMs + gapMs - this.now()))
   }

@@ -5,6 +5,7 @@
  * links to a few proxies, where its announcements enter their gossip mesh.
  */
 import { WORKER_PROXY_LINKS } from '../../p2p/constants.js'
+import { proxyKey } from '../../p2p/dht-keys.js'
 import { PeerLinks } from '../../p2p/peer-links.js'
 import { Role } from '../../p2p/protos/node.js'
 import { configuredAccelerators, discoverAccelerators } from '../../tee/gpu.js'
@@ -48,7 +49,7 @@ export class WorkerRole implements RoleBehaviour {
   private refreshTimer?: ReturnType<typeof setInterval>
   private readonly onSubscriptionChange = (evt: CustomEvent<{ subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
     const topics = this.announcer.topics()
-    if (evt.detail.subscriptions.some(s => s.subscribe && topics.includes(s.topic))) this.announcer.onProxySubscribed()
+    for (const s of evt.detail.subscriptions) if (s.subscribe && topics.includes(s.topic)) this.announcer.onProxySubscribed(s.topic)
   }
 
   constructor (ctx: RoleContext, tee: NodeTee) {
@@ -58,14 +59,28 @@ export class WorkerRole implements RoleBehaviour {
     this.announcer = new CapacityAnnouncer(ctx.node, {
       network: config.network,
       intervalMs: config.worker.announceIntervalMs,
-      knownWorkers: () => ctx.directory.countByRole().get(Role.WORKER) ?? 0,
+      // the workers heard of, or (while presence has not reached us from most
+      // of them yet) the swarm's size as peers' heartbeats imply, less the
+      // non-workers we know
+      knownWorkers: () => {
+        const counts = ctx.directory.countByRole()
+        const workers = counts.get(Role.WORKER) ?? 0
+        return Math.max(workers, ctx.directory.sizeEstimate() - (ctx.directory.size - workers))
+      },
       gossip: config.worker.gossip,
       attestationKind: tee.kind,
       attestationDigest: new Uint8Array(tee.digest),
       log: ctx.log,
       console: ctx.console
     })
-    this.links = new PeerLinks(ctx.node, ctx.directory, { role: Role.PROXY, target: WORKER_PROXY_LINKS, bootstrap: config.bootstrap, log: ctx.log })
+    this.links = new PeerLinks(ctx.node, ctx.directory, {
+      role: Role.PROXY,
+      target: WORKER_PROXY_LINKS,
+      bootstrap: config.bootstrap,
+      // proxies provide the `proxy` key: found there before any presence names them
+      lookup: async function * (signal) { yield * ctx.node.contentRouting.findProviders(await proxyKey(), { signal }) },
+      log: ctx.log
+    })
   }
 
   async start (): Promise<void> {

@@ -1,0 +1,126 @@
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import { expect } from 'chai'
+import { PeerDirectory } from '../../src/p2p/peer-directory.js'
+import { PeerLinks } from '../../src/p2p/peer-links.js'
+import { Role } from '../../src/p2p/protos/node.js'
+import type { CocoonLibp2p } from '../../src/p2p/node.js'
+import type { Logger, PeerId, PeerInfo } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+
+const noLog = Object.assign(() => {}, { error: () => {}, trace: () => {}, enabled: false }) as unknown as Logger
+const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+const newPeer = async (): Promise<PeerId> => peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+
+/** A node that records dials; `reachable` decides which peers answer (an answered dial becomes a connection). */
+async function fakeNode (reachable: (peer: string) => boolean): Promise<{ node: CocoonLibp2p, dials: string[], connected: Set<string> }> {
+  const peerId = await newPeer()
+  const dials: string[] = []
+  const connected = new Set<string>()
+  const events = new EventTarget()
+  const target = (what: PeerId | Multiaddr | Multiaddr[]): string => {
+    const ma = Array.isArray(what) ? what[0] : what
+    if ('getComponents' in ma) return ma.getComponents().find(c => c.name === 'p2p')?.value ?? ''
+    return ma.toString()
+  }
+  const node = {
+    peerId,
+    getConnections: () => [...connected].map(id => ({ remotePeer: { toString: () => id } })),
+    dial: async (what: PeerId | Multiaddr | Multiaddr[]) => {
+      const id = target(what)
+      dials.push(id)
+      await sleep(1)
+      if (!reachable(id)) throw new Error('unreachable')
+      connected.add(id)
+    },
+    addEventListener: events.addEventListener.bind(events),
+    removeEventListener: events.removeEventListener.bind(events)
+  } as unknown as CocoonLibp2p
+  return { node, dials, connected }
+}
+
+describe('peer links', () => {
+  it('dials the bootstrap peers again while the node has no connection, backing off, and stops once connected', async () => {
+    const boot = await newPeer()
+    let up = false
+    const { node, dials, connected } = await fakeNode(() => up)
+    const links = new PeerLinks(node, new PeerDirectory(), {
+      role: Role.PROXY,
+      target: 3,
+      log: noLog,
+      bootstrap: [`/ip4/127.0.0.1/tcp/1/p2p/${boot.toString()}`, '/ip4/127.0.0.1/tcp/2'],
+      checkIntervalMs: 10,
+      redialBackoffMs: 40,
+      random: () => 0.5
+    })
+    links.start()
+    try {
+      await sleep(400)
+      // backing off 40, 80, 160 ms after each failure: a handful of rounds, not one per check
+      expect(dials.length).to.be.within(2, 5)
+      // the address without a peer id is never dialled
+      expect(new Set(dials)).to.deep.equal(new Set([boot.toString()]))
+      up = true
+      await sleep(400)
+      expect(connected.has(boot.toString())).to.equal(true)
+      const settled = dials.length
+      await sleep(100)
+      expect(dials.length, 'no redial while connected').to.equal(settled)
+    } finally {
+      links.stop()
+    }
+  })
+
+  it('links to proxies a DHT lookup names when presence has named none, and does not look up again at once', async () => {
+    const proxies = await Promise.all([1, 2, 3, 4, 5].map(newPeer))
+    const { node, dials } = await fakeNode(() => true)
+    let lookups = 0
+    const links = new PeerLinks(node, new PeerDirectory(), {
+      role: Role.PROXY,
+      target: 3,
+      log: noLog,
+      checkIntervalMs: 10,
+      lookup: async function * (): AsyncIterable<PeerInfo> {
+        lookups++
+        for (const p of proxies) yield { id: p, multiaddrs: [multiaddr('/ip4/127.0.0.1/tcp/4001')] }
+      }
+    })
+    links.start()
+    try {
+      await sleep(150)
+      expect(lookups).to.equal(1)
+      expect(new Set(dials).size).to.equal(3)
+      expect(dials.every(d => proxies.some(p => p.toString() === d))).to.equal(true)
+      // connected to all three before presence or /cocoon/info told their role: they count as links
+      expect(links.linked()).to.have.length(3)
+    } finally {
+      links.stop()
+    }
+  })
+
+  it('prefers the proxies presence names, and then needs no lookup', async () => {
+    const proxies = await Promise.all([1, 2, 3].map(newPeer))
+    const { node, dials } = await fakeNode(() => true)
+    const directory = new PeerDirectory()
+    for (const p of proxies) {
+      directory.upsert({ peerId: p.toString(), role: Role.PROXY, network: 'local', version: '1', addrs: ['/ip4/127.0.0.1/tcp/4001'], seq: 1n, source: 'presence' })
+    }
+    let lookups = 0
+    const links = new PeerLinks(node, directory, {
+      role: Role.PROXY,
+      target: 3,
+      log: noLog,
+      checkIntervalMs: 10,
+      lookup: async function * (): AsyncIterable<PeerInfo> { lookups++ }
+    })
+    links.start()
+    try {
+      await sleep(100)
+      expect(new Set(dials)).to.deep.equal(new Set(proxies.map(p => p.toString())))
+      expect(lookups).to.equal(0)
+    } finally {
+      links.stop()
+    }
+  })
+})
