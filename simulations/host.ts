@@ -11,7 +11,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { defaults, merge, validate } from '../src/config/load.js'
 import { PRESENCE_TOPIC } from '../src/p2p/constants.js'
 import { modelKey } from '../src/p2p/dht-keys.js'
-import { Presence, Role } from '../src/p2p/protos/node.js'
+import { Presence } from '../src/p2p/protos/node.js'
 import { startNode } from '../src/roles/runtime.js'
 import { capacitySpammer, forgedWorker, stopPaying } from './adversaries.js'
 import type { RogueNode } from './adversaries.js'
@@ -171,7 +171,8 @@ async function stats (withChannels: boolean): Promise<HostStats> {
       const s = role.jobs.status()
       view.jobs = { relayed: s.relayed, failed: s.failed, retried: s.retried }
     } else if (spec.role === 'client') {
-      view.known = node.directory.list().filter(r => r.role === Role.PROXY).length
+      // through the DHT or presence, as the client's own pool counts them
+      view.known = (node.role as ClientRole).pool.known().length
     } else if (spec.role === 'worker') {
       const role = node.role as WorkerRole
       const b = role.backend?.status()

@@ -120,4 +120,19 @@ describe('proxy pool', () => {
     expect(await h.pool.pick(AbortSignal.timeout(1_000))).to.equal(b.toString())
     expect(h.pool.status().proxies.find(p => p.peerId === a.toString())?.demotedUntil).to.be.a('string')
   })
+
+  it('prefers a proxy it can already pay, unless that one is much busier', async () => {
+    const h = harness()
+    const paid = await newPeerId()
+    const other = await newPeerId()
+    presence(h.directory, paid, [])
+    presence(h.directory, other, [])
+    const payable = new Set([paid.toString()])
+    h.pool.jobStarted(paid.toString())
+    // one more job in flight than the other: still the one with a channel
+    expect(await h.pool.pick(AbortSignal.timeout(1_000), payable)).to.equal(paid.toString())
+    for (let i = 0; i < 4; i++) h.pool.jobStarted(paid.toString())
+    // five more: the idle proxy, even if its first job must open a channel
+    expect(await h.pool.pick(AbortSignal.timeout(1_000), payable)).to.equal(other.toString())
+  })
 })

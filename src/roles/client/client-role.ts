@@ -32,7 +32,12 @@ export class ClientRole implements RoleBehaviour {
       maxPriceCompletionPerM: BigInt(c.maxPriceCompletionPerM),
       defaultMaxTokens: c.defaultMaxTokens,
       requestTimeoutMs: c.requestTimeoutMs,
-      payments: ctx.settlement == null ? undefined : { payerFor: async (proxy, signal) => (ctx.settlement as NonNullable<typeof ctx.settlement>).payerFor(proxy, signal) },
+      payments: ctx.settlement == null
+        ? undefined
+        : {
+            payerFor: async (proxy, signal) => (ctx.settlement as NonNullable<typeof ctx.settlement>).payerFor(proxy, signal),
+            payableProxies: () => (ctx.settlement as NonNullable<typeof ctx.settlement>).payablePeers()
+          },
       metrics: ctx.metrics,
       log: ctx.logger.forComponent('cocoon:client:jobs')
     })

@@ -52,7 +52,11 @@ export interface JobClientInit {
   defaultMaxTokens: number
   requestTimeoutMs: number
   /** Set when the client pays: its channel to a proxy, opened on first need. */
-  payments?: { payerFor(proxy: string, signal: AbortSignal): Promise<PayerChannel> }
+  payments?: {
+    payerFor(proxy: string, signal: AbortSignal): Promise<PayerChannel>
+    /** Proxies with a channel open now. */
+    payableProxies?(): Set<string>
+  }
   metrics?: NodeMetrics
   log: Logger
 }
@@ -131,7 +135,7 @@ export class JobClient implements CompletionService {
       deadlineMs: this.init.requestTimeoutMs,
       channel: ''
     }
-    let proxy = await this.init.proxies.pick(signal)
+    let proxy = await this.init.proxies.pick(signal, this.init.payments?.payableProxies?.())
     const deadline = AbortSignal.timeout(this.init.requestTimeoutMs)
     const jobSignal = AbortSignal.any([signal, deadline])
     let framed: FramedStream | undefined

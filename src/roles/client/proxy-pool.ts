@@ -24,6 +24,8 @@ export interface ProxyPoolHost {
 
 /** A proxy that broke the protocol or failed attestation is not used for this long. */
 const DEMOTION_MS = 30_000
+/** Jobs in flight a proxy we can already pay may have beyond the least loaded one and still be preferred. */
+const PAYABLE_SLACK = 4
 /** Attesting one proxy may take this long before the client moves on. */
 const ATTEST_WAIT_MS = 5_000
 
@@ -85,8 +87,13 @@ export class ProxyPool {
     return { ok: ok.sort((a, b) => (this.jobs.get(a) ?? 0) - (this.jobs.get(b) ?? 0)), refused }
   }
 
-  /** The proxy for the next job. */
-  async pick (signal: AbortSignal): Promise<string> {
+  /**
+   * The proxy for the next job: the least loaded, preferring one in `payable`
+   * (a channel is open to it, so the job need not wait for one to open on
+   * chain) unless it has PAYABLE_SLACK more jobs in flight than the least
+   * loaded.
+   */
+  async pick (signal: AbortSignal, payable?: Set<string>): Promise<string> {
     const { ok, refused } = await this.attestAll(signal)
     if (ok.length === 0) {
       const known = this.known().length
@@ -95,6 +102,8 @@ export class ProxyPool {
         ? 'no proxy is known yet; the client is still joining the swarm'
         : `none of the ${known} known proxies presented evidence this client accepts${why === '' ? '' : ` (${why})`}`, { retryAfterMs: 2_000 })
     }
+    const paid = payable == null ? undefined : ok.find(id => payable.has(id))
+    if (paid != null && (this.jobs.get(paid) ?? 0) <= (this.jobs.get(ok[0]) ?? 0) + PAYABLE_SLACK) return paid
     return ok[0]
   }
 
