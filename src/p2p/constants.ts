@@ -59,6 +59,8 @@ export const PRESENCE_NEWCOMER_MIN_GAP_MS = 5_000
 export const PRESENCE_NEWCOMER_PER_PEER_MS = 2_000
 /** A heartbeat sent to this many peers has entered the mesh: no more extra ones for newcomers until one reaches fewer. */
 export const PRESENCE_REACHED_PEERS = 3
+/** The first heartbeat goes out once PRESENCE_REACHED_PEERS peers that take presence are connected, or after this long. */
+export const PRESENCE_FIRST_MAX_DELAY_MS = 2_000
 /** Bursts of triggers (address changes, newcomers) within this window send one heartbeat. */
 export const PRESENCE_COALESCE_MS = 200
 /** A peer not heard from for this many of its own heartbeat intervals is dropped from the directory. */

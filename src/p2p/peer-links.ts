@@ -11,7 +11,10 @@
  * in a large swarm, and a connection can die before /cocoon/info tells who
  * is at the other end), so while no candidate is known the links come from
  * a DHT lookup instead (`lookup`: the proxies' provider records), at most
- * once per LOOKUP_GAP_MS.
+ * once per LOOKUP_GAP_MS, and not before LOOKUP_GAP_MS after start: a
+ * starting node usually hears of peers within seconds (/cocoon/info from the
+ * peers its first DHT query meets), and a lookup at every start was a DHT
+ * query per joining node for nothing.
  *
  * libp2p dials the bootstrap peers once, at start. A node whose dial failed
  * (a loaded bootstrap node lets the handshake time out) or that later lost
@@ -54,6 +57,7 @@ export interface PeerLinksInit {
   /** Period of the check that runs without events, and the first wait after a failed redial (tests shorten them). */
   checkIntervalMs?: number
   redialBackoffMs?: number
+  lookupGapMs?: number
   random?: () => number
 }
 
@@ -73,6 +77,7 @@ export class PeerLinks {
   private readonly lookedUp = new Set<string>()
   private lookupController?: AbortController
   private lastLookupMs = -Infinity
+  private readonly lookupGapMs: number
   private redialing = false
   private readonly firstRedialBackoffMs: number
   private redialBackoffMs: number
@@ -92,6 +97,7 @@ export class PeerLinks {
     this.random = init.random ?? Math.random
     this.checkIntervalMs = init.checkIntervalMs ?? CHECK_INTERVAL_MS
     this.lookup = init.lookup
+    this.lookupGapMs = init.lookupGapMs ?? LOOKUP_GAP_MS
     this.firstRedialBackoffMs = init.redialBackoffMs ?? REDIAL_BACKOFF_MS
     this.redialBackoffMs = this.firstRedialBackoffMs
     this.bootstrap = (init.bootstrap ?? []).flatMap(a => {
@@ -101,6 +107,7 @@ export class PeerLinks {
 
   start (): void {
     this.running = true
+    this.lastLookupMs = Date.now()
     this.directory.addEventListener('peer:updated', this.onUpdate)
     this.node.addEventListener('peer:disconnect', this.onDisconnect)
     this.checkTimer = setInterval(() => {
@@ -163,7 +170,7 @@ export class PeerLinks {
 
   /** Links to up to `wanted` peers the lookup names (random among those it finds), unless one ran lately. */
   private lookupCandidates (wanted: number, linked: Set<string>): void {
-    if (this.lookup == null || this.lookupController != null || Date.now() - this.lastLookupMs < LOOKUP_GAP_MS) return
+    if (this.lookup == null || this.lookupController != null || Date.now() - this.lastLookupMs < this.lookupGapMs) return
     this.lastLookupMs = Date.now()
     const controller = new AbortController()
     this.lookupController = controller

@@ -11,7 +11,7 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import {
   P2P_MULTIADDR_CODE, PRESENCE_INTERVAL_MS, PRESENCE_MAX_ADDRS, PRESENCE_MAX_INTERVAL_MS, PRESENCE_NEWCOMER_MIN_GAP_MS, PRESENCE_NEWCOMER_PER_PEER_MS,
-  PRESENCE_COALESCE_MS, PRESENCE_MAX_BYTES, PRESENCE_MAX_CLOCK_SKEW_MS, PRESENCE_PER_PEER_MS, PRESENCE_REACHED_PEERS, PRESENCE_TOPIC
+  PRESENCE_COALESCE_MS, PRESENCE_MAX_BYTES, PRESENCE_MAX_CLOCK_SKEW_MS, PRESENCE_FIRST_MAX_DELAY_MS, PRESENCE_PER_PEER_MS, PRESENCE_REACHED_PEERS, PRESENCE_TOPIC
 } from './constants.js'
 import { TopicValidatorResult } from './gossip.js'
 import { Presence, Role } from './protos/node.js'
@@ -37,6 +37,8 @@ export interface PresenceInit {
   intervalMs?: number
   /** Minimum gap between heartbeats sent for newcomers (default PRESENCE_NEWCOMER_MIN_GAP_MS). */
   newcomerMinGapMs?: number
+  /** Longest wait for peers before the first heartbeat (default PRESENCE_FIRST_MAX_DELAY_MS). */
+  firstMaxDelayMs?: number
   now?: () => number
   log: Logger
   metrics?: NodeMetrics
@@ -64,6 +66,8 @@ export class PresenceService {
   // a handler after start); presence carries addresses only, and a heartbeat
   // costs a signature check at every node, so only new addresses are news
   private readonly onAddressChange = (): void => {
+    // before the first heartbeat, the pending one will carry them
+    if (this.lastRecipients < 0) return
     if (this.addrsKey(this.currentAddrs()) !== this.lastAddrsKey) this.announceSoon()
   }
   private lastAddrsKey?: string
@@ -80,8 +84,18 @@ export class PresenceService {
   // newcomers: those it is connected to learn it through /cocoon/info, the
   // others at its next heartbeat (re-announcing to the whole swarm for each
   // newcomer made every join cost a message at every node from every peer).
+  //
+  // The first heartbeat waits (up to PRESENCE_FIRST_MAX_DELAY_MS) until
+  // PRESENCE_REACHED_PEERS peers that take presence are connected: sent at
+  // once it reached the bootstrap node alone, and a second one followed for
+  // the next subscriber; each costs a signature check at every node.
   private readonly onSubscriptionChange = (evt: CustomEvent<{ subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
     if (!evt.detail.subscriptions.some(s => s.topic === PRESENCE_TOPIC && s.subscribe)) return
+    if (this.lastRecipients < 0) {
+      const pubsub = this.host.services.pubsub as Partial<Pick<GossipSub, 'getSubscribers'>>
+      if ((pubsub.getSubscribers?.(PRESENCE_TOPIC).length ?? 0) >= PRESENCE_REACHED_PEERS) this.announceSoon()
+      return
+    }
     if (this.lastRecipients >= PRESENCE_REACHED_PEERS) return
     this.announceIn(Math.max(PRESENCE_COALESCE_MS, this.lastAnnounceMs + this.newcomerGapMs() - this.now()))
   }
@@ -103,7 +117,7 @@ export class PresenceService {
     pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
     this.running = true
     this.scheduleHeartbeat()
-    this.announceSoon()
+    this.announceIn(this.init.firstMaxDelayMs ?? PRESENCE_FIRST_MAX_DELAY_MS)
   }
 
   /**

@@ -72,7 +72,7 @@ describe('peer links', () => {
     }
   })
 
-  it('links to proxies a DHT lookup names when presence has named none, and does not look up again at once', async () => {
+  it('links to proxies a DHT lookup names when presence has named none for a while, and does not look up again at once', async () => {
     const proxies = await Promise.all([1, 2, 3, 4, 5].map(newPeer))
     const { node, dials } = await fakeNode(() => true)
     let lookups = 0
@@ -81,6 +81,7 @@ describe('peer links', () => {
       target: 3,
       log: noLog,
       checkIntervalMs: 10,
+      lookupGapMs: 100,
       lookup: async function * (): AsyncIterable<PeerInfo> {
         lookups++
         for (const p of proxies) yield { id: p, multiaddrs: [multiaddr('/ip4/127.0.0.1/tcp/4001')] }
@@ -88,7 +89,9 @@ describe('peer links', () => {
     })
     links.start()
     try {
-      await sleep(150)
+      await sleep(50)
+      expect(lookups, 'presence and /cocoon/info get the first chance').to.equal(0)
+      await sleep(100)
       expect(lookups).to.equal(1)
       expect(new Set(dials).size).to.equal(3)
       expect(dials.every(d => proxies.some(p => p.toString() === d))).to.equal(true)

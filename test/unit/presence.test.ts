@@ -139,9 +139,43 @@ describe('presence heartbeat scheduling', () => {
 
   const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
+  it('sends its first heartbeat once three peers take presence, or after the longest wait', async () => {
+    const { host, published, newcomer } = await fakeHost(PRESENCE_REACHED_PEERS)
+    let subscribers = 0
+    Object.assign(host.services.pubsub, { getSubscribers: () => Array.from({ length: subscribers }, () => host.peerId) })
+    const service = new PresenceService(host, new PeerDirectory(), { role: Role.WORKER, network: 'local', version: '1', log: noLog, firstMaxDelayMs: 1_000 })
+    service.start()
+    try {
+      subscribers = 1
+      newcomer()
+      await sleep(300)
+      expect(published, 'one peer: wait for more').to.have.length(0)
+      subscribers = PRESENCE_REACHED_PEERS
+      newcomer()
+      await sleep(300)
+      expect(published).to.have.length(1)
+      await sleep(900)
+      expect(published, 'the fallback does not send a second one').to.have.length(1)
+    } finally {
+      service.stop()
+    }
+    // nobody shows up: it goes out after the longest wait anyway
+    const lonely = await fakeHost()
+    const alone = new PresenceService(lonely.host, new PeerDirectory(), { role: Role.WORKER, network: 'local', version: '1', log: noLog, firstMaxDelayMs: 300 })
+    alone.start()
+    try {
+      await sleep(150)
+      expect(lonely.published).to.have.length(0)
+      await sleep(300)
+      expect(lonely.published).to.have.length(1)
+    } finally {
+      alone.stop()
+    }
+  })
+
   it('sends no extra heartbeat for newcomers once one reached a mesh worth of peers', async () => {
     const { host, published, newcomer } = await fakeHost(PRESENCE_REACHED_PEERS)
-    const service = new PresenceService(host, new PeerDirectory(), { role: Role.PROXY, network: 'local', version: '1', log: noLog, newcomerMinGapMs: 100 })
+    const service = new PresenceService(host, new PeerDirectory(), { role: Role.PROXY, network: 'local', version: '1', log: noLog, newcomerMinGapMs: 100, firstMaxDelayMs: 200 })
     service.start()
     try {
       await sleep(300)
@@ -173,7 +207,7 @@ describe('presence heartbeat scheduling', () => {
       addEventListener: events.addEventListener.bind(events),
       removeEventListener: events.removeEventListener.bind(events)
     } as unknown as PresenceHost
-    const service = new PresenceService(host, new PeerDirectory(), { role: Role.WORKER, network: 'local', version: '1', log: noLog })
+    const service = new PresenceService(host, new PeerDirectory(), { role: Role.WORKER, network: 'local', version: '1', log: noLog, firstMaxDelayMs: 200 })
     service.start()
     try {
       await sleep(300)
@@ -192,7 +226,7 @@ describe('presence heartbeat scheduling', () => {
 
   it('defers, never drops, the heartbeat for a newcomer that arrives inside the gap, and sends one for a burst', async () => {
     const { host, published, newcomer } = await fakeHost()
-    const service = new PresenceService(host, new PeerDirectory(), { role: Role.WORKER, network: 'local', version: '1', log: noLog, newcomerMinGapMs: 400 })
+    const service = new PresenceService(host, new PeerDirectory(), { role: Role.WORKER, network: 'local', version: '1', log: noLog, newcomerMinGapMs: 400, firstMaxDelayMs: 200 })
     service.start()
     try {
       await sleep(300) // the start-up heartbeat goes out after the coalescing delay
