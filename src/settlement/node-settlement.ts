@@ -135,9 +135,9 @@ export class NodeSettlement {
    * less than a quarter of its deposit is left, it is topped up with another
    * deposit in the background, so jobs do not stop at the bottom of it.
    */
-  /** Whether a channel paying `peer` is open now. */
+  /** Whether a channel paying `peer` is open now (one indexed lookup: this runs for every job). */
   canPay (peer: string): boolean {
-    return this.payablePeers().has(peer)
+    return this.store.listChannels({ side: 'payer', peerId: peer, status: 'open' }).length > 0
   }
 
   /** The peers this node has an open channel to pay. */
