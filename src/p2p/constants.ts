@@ -177,3 +177,8 @@ export const PAY_PROTOCOL = '/cocoon/pay/1.0.0'
 export const PAY_MAX_FRAME_BYTES = 4 * 1024
 /** Opening waits for the chain: a payee reads the contract before it answers. */
 export const PAY_DEADLINE_MS = 30_000
+
+/** How often the connection monitor pings each open connection (libp2p's default is 10 s). */
+export const CONNECTION_PING_INTERVAL_MS = 60_000
+/** Ping streams allowed per connection and direction (monitor and DHT may ping at once). */
+export const PING_MAX_STREAMS = 4

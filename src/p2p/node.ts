@@ -22,7 +22,7 @@ import { yamux } from '@libp2p/yamux'
 import { createLibp2p } from 'libp2p'
 import {
   AMINO_KAD_PROTOCOL, COCOON_KAD_PROTOCOL, DHT_PROVIDE_VALIDITY_MS, DHT_REPROVIDE_INTERVAL_MS,
-  DHT_REPROVIDE_THRESHOLD_MS
+  DHT_REPROVIDE_THRESHOLD_MS, CONNECTION_PING_INTERVAL_MS, PING_MAX_STREAMS
 } from './constants.js'
 import { cocoonGossipsub } from './gossip.js'
 import { AMINO_BOOTSTRAP_PEERS, NETWORK_PRESETS } from './networks.js'
@@ -97,7 +97,10 @@ export async function createCocoonNode (init: CocoonNodeInit): Promise<CocoonLib
   const services: ServiceFactoryMap<CocoonServices> = {
     identify: identify(),
     identifyPush: identifyPush(),
-    ping: ping(),
+    // The connection monitor and the DHT both ping; with libp2p's default of
+    // one outbound ping stream per connection the second ping fails and the
+    // monitor aborts a healthy connection.
+    ping: ping({ maxInboundStreams: PING_MAX_STREAMS, maxOutboundStreams: PING_MAX_STREAMS }),
     dht: kadDHT({
       protocol: COCOON_KAD_PROTOCOL,
       clientMode: !init.dhtServer,
@@ -157,6 +160,10 @@ export async function createCocoonNode (init: CocoonNodeInit): Promise<CocoonLib
       // everything on loopback shares one IP; don't rate-limit a local swarm
       allow: keepPrivate ? LOOPBACK_ALLOW : []
     },
+    // Liveness pings every 10 s on every connection were half of all socket
+    // writes in a 100-node swarm; dead peers are found by the streams that use
+    // them, so a slow keep-alive is enough to drop half-open connections.
+    connectionMonitor: { pingInterval: CONNECTION_PING_INTERVAL_MS },
     connectionGater: {
       // On the public network never dial private or loopback addresses that
       // peers hand us: that would let anyone scan the operator's LAN.
