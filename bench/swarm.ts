@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import { createLibp2p } from 'libp2p'
-import { knowEachOther, startNode } from '../src/roles/runtime.js'
+import { knowThePublishers, startNode } from '../src/roles/runtime.js'
 import { heartbeatArrivals, plainLoopbackNode, testConfig, waitFor } from '../test/helpers.js'
 import { median, quantile, round, settle, writeResult } from './stats.js'
 import type { RoleName } from '../src/roles/names.js'
@@ -72,7 +72,7 @@ async function main (): Promise<void> {
       nodes.push(await startNode(config(role, `${role}-${i}`, boot.addrs()), { metrics: false }))
       startMs.push(performance.now() - t)
     }
-    await waitFor(() => knowEachOther(nodes), 60_000, 'every node to know every other', 5)
+    await waitFor(() => knowThePublishers(nodes), 60_000, 'every node to know the bootstrap nodes and proxies', 5)
     const formedAfterMs = performance.now() - swarmStart
     await settle()
     const rssAfter = process.memoryUsage().rss

@@ -20,8 +20,6 @@ import type { SimEvent, SimResult } from './report/types.js'
 import type { Scenario } from './scenario.js'
 import type { ChildProcess } from 'node:child_process'
 
-/** How long the swarm may take to form before the run fails. */
-const FORM_TIMEOUT_MS = 300_000
 /** After the load stops: in-flight jobs finish, the last payments land. */
 const DRAIN_TIMEOUT_MS = 60_000
 const SETTLE_MS = 3_000
@@ -194,7 +192,7 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
       clearInterval(formProgress)
     }
     say(`  [${elapsed()}] ${placed.size} nodes started; waiting for every proxy to know every worker`)
-    const formDeadline = performance.now() + FORM_TIMEOUT_MS
+    const formDeadline = performance.now() + scenario.formTimeoutMs
     for (;;) {
       const stats = await Promise.all(hosts.map(async h => h.call<HostStats>({ op: 'stats', channels: false })))
       const proxies = stats.flatMap(s => s.nodes.filter(n => n.role === 'proxy'))
@@ -202,7 +200,7 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
       const minKnown = Math.min(...proxies.map(p => p.known))
       const clientsReady = clients.every(c => c.known > 0)
       if (minKnown >= scenario.nodes.worker && clientsReady) break
-      if (performance.now() > formDeadline) throw new Error(`the swarm did not form within ${FORM_TIMEOUT_MS / 1000} s: proxies know ${minKnown} of ${scenario.nodes.worker} workers`)
+      if (performance.now() > formDeadline) throw new Error(`the swarm did not form within ${scenario.formTimeoutMs / 1000} s: proxies know ${minKnown} of ${scenario.nodes.worker} workers`)
       say(`  [${elapsed()}] forming: proxies know ${minKnown}..${Math.max(...proxies.map(p => p.known))} of ${scenario.nodes.worker} workers; ${clients.filter(c => c.known > 0).length}/${clients.length} clients know a proxy`)
       await sleep(1_000)
     }

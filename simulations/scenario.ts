@@ -19,6 +19,8 @@ export const ScenarioSchema = z.strictObject({
   seed: z.number().int().min(0).default(1),
   /** How long clients send load, after the swarm is ready. */
   durationMs: ms('a duration', 3_600_000),
+  /** How long the swarm may take to form (every proxy knows every worker, every client a proxy) before the run fails. */
+  formTimeoutMs: ms('a forming deadline', 3_600_000).default(300_000),
   /** Host processes the nodes are spread over (the coordinator runs none). */
   processes: z.number().int().min(1).max(64).default(2),
   nodes: z.strictObject({

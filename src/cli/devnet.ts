@@ -18,7 +18,7 @@ import { ConfigError } from '../errors.js'
 import { cocoonHome, DEFAULT_API_PORT, defaults, merge, validate } from '../config/load.js'
 import { waitFor } from '../ops/wait-for.js'
 import { streamChat } from '../inference/stream-chat.js'
-import { knowEachOther, startNode } from '../roles/runtime.js'
+import { knowThePublishers, startNode } from '../roles/runtime.js'
 import { Devnet } from '../settlement/chain/index.js'
 import { fromNano } from '@ton/core'
 import { flagsToConfig, waitForShutdown } from './main.js'
@@ -97,7 +97,7 @@ export async function runDevnet (args: string[], io: CliIO): Promise<number> {
     nodes.push(await startClient(configFor, bootAddrs, apiPort, io, devnet))
     const startedMs = performance.now() - t0
 
-    await waitFor(() => knowEachOther(nodes), MEET_TIMEOUT_MS, 'every node to learn every other through presence gossip')
+    await waitFor(() => knowThePublishers(nodes), MEET_TIMEOUT_MS, 'every node to learn the bootstrap nodes and proxies through presence gossip')
     const meshMs = performance.now() - t0
     const client = nodes[nodes.length - 1]
     await waitFor(() => ((client.role.status().proxies as unknown[] | undefined)?.length ?? 0) > 0, MEET_TIMEOUT_MS, 'the client to find the proxy in the DHT')

@@ -4,13 +4,19 @@
  * Pure bookkeeping, no I/O.
  */
 import { TypedEventEmitter } from 'main-event'
-import { PRESENCE_EXPIRY_INTERVALS, PRESENCE_EXPIRY_MS, PRESENCE_INTERVAL_MS, PRESENCE_PER_PEER_MS } from './constants.js'
+import { PRESENCE_EXPIRY_INTERVALS, PRESENCE_EXPIRY_MS, PRESENCE_INTERVAL_MS } from './constants.js'
 import { Role } from './protos/node.js'
 
 export { Role }
 
-/** Stated heartbeat intervals needed before they say more about the swarm's size than the directory does. */
-const SIZE_ESTIMATE_MIN_SAMPLES = 3
+/**
+ * The roles that publish presence heartbeats: the peers others must find.
+ * Workers reach proxies through capacity announcements (which carry their
+ * addresses) and clients need to be found by nobody; both only listen, so
+ * presence costs each node about one message per publisher per interval
+ * instead of one per peer in the swarm.
+ */
+export const PRESENCE_PUBLISHER_ROLES: readonly Role[] = [Role.BOOTSTRAP, Role.PROXY]
 
 export interface PeerRecord {
   peerId: string
@@ -24,6 +30,8 @@ export interface PeerRecord {
   seq: bigint
   /** The peer's stated heartbeat interval, ms (the default when it did not say). */
   intervalMs?: number
+  /** A proxy's stated count of the workers its registry lists. */
+  workers?: number
   source: 'presence' | 'info'
 }
 
@@ -56,6 +64,7 @@ export class PeerDirectory extends TypedEventEmitter<PeerDirectoryEvents> {
       ...record,
       seq: previous != null && previous.seq > record.seq ? previous.seq : record.seq,
       intervalMs: record.intervalMs ?? previous?.intervalMs,
+      workers: record.workers ?? previous?.workers,
       lastSeenMs: this.now()
     }
     this.peers.set(record.peerId, next)
@@ -87,24 +96,30 @@ export class PeerDirectory extends TypedEventEmitter<PeerDirectoryEvents> {
   }
 
   /**
-   * How many peers the swarm has, at least. A newcomer's directory fills
-   * slowly (each peer heartbeats once per interval, and that interval grows
-   * with the swarm), but each heartbeat states its interval, which is
-   * PRESENCE_PER_PEER_MS per peer its sender knows once past the base
-   * interval: the median of what the known peers imply, when at least
-   * SIZE_ESTIMATE_MIN_SAMPLES stated one, or this directory's own size,
-   * whichever is larger. A median, so a few peers stating long intervals
-   * cannot inflate it.
+   * How many workers the swarm has, at least: the median of what the proxies
+   * heard from state in their presence (each lists the workers whose
+   * capacity it receives), or the workers this directory itself knows,
+   * whichever is larger. Workers send no presence, so a worker learns the
+   * swarm's size from the proxies; a median, so one proxy stating a huge
+   * number cannot slow every worker's heartbeat.
    */
-  sizeEstimate (): number {
-    const implied: number[] = []
+  workersEstimate (): number {
+    const stated: number[] = []
+    let known = 0
     for (const record of this.peers.values()) {
-      if (record.source !== 'presence' || record.intervalMs == null) continue
-      implied.push(record.intervalMs > PRESENCE_INTERVAL_MS ? Math.floor(record.intervalMs / PRESENCE_PER_PEER_MS) : 0)
+      if (record.role === Role.WORKER) known++
+      if (record.role === Role.PROXY && record.source === 'presence' && record.workers != null) stated.push(record.workers)
     }
-    if (implied.length < SIZE_ESTIMATE_MIN_SAMPLES) return this.peers.size
-    implied.sort((a, b) => a - b)
-    return Math.max(this.peers.size, implied[Math.floor(implied.length / 2)])
+    if (stated.length === 0) return known
+    stated.sort((a, b) => a - b)
+    return Math.max(known, stated[Math.floor(stated.length / 2)])
+  }
+
+  /** Peers of the roles that send presence heartbeats (bootstrap nodes and proxies). */
+  publishers (): number {
+    let n = 0
+    for (const record of this.peers.values()) if (PRESENCE_PUBLISHER_ROLES.includes(record.role)) n++
+    return n
   }
 
   countByRole (): Map<Role, number> {

@@ -16,10 +16,7 @@
  * peers its first DHT query meets), and a lookup at every start was a DHT
  * query per joining node for nothing.
  *
- * libp2p dials the bootstrap peers once, at start. A node whose dial failed
- * (a loaded bootstrap node lets the handshake time out) or that later lost
- * every connection would hear of nobody again, so while the node has no
- * connection at all the bootstrap peers are dialled again, with a backoff.
+ * A node with no connection at all is brought back by BootstrapRedial.
  */
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -28,7 +25,6 @@ import type { CocoonLibp2p } from './node.js'
 import type { PeerDirectory, PeerRecord } from './peer-directory.js'
 import type { Role } from './protos/node.js'
 import type { Logger, PeerId, PeerInfo } from '@libp2p/interface'
-import type { Multiaddr } from '@multiformats/multiaddr'
 
 const DIAL_TIMEOUT_MS = 10_000
 /** Bursts of directory updates and disconnects are handled in one pass. */
@@ -40,9 +36,6 @@ const CHECK_INTERVAL_MS = 5_000
 /** Least time between two DHT lookups for candidates, and how long one may take. */
 const LOOKUP_GAP_MS = 10_000
 const LOOKUP_TIMEOUT_MS = 10_000
-/** Redials of the bootstrap peers while isolated: the first wait, doubling per failure up to the max. */
-const REDIAL_BACKOFF_MS = 2_000
-const REDIAL_BACKOFF_MAX_MS = 60_000
 
 export interface PeerLinksInit {
   /** The role of the peers to link to. */
@@ -50,13 +43,10 @@ export interface PeerLinksInit {
   /** How many to keep linked. */
   target: number
   log: Logger
-  /** Bootstrap multiaddrs (with /p2p/), dialled again while this node has no connection. */
-  bootstrap?: string[]
   /** Peers of the role from elsewhere (the DHT), asked while the directory names none to link to. */
   lookup?: (signal: AbortSignal) => AsyncIterable<PeerInfo>
-  /** Period of the check that runs without events, and the first wait after a failed redial (tests shorten them). */
+  /** Period of the check that runs without events (tests shorten it). */
   checkIntervalMs?: number
-  redialBackoffMs?: number
   lookupGapMs?: number
   random?: () => number
 }
@@ -70,7 +60,6 @@ export class PeerLinks {
   private readonly random: () => number
   private readonly dialing = new Set<string>()
   private readonly failedAt = new Map<string, number>()
-  private readonly bootstrap: Multiaddr[]
   private readonly checkIntervalMs: number
   private readonly lookup?: (signal: AbortSignal) => AsyncIterable<PeerInfo>
   /** Peers linked because the lookup named them: links even before presence or /cocoon/info says their role. */
@@ -78,10 +67,6 @@ export class PeerLinks {
   private lookupController?: AbortController
   private lastLookupMs = -Infinity
   private readonly lookupGapMs: number
-  private redialing = false
-  private readonly firstRedialBackoffMs: number
-  private redialBackoffMs: number
-  private nextRedialAtMs = 0
   private checkTimer?: ReturnType<typeof setInterval>
   private pending?: ReturnType<typeof setTimeout>
   private running = false
@@ -98,11 +83,6 @@ export class PeerLinks {
     this.checkIntervalMs = init.checkIntervalMs ?? CHECK_INTERVAL_MS
     this.lookup = init.lookup
     this.lookupGapMs = init.lookupGapMs ?? LOOKUP_GAP_MS
-    this.firstRedialBackoffMs = init.redialBackoffMs ?? REDIAL_BACKOFF_MS
-    this.redialBackoffMs = this.firstRedialBackoffMs
-    this.bootstrap = (init.bootstrap ?? []).flatMap(a => {
-      try { return [multiaddr(a)] } catch { return [] }
-    }).filter(ma => ma.getComponents().some(c => c.code === P2P_MULTIADDR_CODE))
   }
 
   start (): void {
@@ -110,10 +90,7 @@ export class PeerLinks {
     this.lastLookupMs = Date.now()
     this.directory.addEventListener('peer:updated', this.onUpdate)
     this.node.addEventListener('peer:disconnect', this.onDisconnect)
-    this.checkTimer = setInterval(() => {
-      this.redialIfIsolated()
-      this.maintain()
-    }, this.checkIntervalMs)
+    this.checkTimer = setInterval(() => { this.maintain() }, this.checkIntervalMs)
     this.checkTimer.unref?.()
     this.maintain()
   }
@@ -197,36 +174,6 @@ export class PeerLinks {
           this.link(id, found.get(id) ?? [])
         }
       })
-  }
-
-  /**
-   * With no connection at all, dials the bootstrap peers (the first that
-   * answers is enough: presence and the DHT lead on from there). Failed
-   * rounds back off, doubling up to REDIAL_BACKOFF_MAX_MS, with jitter so
-   * nodes isolated together do not retry together.
-   */
-  private redialIfIsolated (): void {
-    if (!this.running || this.redialing || this.bootstrap.length === 0) return
-    if (this.node.getConnections().length > 0) {
-      this.redialBackoffMs = this.firstRedialBackoffMs
-      return
-    }
-    const nowMs = Date.now()
-    if (nowMs < this.nextRedialAtMs) return
-    this.redialing = true
-    this.log('no connections: dialling the bootstrap peers again')
-    const dials = this.bootstrap.map(async ma => this.node.dial(ma, { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) }))
-    Promise.any(dials)
-      .then(() => {
-        this.redialBackoffMs = this.firstRedialBackoffMs
-        this.nextRedialAtMs = 0
-        this.log('reconnected to a bootstrap peer')
-      }, () => {
-        this.nextRedialAtMs = Date.now() + Math.round(this.redialBackoffMs * (0.5 + this.random()))
-        this.redialBackoffMs = Math.min(REDIAL_BACKOFF_MAX_MS, this.redialBackoffMs * 2)
-        this.log('could not reach any bootstrap peer')
-      })
-      .finally(() => { this.redialing = false })
   }
 
   private link (id: string, addrStrings: string[]): void {

@@ -1,10 +1,14 @@
 /**
- * Presence: every node publishes a small signed heartbeat (role, network,
- * version, addresses) on `cocoon/1/presence` at start, on address changes and
- * every interval. The interval grows with the number of peers this node
- * knows, so the presence every node receives stays bounded as the swarm
- * grows; each heartbeat states its interval, and receivers expire a peer
- * after three of its own intervals. The topic validator checks each one before it is
+ * Presence: the nodes others must find (bootstrap nodes and proxies, see
+ * PRESENCE_PUBLISHER_ROLES) publish a small signed heartbeat (role, network,
+ * version, addresses; a proxy adds how many workers it lists) on
+ * `cocoon/1/presence` at start, on address changes and every interval; every
+ * node listens. Workers and clients send none: with every node heartbeating,
+ * each join cost a signature check at every node, and a 300-node swarm spent
+ * more time forming than serving. The interval grows with the number of
+ * publishers this node knows, so the presence every node receives stays
+ * bounded as the swarm grows; each heartbeat states its interval, and
+ * receivers expire a peer after three of its own intervals. The topic validator checks each one before it is
  * forwarded: forgers are rejected (and lose gossip score), stale or replayed
  * messages are ignored (honest-but-late must not be punished).
  */
@@ -35,6 +39,10 @@ export interface PresenceInit {
   network: string
   version: string
   intervalMs?: number
+  /** Send heartbeats (default true); false: only listen (announce() still sends one when asked). */
+  heartbeat?: boolean
+  /** A proxy's count of the workers it lists, stated in each heartbeat. */
+  workers?: () => number
   /** Minimum gap between heartbeats sent for newcomers (default PRESENCE_NEWCOMER_MIN_GAP_MS). */
   newcomerMinGapMs?: number
   /** Longest wait for peers before the first heartbeat (default PRESENCE_FIRST_MAX_DELAY_MS). */
@@ -66,6 +74,7 @@ export class PresenceService {
   // a handler after start); presence carries addresses only, and a heartbeat
   // costs a signature check at every node, so only new addresses are news
   private readonly onAddressChange = (): void => {
+    if (this.init.heartbeat === false) return
     // before the first heartbeat, the pending one will carry them
     if (this.lastRecipients < 0) return
     if (this.addrsKey(this.currentAddrs()) !== this.lastAddrsKey) this.announceSoon()
@@ -90,7 +99,7 @@ export class PresenceService {
   // once it reached the bootstrap node alone, and a second one followed for
   // the next subscriber; each costs a signature check at every node.
   private readonly onSubscriptionChange = (evt: CustomEvent<{ subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
-    if (!evt.detail.subscriptions.some(s => s.topic === PRESENCE_TOPIC && s.subscribe)) return
+    if (this.init.heartbeat === false || !evt.detail.subscriptions.some(s => s.topic === PRESENCE_TOPIC && s.subscribe)) return
     if (this.lastRecipients < 0) {
       const pubsub = this.host.services.pubsub as Partial<Pick<GossipSub, 'getSubscribers'>>
       if ((pubsub.getSubscribers?.(PRESENCE_TOPIC).length ?? 0) >= PRESENCE_REACHED_PEERS) this.announceSoon()
@@ -116,23 +125,24 @@ export class PresenceService {
     this.host.addEventListener('self:peer:update', this.onAddressChange)
     pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
     this.running = true
+    if (this.init.heartbeat === false) return
     this.scheduleHeartbeat()
     this.announceIn(this.init.firstMaxDelayMs ?? PRESENCE_FIRST_MAX_DELAY_MS)
   }
 
   /**
    * The heartbeat interval now: the configured one, or longer in a large
-   * swarm (PRESENCE_PER_PEER_MS per known peer), so that N peers each
-   * heartbeating reach every node at a bounded total rate.
+   * swarm (PRESENCE_PER_PEER_MS per known publisher), so that P publishers
+   * each heartbeating reach every node at a bounded total rate.
    */
   intervalMs (): number {
     const base = this.init.intervalMs ?? PRESENCE_INTERVAL_MS
-    return Math.min(PRESENCE_MAX_INTERVAL_MS, Math.max(base, this.directory.size * PRESENCE_PER_PEER_MS))
+    return Math.min(PRESENCE_MAX_INTERVAL_MS, Math.max(base, this.directory.publishers() * PRESENCE_PER_PEER_MS))
   }
 
-  /** The least time between heartbeats sent for newcomers; grows with the swarm for the same reason. */
+  /** The least time between heartbeats sent for newcomers; grows with the publishers for the same reason. */
   newcomerGapMs (): number {
-    return Math.max(this.init.newcomerMinGapMs ?? PRESENCE_NEWCOMER_MIN_GAP_MS, this.directory.size * PRESENCE_NEWCOMER_PER_PEER_MS)
+    return Math.max(this.init.newcomerMinGapMs ?? PRESENCE_NEWCOMER_MIN_GAP_MS, this.directory.publishers() * PRESENCE_NEWCOMER_PER_PEER_MS)
   }
 
   // re-armed after each heartbeat with the interval of the moment, jittered
@@ -185,7 +195,8 @@ export class PresenceService {
       addrs: this.currentAddrs(),
       timestampMs: BigInt(this.now()),
       seq: this.lastSeq,
-      intervalMs: this.intervalMs()
+      intervalMs: this.intervalMs(),
+      workers: this.init.workers?.() ?? 0
     }
     this.lastAddrsKey = this.addrsKey(message.addrs)
     try {
@@ -240,6 +251,7 @@ export class PresenceService {
           addrs: p.addrs.map(bytes => multiaddr(bytes).toString()),
           seq: p.seq,
           intervalMs: p.intervalMs === 0 ? PRESENCE_INTERVAL_MS : p.intervalMs,
+          ...(p.role === Role.PROXY ? { workers: p.workers } : {}),
           source: 'presence'
         })
       }

@@ -15,14 +15,16 @@ export interface RoleProfile {
   relayServer: boolean
   /** Publish the public-network rendezvous record. */
   provideRendezvous: boolean
+  /** Send presence heartbeats (the roles others must find); the others only listen. */
+  presenceHeartbeat: boolean
 }
 
 export const ROLE_PROFILES: Record<RoleName, RoleProfile> = {
-  bootstrap: { wireRole: Role.BOOTSTRAP, dhtServer: true, relayServer: true, provideRendezvous: true },
-  worker: { wireRole: Role.WORKER, dhtServer: false, relayServer: false, provideRendezvous: true },
-  proxy: { wireRole: Role.PROXY, dhtServer: true, relayServer: false, provideRendezvous: true },
+  bootstrap: { wireRole: Role.BOOTSTRAP, dhtServer: true, relayServer: true, provideRendezvous: true, presenceHeartbeat: true },
+  worker: { wireRole: Role.WORKER, dhtServer: false, relayServer: false, provideRendezvous: true, presenceHeartbeat: false },
+  proxy: { wireRole: Role.PROXY, dhtServer: true, relayServer: false, provideRendezvous: true, presenceHeartbeat: true },
   // clients only ask: they are not listed in the DHT and do not route for others
-  client: { wireRole: Role.CLIENT, dhtServer: false, relayServer: false, provideRendezvous: false }
+  client: { wireRole: Role.CLIENT, dhtServer: false, relayServer: false, provideRendezvous: false, presenceHeartbeat: false }
 }
 
 export function roleName (role: Role): string {

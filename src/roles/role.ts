@@ -14,6 +14,8 @@ export interface RoleBehaviour {
   status(): Record<string, unknown>
   /** The encoded capacity announcement handed out with attestation evidence (workers). */
   capacity?(): Uint8Array | undefined
+  /** Proxies: how many workers the registry lists (stated in presence). */
+  workersListed?(): number
 }
 
 export interface RoleContext {

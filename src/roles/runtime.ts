@@ -9,6 +9,7 @@ import { Registry } from 'prom-client'
 import { SHUTDOWN_TIMEOUT_MS, COCOON_KAD_PROTOCOL } from '../p2p/constants.js'
 import { loadOrCreateIdentity } from '../p2p/identity.js'
 import { InfoService } from '../p2p/info.js'
+import { BootstrapRedial } from '../p2p/bootstrap-redial.js'
 import { NodeMetrics } from '../p2p/metrics.js'
 import { NETWORK_PRESETS } from '../p2p/networks.js'
 import { createCocoonNode } from '../p2p/node.js'
@@ -99,6 +100,7 @@ export class RunningNode {
   private readonly log: Logger
   private stopping?: Promise<void>
   private expiryTimer?: ReturnType<typeof setInterval>
+  private readonly redial: BootstrapRedial
   private peerLogTimer?: ReturnType<typeof setTimeout>
   private lastPeerCount = -1
 
@@ -121,6 +123,12 @@ export class RunningNode {
     this.tee = init.tee
     this.attestService = init.attestService
     this.settlement = init.settlement
+    const dht = this.node.services.dht as unknown as { routingTable?: { size: number } }
+    this.redial = new BootstrapRedial(this.node, {
+      bootstrap: this.config.bootstrap,
+      log: this.log,
+      routingTableSize: () => dht.routingTable?.size ?? 0
+    })
   }
 
   get peerId (): PeerId {
@@ -143,6 +151,7 @@ export class RunningNode {
     await this.settlement?.start()
     await this.role.start()
     this.rendezvous?.start()
+    this.redial.start()
     this.expiryTimer = setInterval(() => {
       const connected = new Set(this.node.getConnections().map(c => c.remotePeer.toString()))
       this.directory.expire(id => connected.has(id))
@@ -197,6 +206,7 @@ export class RunningNode {
     this.stopping = (async () => {
       this.console.info('stopping')
       clearInterval(this.expiryTimer)
+      this.redial.stop()
       clearTimeout(this.peerLogTimer)
       // each step runs even when an earlier one failed (e.g. the libp2p node already died)
       const step = async (name: string, fn: () => unknown): Promise<void> => {
@@ -343,12 +353,17 @@ export async function startNode (config: NodeConfig, options: StartNodeOptions =
 
   const directory = new PeerDirectory()
   const common = { role: profile.wireRole, network: config.network, version: packageVersion(), metrics }
-  const presence = new PresenceService(node, directory, { ...common, log: logger.forComponent('cocoon:presence') })
+  let role: RoleBehaviour | undefined
+  const presence = new PresenceService(node, directory, {
+    ...common,
+    heartbeat: profile.presenceHeartbeat,
+    workers: () => role?.workersListed?.() ?? 0,
+    log: logger.forComponent('cocoon:presence')
+  })
   const info = new InfoService(node, directory, { ...common, startedAtMs, log: logger.forComponent('cocoon:info') })
   let settlement: NodeSettlement | undefined
   let tee: NodeTee | undefined
   let attestService: AttestService | undefined
-  let role: RoleBehaviour
   let ctx: RoleContext
   try {
     settlement = config.settlement.enabled && SETTLING_ROLES.includes(config.role)
@@ -365,7 +380,7 @@ export async function startNode (config: NodeConfig, options: StartNodeOptions =
   if (tee != null) {
     attestService = new AttestService(node, {
       attestor: tee.attestor,
-      capacity: () => role.capacity?.(),
+      capacity: () => role?.capacity?.(),
       log: logger.forComponent('cocoon:attest'),
       metrics
     })
@@ -385,7 +400,12 @@ export async function startNode (config: NodeConfig, options: StartNodeOptions =
   return running
 }
 
-/** True when every node has a directory record of every other node. */
-export function knowEachOther (nodes: RunningNode[]): boolean {
-  return nodes.every(n => nodes.every(m => m === n || n.directory.get(m.peerId.toString()) != null))
+/**
+ * True when every node has a directory record of every other node that
+ * sends presence (bootstrap nodes and proxies): what a swarm needs before
+ * workers can link to proxies and clients can pick one.
+ */
+export function knowThePublishers (nodes: RunningNode[]): boolean {
+  const publishers = nodes.filter(m => ROLE_PROFILES[m.config.role].presenceHeartbeat)
+  return nodes.every(n => publishers.every(m => m === n || n.directory.get(m.peerId.toString()) != null))
 }

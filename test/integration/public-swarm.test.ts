@@ -12,7 +12,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { expect } from 'chai'
 import { createLibp2p } from 'libp2p'
 import { AMINO_KAD_PROTOCOL, COCOON_KAD_PROTOCOL } from '../../src/p2p/constants.js'
-import { knowEachOther, startNode } from '../../src/roles/runtime.js'
+import { knowThePublishers, startNode } from '../../src/roles/runtime.js'
 import { cleanupTempDirs, plainLoopbackNode, tempDir, testConfig, waitFor } from '../helpers.js'
 import type { RoleName } from '../../src/roles/names.js'
 import type { RunningNode } from '../../src/roles/runtime.js'
@@ -68,7 +68,7 @@ describe('the public network, emulated on loopback', function () {
 
     // the worker (a DHT client) finds the proxy (a server) in the private DHT; the client reaches both
     await waitFor(() => routingTableSize(worker) >= 1, 20_000, 'the proxy in the worker\'s Cocoon routing table')
-    await waitFor(() => knowEachOther(nodes), 20_000, 'presence from every Cocoon node at every other')
+    await waitFor(() => knowThePublishers(nodes), 20_000, 'presence from the Cocoon bootstrap node and proxy at every other node')
     await waitFor(() => client.node.getConnections(worker.peerId).length + client.node.getConnections(proxy.peerId).length > 0, 10_000, 'the client connected to a Cocoon node it met')
 
     // Amino peers never enter the Cocoon DHT, and a Cocoon node never serves Amino

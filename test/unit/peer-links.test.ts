@@ -41,37 +41,6 @@ async function fakeNode (reachable: (peer: string) => boolean): Promise<{ node: 
 }
 
 describe('peer links', () => {
-  it('dials the bootstrap peers again while the node has no connection, backing off, and stops once connected', async () => {
-    const boot = await newPeer()
-    let up = false
-    const { node, dials, connected } = await fakeNode(() => up)
-    const links = new PeerLinks(node, new PeerDirectory(), {
-      role: Role.PROXY,
-      target: 3,
-      log: noLog,
-      bootstrap: [`/ip4/127.0.0.1/tcp/1/p2p/${boot.toString()}`, '/ip4/127.0.0.1/tcp/2'],
-      checkIntervalMs: 10,
-      redialBackoffMs: 40,
-      random: () => 0.5
-    })
-    links.start()
-    try {
-      await sleep(400)
-      // backing off 40, 80, 160 ms after each failure: a handful of rounds, not one per check
-      expect(dials.length).to.be.within(2, 5)
-      // the address without a peer id is never dialled
-      expect(new Set(dials)).to.deep.equal(new Set([boot.toString()]))
-      up = true
-      await sleep(400)
-      expect(connected.has(boot.toString())).to.equal(true)
-      const settled = dials.length
-      await sleep(100)
-      expect(dials.length, 'no redial while connected').to.equal(settled)
-    } finally {
-      links.stop()
-    }
-  })
-
   it('links to proxies a DHT lookup names when presence has named none for a while, and does not look up again at once', async () => {
     const proxies = await Promise.all([1, 2, 3, 4, 5].map(newPeer))
     const { node, dials } = await fakeNode(() => true)

@@ -42,6 +42,7 @@ describe('presence validation', () => {
       timestampMs: BigInt(now),
       seq: BigInt(now) * 1000n,
       intervalMs: 30_000,
+      workers: 0,
       ...over
     }
   }
@@ -245,33 +246,93 @@ describe('presence heartbeat scheduling', () => {
   })
 })
 
-describe('swarm size from stated heartbeat intervals', () => {
-  const record = (i: number, intervalMs: number | undefined, source: 'presence' | 'info' = 'presence'): Parameters<PeerDirectory['upsert']>[0] =>
-    ({ peerId: `peer-${i}`, role: Role.WORKER, network: 'local', version: '1', addrs: [], seq: 1n, intervalMs, source })
+describe('presence publishers and the swarm size they state', () => {
+  const record = (i: number, role: Role, workers?: number, source: 'presence' | 'info' = 'presence'): Parameters<PeerDirectory['upsert']>[0] =>
+    ({ peerId: `peer-${i}`, role, network: 'local', version: '1', addrs: [], seq: 1n, intervalMs: PRESENCE_INTERVAL_MS, workers, source })
 
-  it('is the directory size in a small swarm, where every interval is the base one', () => {
+  it('estimates the workers as the median the proxies state, or the workers it knows itself', () => {
     const directory = new PeerDirectory()
-    for (let i = 0; i < 5; i++) directory.upsert(record(i, PRESENCE_INTERVAL_MS))
-    expect(directory.sizeEstimate()).to.equal(5)
+    expect(directory.workersEstimate()).to.equal(0)
+    for (let i = 0; i < 4; i++) directory.upsert(record(i, Role.WORKER, undefined, 'info'))
+    expect(directory.workersEstimate(), 'no proxy stated a count yet').to.equal(4)
+    directory.upsert(record(10, Role.PROXY, 300))
+    directory.upsert(record(11, Role.PROXY, 280))
+    directory.upsert(record(12, Role.PROXY, 290))
+    expect(directory.workersEstimate()).to.equal(290)
+    // one proxy stating a huge number moves the median by one place, not to its number
+    directory.upsert(record(13, Role.PROXY, 4_000_000_000))
+    expect(directory.workersEstimate()).to.equal(300)
+    // a count stated by a worker (no proxy) is not taken
+    const other = new PeerDirectory()
+    other.upsert(record(0, Role.WORKER, 1_000_000))
+    expect(other.workersEstimate()).to.equal(1)
   })
 
-  it('lets a newcomer that heard a few heartbeats see the size their senders know', () => {
+  it('sizes the heartbeat interval by the publishers it knows, not by every peer', () => {
     const directory = new PeerDirectory()
-    // three peers that each know about 100 peers, and one met through /cocoon/info (no interval)
-    for (let i = 0; i < 3; i++) directory.upsert(record(i, (100 + i) * PRESENCE_PER_PEER_MS))
-    directory.upsert(record(3, undefined, 'info'))
-    expect(directory.sizeEstimate()).to.equal(101)
-    // too few samples say nothing
-    const early = new PeerDirectory()
-    early.upsert(record(0, 500 * PRESENCE_PER_PEER_MS))
-    early.upsert(record(1, 500 * PRESENCE_PER_PEER_MS))
-    expect(early.sizeEstimate()).to.equal(2)
+    const service = new PresenceService({} as never, directory, { role: Role.PROXY, network: 'local', version: '1', log: noLog })
+    for (let i = 0; i < 500; i++) directory.upsert(record(i, Role.WORKER, undefined, 'info'))
+    expect(service.intervalMs(), 'workers send no presence: they do not lengthen it').to.equal(PRESENCE_INTERVAL_MS)
+    for (let i = 500; i < 560; i++) directory.upsert(record(i, Role.PROXY, 500))
+    directory.upsert(record(560, Role.BOOTSTRAP))
+    expect(directory.publishers()).to.equal(61)
+    expect(service.intervalMs()).to.equal(61 * PRESENCE_PER_PEER_MS)
+    for (let i = 600; i < 30_000; i++) directory.upsert(record(i, Role.PROXY, 500))
+    expect(service.intervalMs()).to.equal(PRESENCE_MAX_INTERVAL_MS)
   })
 
-  it('takes the median, so a minority stating huge intervals does not inflate it', () => {
+  it('a listening node sends no heartbeat of its own, but hears others and still answers a direct announce', async () => {
+    const key = await generateKeyPair('Ed25519')
+    const peerId = peerIdFromPrivateKey(key)
+    const published: Uint8Array[] = []
+    const subs = new EventTarget()
+    const host = {
+      peerId,
+      getMultiaddrs: () => [multiaddr(`/ip4/127.0.0.1/tcp/4001/p2p/${peerId.toString()}`)],
+      addEventListener: () => {},
+      removeEventListener: () => {},
+      services: {
+        pubsub: Object.assign(subs, {
+          topicValidators: new Map(),
+          subscribe: () => {},
+          unsubscribe: () => {},
+          getSubscribers: () => [peerId, peerId, peerId, peerId],
+          publish: async (_topic: string, data: Uint8Array) => { published.push(data); return { recipients: [peerId] } }
+        })
+      }
+    } as unknown as PresenceHost
+    const service = new PresenceService(host, new PeerDirectory(), { role: Role.WORKER, network: 'local', version: '1', log: noLog, heartbeat: false, firstMaxDelayMs: 50, intervalMs: 100 })
+    service.start()
+    try {
+      subs.dispatchEvent(new CustomEvent('subscription-change', { detail: { subscriptions: [{ topic: PRESENCE_TOPIC, subscribe: true }] } }))
+      await new Promise(resolve => setTimeout(resolve, 300))
+      expect(published, 'no first heartbeat, no interval heartbeat, none for newcomers').to.have.length(0)
+      expect(host.services.pubsub.topicValidators.has(PRESENCE_TOPIC), 'it still validates and records what it hears').to.equal(true)
+      await service.announce()
+      expect(published).to.have.length(1)
+      expect(Presence.decode(published[0]).role).to.equal(Role.WORKER)
+    } finally {
+      service.stop()
+    }
+  })
+
+  it('states the workers a proxy lists, and records that count only for proxies', async () => {
     const directory = new PeerDirectory()
-    for (let i = 0; i < 6; i++) directory.upsert(record(i, 40 * PRESENCE_PER_PEER_MS))
-    for (let i = 6; i < 9; i++) directory.upsert(record(i, PRESENCE_MAX_INTERVAL_MS))
-    expect(directory.sizeEstimate()).to.equal(40)
+    const service = new PresenceService({} as never, directory, { role: Role.PROXY, network: 'local', version: '1', log: noLog })
+    const proxyKey = await generateKeyPair('Ed25519')
+    const proxy = peerIdFromPrivateKey(proxyKey)
+    const now = Date.now()
+    const message = (role: Role, workers: number): Message => ({
+      type: 'signed',
+      from: proxy,
+      topic: PRESENCE_TOPIC,
+      data: Presence.encode({ peerId: proxy.toMultihash().bytes, role, network: 'local', version: '1', addrs: [], timestampMs: BigInt(now), seq: BigInt(now) * 1000n + BigInt(workers), intervalMs: 30_000, workers }),
+      sequenceNumber: 1n,
+      signature: new Uint8Array(64),
+      key: proxy.publicKey!
+    })
+    expect(service.validateAndRecord(message(Role.PROXY, 120))).to.equal(TopicValidatorResult.Accept)
+    expect(directory.get(proxy.toString())?.workers).to.equal(120)
+    expect(directory.workersEstimate()).to.equal(120)
   })
 })

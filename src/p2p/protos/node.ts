@@ -387,6 +387,7 @@ export interface Presence {
   timestampMs: bigint
   seq: bigint
   intervalMs: number
+  workers: number
 }
 
 export namespace Presence {
@@ -441,6 +442,11 @@ export namespace Presence {
           w.uint32(obj.intervalMs)
         }
 
+        if ((obj.workers != null && obj.workers !== 0)) {
+          w.uint32(72)
+          w.uint32(obj.workers)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -453,7 +459,8 @@ export namespace Presence {
           addrs: [],
           timestampMs: 0n,
           seq: 0n,
-          intervalMs: 0
+          intervalMs: 0,
+          workers: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -496,6 +503,10 @@ export namespace Presence {
             }
             case 8: {
               obj.intervalMs = reader.uint32()
+              break
+            }
+            case 9: {
+              obj.workers = reader.uint32()
               break
             }
             default: {
@@ -581,6 +592,13 @@ export namespace Presence {
               }
               break
             }
+            case 9: {
+              yield {
+                field: `${prefix}.workers`,
+                value: reader.uint32()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -634,6 +652,11 @@ export namespace Presence {
     value: number
   }
 
+  export interface PresenceWorkersFieldEvent {
+    field: '$.workers'
+    value: number
+  }
+
   export function encode (obj: Partial<Presence>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Presence.codec())
   }
@@ -642,7 +665,7 @@ export namespace Presence {
     return decodeMessage(buf, Presence.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Presence>): Generator<PresencePeerIdFieldEvent | PresenceRoleFieldEvent | PresenceNetworkFieldEvent | PresenceVersionFieldEvent | PresenceAddrsFieldEvent | PresenceTimestampMsFieldEvent | PresenceSeqFieldEvent | PresenceIntervalMsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Presence>): Generator<PresencePeerIdFieldEvent | PresenceRoleFieldEvent | PresenceNetworkFieldEvent | PresenceVersionFieldEvent | PresenceAddrsFieldEvent | PresenceTimestampMsFieldEvent | PresenceSeqFieldEvent | PresenceIntervalMsFieldEvent | PresenceWorkersFieldEvent> {
     return streamMessage(buf, Presence.codec(), opts)
   }
 }

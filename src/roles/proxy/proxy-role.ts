@@ -184,6 +184,10 @@ export class ProxyRole implements RoleBehaviour {
     return this.lookup.find(model)
   }
 
+  workersListed (): number {
+    return this.registry.size
+  }
+
   status (): ProxyRoleStatus & Record<string, unknown> {
     const nowMs = Date.now()
     return {

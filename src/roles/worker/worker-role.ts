@@ -59,14 +59,8 @@ export class WorkerRole implements RoleBehaviour {
     this.announcer = new CapacityAnnouncer(ctx.node, {
       network: config.network,
       intervalMs: config.worker.announceIntervalMs,
-      // the workers heard of, or (while presence has not reached us from most
-      // of them yet) the swarm's size as peers' heartbeats imply, less the
-      // non-workers we know
-      knownWorkers: () => {
-        const counts = ctx.directory.countByRole()
-        const workers = counts.get(Role.WORKER) ?? 0
-        return Math.max(workers, ctx.directory.sizeEstimate() - (ctx.directory.size - workers))
-      },
+      // the workers the proxies say they list (workers send no presence)
+      knownWorkers: () => ctx.directory.workersEstimate(),
       gossip: config.worker.gossip,
       attestationKind: tee.kind,
       attestationDigest: new Uint8Array(tee.digest),
@@ -76,7 +70,6 @@ export class WorkerRole implements RoleBehaviour {
     this.links = new PeerLinks(ctx.node, ctx.directory, {
       role: Role.PROXY,
       target: WORKER_PROXY_LINKS,
-      bootstrap: config.bootstrap,
       // proxies provide the `proxy` key: found there before any presence names them
       lookup: async function * (signal) { yield * ctx.node.contentRouting.findProviders(await proxyKey(), { signal }) },
       log: ctx.log

@@ -1,0 +1,101 @@
+/**
+ * libp2p dials the bootstrap peers once, at start. A node whose dial failed
+ * (a loaded bootstrap node lets the noise handshake time out) or that later
+ * lost every connection would hear of nobody again: its DHT has no peer to
+ * ask and gossip no peer to hear from. (Seen in a 300-node simulation: eight
+ * of ten clients whose one bootstrap dial timed out never found a proxy.)
+ *
+ * So while the node has no connection, or its DHT routing table is empty (it
+ * is connected only to peers that do not serve the DHT), the bootstrap peers
+ * are dialled again: the first that answers is enough, presence and the DHT
+ * lead on from there. Failed rounds back off, doubling up to
+ * REDIAL_BACKOFF_MAX_MS, with jitter so that nodes isolated together do not
+ * retry together.
+ */
+import { multiaddr } from '@multiformats/multiaddr'
+import { P2P_MULTIADDR_CODE } from './constants.js'
+import type { Logger } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+
+const DIAL_TIMEOUT_MS = 10_000
+/** How often isolation is checked (a node with no connection gets no event to react to). */
+const CHECK_INTERVAL_MS = 5_000
+/** The first wait after a failed round, doubling per failure up to the max. */
+const REDIAL_BACKOFF_MS = 2_000
+const REDIAL_BACKOFF_MAX_MS = 60_000
+
+export interface BootstrapRedialHost {
+  getConnections(): unknown[]
+  dial(addr: Multiaddr, options: { signal: AbortSignal }): Promise<unknown>
+}
+
+export interface BootstrapRedialInit {
+  /** Bootstrap multiaddrs; only those with /p2p/ are dialled. */
+  bootstrap: string[]
+  log: Logger
+  /** Peers in the DHT routing table; 0 counts as isolated too. */
+  routingTableSize?: () => number
+  /** Period of the check, and the first wait after a failed round (tests shorten them). */
+  checkIntervalMs?: number
+  redialBackoffMs?: number
+  random?: () => number
+}
+
+export class BootstrapRedial {
+  private readonly host: BootstrapRedialHost
+  private readonly init: BootstrapRedialInit
+  private readonly bootstrap: Multiaddr[]
+  private readonly firstBackoffMs: number
+  private backoffMs: number
+  private nextAtMs = 0
+  private redialing = false
+  private timer?: ReturnType<typeof setInterval>
+
+  constructor (host: BootstrapRedialHost, init: BootstrapRedialInit) {
+    this.host = host
+    this.init = init
+    this.firstBackoffMs = init.redialBackoffMs ?? REDIAL_BACKOFF_MS
+    this.backoffMs = this.firstBackoffMs
+    this.bootstrap = init.bootstrap.flatMap(a => {
+      try { return [multiaddr(a)] } catch { return [] }
+    }).filter(ma => ma.getComponents().some(c => c.code === P2P_MULTIADDR_CODE))
+  }
+
+  start (): void {
+    if (this.bootstrap.length === 0) return
+    this.timer = setInterval(() => { this.check() }, this.init.checkIntervalMs ?? CHECK_INTERVAL_MS)
+    this.timer.unref?.()
+  }
+
+  stop (): void {
+    clearInterval(this.timer)
+    this.timer = undefined
+  }
+
+  /** Whether this node has nobody to ask: no connection, or no DHT server among them. */
+  isolated (): boolean {
+    return this.host.getConnections().length === 0 || this.init.routingTableSize?.() === 0
+  }
+
+  private check (): void {
+    if (this.timer == null || this.redialing) return
+    if (!this.isolated()) {
+      this.backoffMs = this.firstBackoffMs
+      return
+    }
+    if (Date.now() < this.nextAtMs) return
+    this.redialing = true
+    this.init.log('isolated: dialling the bootstrap peers again')
+    Promise.any(this.bootstrap.map(async ma => this.host.dial(ma, { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })))
+      .then(() => {
+        this.backoffMs = this.firstBackoffMs
+        this.nextAtMs = 0
+        this.init.log('reconnected to a bootstrap peer')
+      }, () => {
+        this.nextAtMs = Date.now() + Math.round(this.backoffMs * (0.5 + (this.init.random ?? Math.random)()))
+        this.backoffMs = Math.min(REDIAL_BACKOFF_MAX_MS, this.backoffMs * 2)
+        this.init.log('could not reach any bootstrap peer')
+      })
+      .finally(() => { this.redialing = false })
+  }
+}

@@ -1,0 +1,88 @@
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { expect } from 'chai'
+import { BootstrapRedial } from '../../src/p2p/bootstrap-redial.js'
+import type { Logger } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+
+const noLog = Object.assign(() => {}, { error: () => {}, trace: () => {}, enabled: false }) as unknown as Logger
+const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+
+/** A host that records dials; `reachable` decides whether a dial answers (an answered dial becomes a connection). */
+function fakeHost (reachable: () => boolean): { host: { getConnections: () => unknown[], dial: (ma: Multiaddr) => Promise<void> }, dials: string[], connected: Set<string> } {
+  const dials: string[] = []
+  const connected = new Set<string>()
+  return {
+    dials,
+    connected,
+    host: {
+      getConnections: () => [...connected],
+      dial: async (ma: Multiaddr) => {
+        const id = ma.getComponents().find(c => c.name === 'p2p')?.value ?? ''
+        dials.push(id)
+        await sleep(1)
+        if (!reachable()) throw new Error('unreachable')
+        connected.add(id)
+      }
+    }
+  }
+}
+
+describe('bootstrap redial', () => {
+  it('dials the bootstrap peers again while the node has no connection, backing off, and stops once connected', async () => {
+    const boot = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    let up = false
+    const { host, dials, connected } = fakeHost(() => up)
+    const redial = new BootstrapRedial(host, {
+      bootstrap: [`/ip4/127.0.0.1/tcp/1/p2p/${boot.toString()}`, '/ip4/127.0.0.1/tcp/2'],
+      log: noLog,
+      checkIntervalMs: 10,
+      redialBackoffMs: 40,
+      random: () => 0.5
+    })
+    redial.start()
+    try {
+      await sleep(400)
+      // backing off 40, 80, 160 ms after each failure: a handful of rounds, not one per check
+      expect(dials.length).to.be.within(2, 5)
+      // the address without a peer id is never dialled
+      expect(new Set(dials)).to.deep.equal(new Set([boot.toString()]))
+      up = true
+      await sleep(400)
+      expect(connected.has(boot.toString())).to.equal(true)
+      const settled = dials.length
+      await sleep(100)
+      expect(dials.length, 'no redial while connected').to.equal(settled)
+    } finally {
+      redial.stop()
+    }
+  })
+
+  it('counts a node whose DHT routing table is empty as isolated even with connections', async () => {
+    const boot = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    const { host, dials, connected } = fakeHost(() => true)
+    connected.add('a peer that serves no DHT')
+    let tableSize = 0
+    const redial = new BootstrapRedial(host, {
+      bootstrap: [`/ip4/127.0.0.1/tcp/1/p2p/${boot.toString()}`],
+      log: noLog,
+      routingTableSize: () => tableSize,
+      checkIntervalMs: 10,
+      redialBackoffMs: 40
+    })
+    expect(redial.isolated()).to.equal(true)
+    redial.start()
+    try {
+      await sleep(60)
+      expect(dials).to.include(boot.toString())
+      tableSize = 1
+      expect(redial.isolated()).to.equal(false)
+      await sleep(30)
+      const settled = dials.length
+      await sleep(100)
+      expect(dials.length, 'no redial once the DHT has a peer').to.equal(settled)
+    } finally {
+      redial.stop()
+    }
+  })
+})
