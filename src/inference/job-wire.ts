@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { DeadlineError, FrameTooLargeError, MalformedMessageError, RemoteError, SealError, StreamClosedError } from '../errors.js'
 import { ProtocolError } from '../p2p/framing.js'
-import type { FramedStream } from '../p2p/framing.js'
+import type { FramedStream, MessageCodec } from '../p2p/framing.js'
 import { ErrorCode } from '../p2p/protos/framing.js'
 import { JobKind, JobResult, JobUpstream } from '../p2p/protos/job.js'
 import { MODEL_NAME_PATTERN } from '../config/schema.js'
@@ -16,6 +16,7 @@ import { InferenceError } from './types.js'
 import type { InferenceChunk, InferenceErrorCode, InferenceKind, Usage } from './types.js'
 import type { JobHeader, Payment, SignedResult, Usage as WireUsage } from '../p2p/protos/job.js'
 import type { PrivateKey } from '@libp2p/interface'
+import type { PayerChannel } from '../settlement/channels.js'
 
 const REQUEST_ID_PATTERN = /^[0-9a-f]{32}$/
 const RESULT_DOMAIN = new TextEncoder().encode('cocoon/job-result/v1\n')
@@ -229,3 +230,22 @@ export async function cancelStream (framed: FramedStream | undefined, reason: st
   }
   framed.abort(new Error('cancelled'))
 }
+
+/**
+ * After the final payment: the payee's countersignature of it arrives before
+ * the payee closes; keep it, so both ends hold the same last both-signed
+ * state. Reading to the end (rather than resetting) also lets the payment
+ * itself land. Call after closing this side for writing.
+ */
+export async function collectCountersigns (framed: FramedStream, codec: MessageCodec<{ countersign?: { seqno: bigint, payeeSignature: Uint8Array } }>, channel: PayerChannel | undefined): Promise<void> {
+  try {
+    for await (const event of framed.messages(codec, { deadlineMs: COUNTERSIGN_WAIT_MS })) {
+      if (event.countersign != null && channel != null) channel.countersigned(event.countersign.seqno, event.countersign.payeeSignature)
+    }
+  } catch {
+    // a late or missing countersignature only leaves an older both-signed state (the payer re-sends it later)
+  } finally {
+    if (framed.stream.status !== 'closed') framed.abort(new Error('job ended'))
+  }
+}
+const COUNTERSIGN_WAIT_MS = 5_000

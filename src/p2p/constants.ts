@@ -116,6 +116,15 @@ export const ATTESTATION_FAILURE_TTL_MS = 5 * 60_000
  */
 export const CAPACITY_INTERVAL_MS = 5_000
 export const CAPACITY_PER_WORKER_MS = 250
+/**
+ * A registry entry lives three of its worker's intervals, but never less than
+ * this: a proxy whose event loop stalled for longer than three short
+ * intervals (a 1 000-node swarm forming) otherwise dropped nearly every
+ * worker at once and re-attested them all. A worker that leaves withdraws,
+ * and one whose connection drops is checked at once, so only a silent
+ * worker is listed this long.
+ */
+export const CAPACITY_MIN_TTL_MS = 30_000
 /** Free-slot changes that do not empty or refill a model go out at most once per this fraction of the heartbeat. */
 export const CAPACITY_LOAD_GAP_FRACTION = 0.2
 export const CAPACITY_MAX_BYTES = 4 * 1024
@@ -132,6 +141,15 @@ export const CAPACITY_TTL_INTERVALS = 3
  * retries (each a new challenge), which would load it further.
  */
 export const CAPACITY_ATTEST_TIMEOUT_MS = 10_000
+/**
+ * Challenges a proxy runs at once; the rest wait their turn (the deadline
+ * above counts from the start of each). A thousand workers joining within
+ * half a minute otherwise meant a thousand dials and handshakes at once, most
+ * of them timing out and retried: the swarm never formed.
+ */
+export const ATTEST_PARALLEL = 16
+/** Challenges waiting beyond this are refused (the worker's next announcement tries again). */
+export const ATTEST_QUEUE_MAX = 4_096
 /** After a worker could not be reached for a challenge, its announcements are ignored this long (doubling per failure, up to the max). */
 export const ATTEST_RETRY_BACKOFF_MS = 2_000
 export const ATTEST_RETRY_BACKOFF_MAX_MS = 60_000

@@ -59,6 +59,8 @@ export class PeerLinks {
   private readonly log: Logger
   private readonly random: () => number
   private readonly dialing = new Set<string>()
+  /** Peers this node linked to itself (rather than met through a DHT query or a challenge). */
+  private readonly chosen = new Set<string>()
   private readonly failedAt = new Map<string, number>()
   private readonly checkIntervalMs: number
   private readonly lookup?: (signal: AbortSignal) => AsyncIterable<PeerInfo>
@@ -103,6 +105,18 @@ export class PeerLinks {
     this.pending = undefined
     this.directory.removeEventListener('peer:updated', this.onUpdate)
     this.node.removeEventListener('peer:disconnect', this.onDisconnect)
+  }
+
+  /**
+   * Whether the connection to `peerId` is one of the `target` links to keep
+   * (the ones this node dialled as links first, then others of the role),
+   * so that closing idle connections never takes the node below its links.
+   */
+  keeps (peerId: string): boolean {
+    const linked = this.linked()
+    if (!linked.includes(peerId)) return false
+    linked.sort((a, b) => Number(this.chosen.has(b)) - Number(this.chosen.has(a)))
+    return linked.indexOf(peerId) < this.target
   }
 
   /** Peers of the role this node is connected to now. */
@@ -193,6 +207,8 @@ export class PeerLinks {
     this.node.dial(addrs.length > 0 ? addrs : peer, { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
       .then(() => {
         this.failedAt.delete(id)
+        this.chosen.add(id)
+        if (this.chosen.size > this.target * 4) this.chosen.delete(this.chosen.values().next().value as string)
         this.log('linked to %s', id)
       })
       .catch(err => {

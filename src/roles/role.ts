@@ -16,6 +16,10 @@ export interface RoleBehaviour {
   capacity?(): Uint8Array | undefined
   /** Proxies: how many workers the registry lists (stated in presence). */
   workersListed?(): number
+  /** Connections to keep open however idle (a worker's proxy links). */
+  keepConnection?(peerId: string): boolean
+  /** Workers: a peer's attestation challenge was answered. */
+  challengedBy?(peerId: string): void
 }
 
 export interface RoleContext {

@@ -10,6 +10,7 @@ import { SHUTDOWN_TIMEOUT_MS, COCOON_KAD_PROTOCOL } from '../p2p/constants.js'
 import { loadOrCreateIdentity } from '../p2p/identity.js'
 import { InfoService } from '../p2p/info.js'
 import { BootstrapRedial } from '../p2p/bootstrap-redial.js'
+import { IdleConnections } from '../p2p/idle-connections.js'
 import { NodeMetrics } from '../p2p/metrics.js'
 import { NETWORK_PRESETS } from '../p2p/networks.js'
 import { createCocoonNode } from '../p2p/node.js'
@@ -101,6 +102,7 @@ export class RunningNode {
   private stopping?: Promise<void>
   private expiryTimer?: ReturnType<typeof setInterval>
   private readonly redial: BootstrapRedial
+  private readonly idle: IdleConnections
   private peerLogTimer?: ReturnType<typeof setTimeout>
   private lastPeerCount = -1
 
@@ -129,6 +131,14 @@ export class RunningNode {
       log: this.log,
       routingTableSize: () => dht.routingTable?.size ?? 0
     })
+    const bootstrapPeers = new Set(this.config.bootstrap.flatMap(a => {
+      const id = a.split('/p2p/')[1]
+      return id == null ? [] : [id.split('/')[0]]
+    }))
+    this.idle = new IdleConnections(this.node, {
+      keep: peer => bootstrapPeers.has(peer) || (this.role.keepConnection?.(peer) ?? false),
+      log: this.log
+    })
   }
 
   get peerId (): PeerId {
@@ -152,6 +162,7 @@ export class RunningNode {
     await this.role.start()
     this.rendezvous?.start()
     this.redial.start()
+    this.idle.start()
     this.expiryTimer = setInterval(() => {
       const connected = new Set(this.node.getConnections().map(c => c.remotePeer.toString()))
       this.directory.expire(id => connected.has(id))
@@ -207,6 +218,7 @@ export class RunningNode {
       this.console.info('stopping')
       clearInterval(this.expiryTimer)
       this.redial.stop()
+      this.idle.stop()
       clearTimeout(this.peerLogTimer)
       // each step runs even when an earlier one failed (e.g. the libp2p node already died)
       const step = async (name: string, fn: () => unknown): Promise<void> => {
@@ -381,6 +393,7 @@ export async function startNode (config: NodeConfig, options: StartNodeOptions =
     attestService = new AttestService(node, {
       attestor: tee.attestor,
       capacity: () => role?.capacity?.(),
+      onChallenged: peer => { role?.challengedBy?.(peer) },
       log: logger.forComponent('cocoon:attest'),
       metrics
     })

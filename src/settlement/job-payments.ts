@@ -103,9 +103,19 @@ export class JobPayee {
     return this.earned
   }
 
-  /** Checks and stores a payment, returning the countersignature. */
-  accept (update: PaymentUpdate): Uint8Array {
+  /**
+   * Checks and stores a payment, returning the countersignature; null for a
+   * state a newer one already superseded (it was overtaken by the payer's
+   * re-send of its latest state, or by another job's payment on the channel):
+   * nothing to store or answer, and no reason to stop the job.
+   */
+  accept (update: PaymentUpdate): Uint8Array | null {
     if (update.channel !== this.channel.address) throw new ChannelError('wrong_channel', `a payment for ${update.channel} arrived on a job paid through ${this.channel.address}`)
+    const latest = this.channel.latest()
+    if (latest != null && update.seqno < latest.seqno && update.cumulative <= latest.cumulative) {
+      this.paid.wake()
+      return null
+    }
     const countersignature = this.channel.accept(update)
     if (this.finalized) this.paidAfterFinal = true
     this.paid.wake()

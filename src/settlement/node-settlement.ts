@@ -13,6 +13,7 @@ import { loadOrCreateChannelKey } from './channel-key.js'
 import { ChannelManager } from './channel-manager.js'
 import { ChannelOpener } from './channel-opener.js'
 import { announceTopUp, PayService, requestClose, sendUpdate } from './pay-service.js'
+import { ChannelReconciler } from './reconciler.js'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { openChannelStore } from './store.js'
 import { createChainAdapter, DevnetAdapter, DevnetServerClient, MNEMONIC_FILE } from './chain/index.js'
@@ -57,6 +58,8 @@ export class NodeSettlement {
   private watchTimer?: ReturnType<typeof setInterval>
   private readonly toppingUp = new Set<string>()
   private watching?: Promise<unknown>
+  /** Re-sends payer states the payee has not countersigned. */
+  readonly reconciler: ChannelReconciler
 
   private constructor (init: { node: CocoonLibp2p, config: NodeConfig, chain: ChainAdapter, store: ChannelStore, manager: ChannelManager, opener: ChannelOpener, payService: PayService, options: NodeSettlementOptions, faucet?: (address: string, amount: bigint) => Promise<void> }) {
     this.node = init.node
@@ -68,6 +71,11 @@ export class NodeSettlement {
     this.payService = init.payService
     this.options = init.options
     this.faucet = init.faucet
+    this.reconciler = new ChannelReconciler({
+      manager: init.manager,
+      send: async (peer, update) => sendUpdate(init.node, peer, update),
+      log: init.options.log
+    })
   }
 
   static async open (config: NodeConfig, node: CocoonLibp2p, options: NodeSettlementOptions): Promise<NodeSettlement> {
@@ -120,10 +128,12 @@ export class NodeSettlement {
     this.options.console.info(`settles on ${this.chain.name}: wallet ${info.address} holds ${fromNano(info.balance)} TON; ${this.manager.list().filter(c => c.status !== 'closed').length} channels`)
     this.watchTimer = setInterval(() => { void this.watch() }, this.config.settlement.watchIntervalMs)
     this.watchTimer.unref?.()
+    this.reconciler.start()
   }
 
   async stop (): Promise<void> {
     clearInterval(this.watchTimer)
+    this.reconciler.stop()
     await this.watching?.catch(() => {})
     await this.payService.stop()
     this.store.close()

@@ -31,6 +31,8 @@ export interface AttestServiceInit {
   attestor: EvidenceSource
   /** The encoded capacity announcement to hand out with the evidence (workers). */
   capacity?: () => Uint8Array | undefined
+  /** Called with the challenger's PeerId once its challenge was answered. */
+  onChallenged?: (peer: string) => void
   now?: () => number
   log: Logger
   metrics?: NodeMetrics
@@ -56,7 +58,11 @@ export class AttestService {
       maxInboundStreams: 4,
       log: this.init.log,
       onError: (code) => { this.init.metrics?.protocolErrors.inc({ protocol: ATTEST_PROTOCOL, code }) },
-      handler: async (req) => this.answer(req)
+      handler: async (req, ctx) => {
+        const answer = await this.answer(req)
+        this.init.onChallenged?.(ctx.peer.toString())
+        return answer
+      }
     })
   }
 

@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import { expect } from 'chai'
-import { CAPACITY_TOPIC } from '../../src/p2p/constants.js'
+import { CAPACITY_MIN_TTL_MS, CAPACITY_TOPIC } from '../../src/p2p/constants.js'
 import { startNode } from '../../src/roles/runtime.js'
 import { cleanupTempDirs, tempDir, testConfig, waitFor } from '../helpers.js'
 import type { ProxyRole } from '../../src/roles/proxy/proxy-role.js'
@@ -82,7 +82,7 @@ describe('attested capacity on a loopback swarm', function () {
     expect(workerStatus.proxies).to.include(proxy.peerId.toString())
   })
 
-  it('drops a worker that stops at once, and marks a crashed one down, then expires it within its TTL', async () => {
+  it('drops a worker that stops at once, and marks a crashed one down at once (it expires after its TTL)', async () => {
     const registry = proxyRole().registry
     const [crashing, leaving] = workers
 
@@ -91,15 +91,11 @@ describe('attested capacity on a loopback swarm', function () {
     await waitFor(() => registry.get(leaving.peerId.toString()) == null, 5_000, 'the withdrawn worker to leave the registry')
 
     // a crash: the libp2p node goes away without the role saying goodbye
-    const crashedAt = Date.now()
     await crashing.node.stop()
     await waitFor(() => registry.get(crashing.peerId.toString())?.state === 'down', 2_000, 'the crashed worker to be marked down')
     expect(registry.workersFor('cocoon-synthetic')).to.deep.equal([])
-    const ttlMs = registry.get(crashing.peerId.toString())?.ttlMs ?? 0
-    expect(ttlMs).to.equal(3 * INTERVAL_MS)
-    await waitFor(() => registry.get(crashing.peerId.toString()) == null, ttlMs + 10_000, 'the crashed worker to expire')
-    // its last announcement came before the crash; the sweep runs every second
-    expect(Date.now() - crashedAt).to.be.at.most(ttlMs + 1_500)
+    // three of its intervals, but never less than the floor a stalled proxy needs (expiry itself: worker-registry unit tests)
+    expect(registry.get(crashing.peerId.toString())?.ttlMs).to.equal(Math.max(CAPACITY_MIN_TTL_MS, 3 * INTERVAL_MS))
     await crashing.stop()
     stopped.add(crashing)
   })

@@ -20,7 +20,7 @@ const gpu = (index: number): Accelerator => ({
 
 describe('capacity announcer', () => {
   /** An announcer on a stand-in node: gossip publishes are recorded, DHT records accepted. */
-  async function announcer (published: Uint8Array[], recipients: () => number = () => 0): Promise<CapacityAnnouncer> {
+  async function announcer (published: Uint8Array[], recipients: () => number = () => 0, extra: { knownWorkers?: () => number, knownProxies?: () => number } = {}): Promise<CapacityAnnouncer> {
     const peerId = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
     const node = {
       peerId,
@@ -34,10 +34,30 @@ describe('capacity announcer', () => {
     const silent = { info: () => {}, warn: () => {}, error: () => {} } as unknown as ConsoleLog
     return new CapacityAnnouncer(node, {
       network: 'local', intervalMs: 5_000, gossip: true, attestationKind: 'simulated', attestationDigest: new Uint8Array(32),
+      ...extra,
       log: Object.assign(() => {}, { error: () => {}, trace: () => {}, enabled: false }) as unknown as Logger,
       console: silent
     })
   }
+
+  it('announces again soon, backing off, until three of the proxies it knows have challenged it', async () => {
+    let proxies = 0
+    const a = await announcer([], () => 0, { knownWorkers: () => 2_000, knownProxies: () => proxies })
+    expect(a.intervalMs(), 'a swarm of 2 000 workers').to.equal(500_000)
+    expect(a.nextHeartbeatMs(), 'no proxy known: nothing to wait for').to.equal(500_000)
+    proxies = 4
+    expect([a.nextHeartbeatMs(), a.nextHeartbeatMs(), a.nextHeartbeatMs()]).to.deep.equal([5_000, 10_000, 20_000])
+    a.confirmedBy('proxy-1')
+    a.confirmedBy('proxy-2')
+    expect(a.nextHeartbeatMs(), 'two of three: the wait starts again').to.equal(5_000)
+    a.confirmedBy('proxy-3')
+    expect(a.nextHeartbeatMs()).to.equal(500_000)
+    // with two proxies in the swarm, two are enough
+    const b = await announcer([], () => 0, { knownWorkers: () => 2_000, knownProxies: () => 2 })
+    b.confirmedBy('p1')
+    b.confirmedBy('p2')
+    expect(b.nextHeartbeatMs()).to.equal(500_000)
+  })
 
   it('keeps a full worker (16 models, 8 GPUs) well under the 4 KiB limit', async () => {
     const a = await announcer([])

@@ -1,4 +1,5 @@
 import { expect } from 'chai'
+import { CAPACITY_MIN_TTL_MS } from '../../src/p2p/constants.js'
 import { TopicValidatorResult } from '../../src/p2p/gossip.js'
 import { AcceleratorKind, EvidenceKind } from '../../src/p2p/protos/capacity.js'
 import { checkFields } from '../../src/roles/capacity/announcement.js'
@@ -48,8 +49,18 @@ describe('worker registry', () => {
   })
 
   it('expires an entry after three of its own announcement intervals', () => {
+    registry.update('w1', announcement({ intervalMs: 20_000 }), attestation, 'gossip')
+    now += 60_000
+    registry.expire()
+    expect(registry.get('w1')).to.not.equal(undefined)
+    now += 1
+    registry.expire()
+    expect(registry.get('w1')).to.equal(undefined)
+  })
+
+  it('keeps an entry with a short interval for at least CAPACITY_MIN_TTL_MS (a stalled proxy must not drop everyone)', () => {
     registry.update('w1', announcement({ intervalMs: 2_000 }), attestation, 'gossip')
-    now += 6_000
+    now += CAPACITY_MIN_TTL_MS
     registry.expire()
     expect(registry.get('w1')).to.not.equal(undefined)
     now += 1
@@ -59,7 +70,7 @@ describe('worker registry', () => {
 
   it('keeps refusing old sequence numbers after the entry expired', () => {
     registry.update('w1', announcement({ seq: 50n }), attestation, 'gossip')
-    now += 10_000
+    now += CAPACITY_MIN_TTL_MS + 1
     registry.expire()
     expect(registry.get('w1')).to.equal(undefined)
     expect(registry.lastSeq('w1')).to.equal(50n)

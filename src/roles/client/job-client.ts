@@ -27,7 +27,7 @@ import { Evidence as WireEvidence } from '../../p2p/protos/capacity.js'
 import { JobBody, JobEvent, JobOffer, JobRequest, JobUpstream, ModelsRequest, ModelsResponse } from '../../p2p/protos/job.js'
 import { evidenceFromWire } from '../../tee/attest-service.js'
 import { randomRequestId, sealRequest } from '../../tee/seal.js'
-import { cancelStream, headerAad, kindToWire, sealContext, SerialWriter, sha256, tokensAad, toInferenceError, usageFromWire, verifyResult } from '../../inference/job-wire.js'
+import { cancelStream, collectCountersigns, headerAad, kindToWire, sealContext, SerialWriter, sha256, tokensAad, toInferenceError, usageFromWire, verifyResult } from '../../inference/job-wire.js'
 import { InferenceError } from '../../inference/types.js'
 import { ChannelError } from '../../errors.js'
 import { JobPayer } from '../../settlement/job-payments.js'
@@ -250,7 +250,7 @@ export class JobClient implements CompletionService {
         const out = framed
         await writer.run(async () => out.close({ signal: AbortSignal.timeout(JOB_CANCEL_GRACE_MS * 10) })).catch(() => {})
         completed = true
-        void collectCountersigns(framed, channel)
+        void collectCountersigns(framed, JobEvent, channel)
         const cost = payer == null ? undefined : { client: payer.cost.toString(), worker: reported?.worker.toString() ?? null, commission: reported?.commission.toString() ?? null }
         yield {
           type: 'done',
@@ -327,23 +327,6 @@ export class JobClient implements CompletionService {
   }
 }
 
-/**
- * After the final payment: the proxy's countersignature of it arrives before
- * the proxy closes; keep it, so both sides hold the same last state. Reading
- * to the end (rather than resetting) also lets the payment itself land.
- */
-async function collectCountersigns (framed: FramedStream, channel: PayerChannel | undefined): Promise<void> {
-  try {
-    for await (const event of framed.messages(JobEvent, { deadlineMs: COUNTERSIGN_WAIT_MS })) {
-      if (event.countersign != null && channel != null) channel.countersigned(event.countersign.seqno, event.countersign.payeeSignature)
-    }
-  } catch {
-    // a late or missing countersignature only leaves an older both-signed state
-  } finally {
-    if (framed.stream.status !== 'closed') framed.abort(new Error('job ended'))
-  }
-}
-const COUNTERSIGN_WAIT_MS = 5_000
 
 /** A sealed frame holds one chunk, or an array of the chunks the worker had ready at once. */
 function parseChunks (text: string): InferenceChunk[] {

@@ -28,7 +28,7 @@ import { answerWithError, errorCodeFor, FramedStream, handleRequests, ProtocolEr
 import { ErrorCode } from '../../p2p/protos/framing.js'
 import { JobBody, JobEvent, JobOffer, JobRequest, JobUpstream, ModelsRequest, ModelsResponse, WorkEvent, WorkRequest } from '../../p2p/protos/job.js'
 import { RemoteError } from '../../errors.js'
-import { cancelStream, checkHeader, SerialWriter, toInferenceError, toProtocolError, usageFromWire, verifyResult, watchUpstream } from '../../inference/job-wire.js'
+import { cancelStream, checkHeader, collectCountersigns, SerialWriter, toInferenceError, toProtocolError, usageFromWire, verifyResult, watchUpstream } from '../../inference/job-wire.js'
 import { InferenceError } from '../../inference/types.js'
 import { ChannelError } from '../../errors.js'
 import { jobChannel, JobPayee, JobPayer } from '../../settlement/job-payments.js'
@@ -238,6 +238,7 @@ export class ProxyJobService {
     // nothing is owed before the job is routed to a worker and a frame went out
     if (job.payee == null) throw new ProtocolError(ErrorCode.PAYMENT_REFUSED, job.clientChannel == null ? 'this job is not paid through a channel' : 'nothing is owed before the first chunk')
     const payeeSignature = job.payee.accept(payment)
+    if (payeeSignature == null) return
     await job.writer.run(async () => job.client.write(JobEvent, { countersign: { channel: payment.channel, seqno: payment.seqno, payeeSignature: new Uint8Array(payeeSignature) } }, { signal: job.controller.signal }))
   }
 
@@ -393,6 +394,7 @@ export class ProxyJobService {
           job.finished = true
           await this.toClient(job, { final: { result: event.final, timings: { routeMs, firstChunkMs, totalMs }, cost } })
           await workerWriter.run(async () => toWorker.close()).catch(() => {})
+          void collectCountersigns(toWorker, WorkEvent, payer?.channel)
           this.init.registry.recordResult(worker, { ok: true, latencyMs: result.totalMs })
           this.counts.relayed++
           this.init.metrics?.jobs.inc({ side: 'proxy', model: header.model, result: 'ok' })

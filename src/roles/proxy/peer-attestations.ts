@@ -8,7 +8,9 @@
  *   worker is challenged once per attestation digest, not per announcement;
  * - a refusal is kept per (peer, digest) for ATTESTATION_FAILURE_TTL_MS, so a
  *   forger that keeps announcing costs one verification, not one per message;
- * - concurrent requests for one peer share a single challenge;
+ * - concurrent requests for one peer share a single challenge, and at most
+ *   ATTEST_PARALLEL challenges run at once (others queue, ATTEST_QUEUE_MAX
+ *   at most);
  * - a peer that could not be reached is not challenged again for a backoff
  *   that doubles with each failure (ATTEST_RETRY_BACKOFF_MS up to
  *   ATTEST_RETRY_BACKOFF_MAX_MS), so a slow or vanished worker that keeps
@@ -19,10 +21,12 @@
  */
 import { randomBytes } from 'node:crypto'
 import { publicKeyToProtobuf } from '@libp2p/crypto/keys'
+import { Queue } from '@libp2p/utils'
 import { equals } from 'uint8arrays/equals'
 import { toString as toHex } from 'uint8arrays/to-string'
 import {
-  ATTEST_RETRY_BACKOFF_MAX_MS, ATTEST_RETRY_BACKOFF_MS, ATTESTATION_FAILURE_TTL_MS, ATTESTATION_TTL_MS, CAPACITY_ATTEST_TIMEOUT_MS
+  ATTEST_PARALLEL, ATTEST_QUEUE_MAX, ATTEST_RETRY_BACKOFF_MAX_MS, ATTEST_RETRY_BACKOFF_MS, ATTESTATION_FAILURE_TTL_MS, ATTESTATION_TTL_MS,
+  CAPACITY_ATTEST_TIMEOUT_MS
 } from '../../p2p/constants.js'
 import { AttestationError } from '../../errors.js'
 import { fetchEvidence } from '../../tee/attest-service.js'
@@ -59,6 +63,7 @@ export class PeerAttestations {
   private readonly refused = new Map<string, { error: AttestationError, expiresAtMs: number }>()
   private readonly inFlight = new Map<string, Promise<AttestedPeer>>()
   private readonly unreachable = new Map<string, { untilMs: number, backoffMs: number, error: Error }>()
+  private readonly challenges = new Queue<AttestedPeer>({ concurrency: ATTEST_PARALLEL, maxSize: ATTEST_QUEUE_MAX })
 
   constructor (host: Pick<ProtocolHost, 'dialProtocol'>, init: PeerAttestationsInit) {
     this.host = host
@@ -91,7 +96,7 @@ export class PeerAttestations {
     if (pending == null) {
       const away = this.unreachable.get(id)
       if (away != null && away.untilMs > nowMs) throw away.error
-      pending = this.challenge(peer).then(attested => {
+      pending = this.challenges.add(async () => this.challenge(peer)).then(attested => {
         this.unreachable.delete(id)
         return attested
       }, (err: unknown) => {

@@ -25,7 +25,7 @@ import type { NodeTee } from '../tee-setup.js'
 import type { LookupResult } from './worker-lookup.js'
 import type { ProxyJobStatus } from './job-service.js'
 import type { ModelSummary, WorkerEntry } from './worker-registry.js'
-import type { PeerId } from '@libp2p/interface'
+import type { Connection, PeerId } from '@libp2p/interface'
 
 /** The proxy's part of /status (JSON: bigints as strings). */
 export interface ProxyRoleStatus {
@@ -70,7 +70,12 @@ export class ProxyRole implements RoleBehaviour {
   readonly topics: string[]
   private sweepTimer?: ReturnType<typeof setInterval>
   private readonly checking = new Set<string>()
-  private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => { this.checkReachable(evt.detail) }
+  private readonly onConnectionClose = (evt: CustomEvent<Connection>): void => {
+    const conn = evt.detail
+    // a connection this proxy opened (a challenge, a job) closes when it is idle, by either side
+    if (conn.direction !== 'inbound' || this.ctx.node.getConnections(conn.remotePeer).length > 0) return
+    this.checkReachable(conn.remotePeer)
+  }
   private readonly onWorkerUpdated = (evt: CustomEvent<WorkerEntry>): void => {
     const w = evt.detail
     if (w.state === 'up' && !this.announced.has(w.peerId)) {
@@ -131,7 +136,7 @@ export class ProxyRole implements RoleBehaviour {
       pubsub.topicValidators.set(topic, async (_from, message) => this.validator.validateGossip(message))
       pubsub.subscribe(topic)
     }
-    this.ctx.node.addEventListener('peer:disconnect', this.onDisconnect)
+    this.ctx.node.addEventListener('connection:close', this.onConnectionClose)
     this.registry.addEventListener('worker:updated', this.onWorkerUpdated)
     this.registry.addEventListener('worker:removed', this.onWorkerRemoved)
     this.sweepTimer = setInterval(() => {
@@ -151,7 +156,7 @@ export class ProxyRole implements RoleBehaviour {
   async stop (): Promise<void> {
     clearInterval(this.sweepTimer)
     await this.jobs.stop()
-    this.ctx.node.removeEventListener('peer:disconnect', this.onDisconnect)
+    this.ctx.node.removeEventListener('connection:close', this.onConnectionClose)
     this.registry.removeEventListener('worker:updated', this.onWorkerUpdated)
     this.registry.removeEventListener('worker:removed', this.onWorkerRemoved)
     const pubsub = this.ctx.node.services.pubsub
@@ -163,19 +168,30 @@ export class ProxyRole implements RoleBehaviour {
   }
 
   /**
-   * A connection to a registered worker closed. Connections come and go
-   * (on demand, pruned by the connection manager), so a drop alone says
-   * little: dial the worker back, and mark it down only if that fails (a
-   * crashed worker refuses at once).
+   * The last connection a registered worker had opened to this proxy (its
+   * link) closed. Connections come and go (idle ones are closed, the
+   * connection manager prunes), so a drop alone says little: dial the worker
+   * back, and mark it down only if it refuses (a crashed worker refuses at
+   * once). A dial that only times out says this side or the network is slow,
+   * not that the worker is gone: it stays listed (its entry expires if it
+   * falls silent, and a job that cannot reach it fails over). Marking down on
+   * timeouts made a loaded proxy drop most of a 1 000-worker swarm.
    */
   private checkReachable (peer: PeerId): void {
     const id = peer.toString()
     const entry = this.registry.get(id)
     if (entry == null || entry.state === 'down' || this.checking.has(id)) return
     this.checking.add(id)
-    this.ctx.node.dial(peer, { signal: AbortSignal.timeout(DOWN_CHECK_DIAL_MS) })
+    const signal = AbortSignal.timeout(DOWN_CHECK_DIAL_MS)
+    this.ctx.node.dial(peer, { signal })
       .then(() => { this.ctx.log('worker %s still reachable after a dropped connection', id) })
-      .catch(() => { this.registry.markDown(id) })
+      .catch(err => {
+        if (signal.aborted) {
+          this.ctx.log('worker %s did not answer a dial within %d ms; kept listed - %s', id, DOWN_CHECK_DIAL_MS, (err as Error).message)
+          return
+        }
+        this.registry.markDown(id)
+      })
       .finally(() => { this.checking.delete(id) })
   }
 

@@ -9,7 +9,7 @@
  */
 import { toString as toHex } from 'uint8arrays/to-string'
 import { TypedEventEmitter } from 'main-event'
-import { CAPACITY_INTERVAL_MS, CAPACITY_MAX_CLOCK_SKEW_MS, CAPACITY_TTL_INTERVALS } from '../../p2p/constants.js'
+import { CAPACITY_INTERVAL_MS, CAPACITY_MIN_TTL_MS, CAPACITY_MAX_CLOCK_SKEW_MS, CAPACITY_TTL_INTERVALS } from '../../p2p/constants.js'
 import { AcceleratorKind } from '../../p2p/protos/capacity.js'
 import type { CapacityAnnouncement } from '../../p2p/protos/capacity.js'
 import type { EvidenceKind, VerifiedAttestation } from '../../tee/types.js'
@@ -179,7 +179,7 @@ export class WorkerRegistry extends TypedEventEmitter<WorkerRegistryEvents> {
       seq: a.seq,
       announcedAtMs: Number(a.timestampMs),
       lastSeenMs: nowMs,
-      ttlMs: this.ttlIntervals * (a.intervalMs > 0 ? a.intervalMs : CAPACITY_INTERVAL_MS),
+      ttlMs: Math.max(CAPACITY_MIN_TTL_MS, this.ttlIntervals * (a.intervalMs > 0 ? a.intervalMs : CAPACITY_INTERVAL_MS)),
       state: 'up',
       source,
       latencyMs: previous?.latencyMs,

@@ -40,12 +40,19 @@ export interface AnnouncerStatus {
   dht: ProvidedKeyStatus[]
 }
 
+/** Proxies that should have challenged a worker before it heartbeats at its full interval. */
+const CONFIRMING_PROXIES = 3
+/** The first early re-announcement while fewer have; it doubles each time. */
+const CONFIRM_RETRY_MS = 5_000
+
 export interface CapacityAnnouncerInit {
   network: string
   /** The heartbeat in a small swarm; it grows by CAPACITY_PER_WORKER_MS per known worker. */
   intervalMs: number
   /** How many workers this node knows of (presence), to size the heartbeat. */
   knownWorkers?: () => number
+  /** How many proxies this node knows of: until some have challenged it, it announces sooner. */
+  knownProxies?: () => number
   /** false: only DHT records and /cocoon/attest, no gossip. */
   gossip: boolean
   attestationKind: EvidenceKind
@@ -75,6 +82,9 @@ export class CapacityAnnouncer {
   private pendingAtMs = 0
   /** Peers each shard topic's last announcement was sent to. */
   private readonly lastRecipients = new Map<string, number>()
+  /** Proxies that challenged this worker. */
+  private readonly confirmed = new Set<string>()
+  private unconfirmedRounds = 0
 
   constructor (node: CocoonLibp2p, init: CapacityAnnouncerInit) {
     this.node = node
@@ -89,6 +99,28 @@ export class CapacityAnnouncer {
     this.announceSoon()
   }
 
+  /** A proxy challenged this worker (it heard an announcement and is listing it). */
+  confirmedBy (peerId: string): void {
+    this.confirmed.add(peerId)
+    this.unconfirmedRounds = 0
+  }
+
+  /**
+   * The wait before the next heartbeat. In a large swarm the heartbeat is
+   * minutes long, and a first announcement that a proxy could not check (it
+   * was busy challenging hundreds of newcomers, or the worker's answer timed
+   * out) would leave the worker unlisted there until the next one. So until
+   * min(CONFIRMING_PROXIES, known proxies) proxies have challenged it, a
+   * worker announces again after CONFIRM_RETRY_MS, doubling each time, never
+   * longer than the heartbeat.
+   */
+  nextHeartbeatMs (): number {
+    const interval = this.intervalMs()
+    const want = Math.min(CONFIRMING_PROXIES, this.init.knownProxies?.() ?? 0)
+    if (want === 0 || this.confirmed.size >= want) return interval
+    return Math.min(interval, CONFIRM_RETRY_MS * 2 ** this.unconfirmedRounds++)
+  }
+
   /** The heartbeat now: the configured interval, longer in a large swarm, never past what proxies accept. */
   intervalMs (): number {
     const scaled = (this.init.knownWorkers?.() ?? 0) * CAPACITY_PER_WORKER_MS
@@ -101,7 +133,7 @@ export class CapacityAnnouncer {
     if (this.stopped) return
     this.timer = setTimeout(() => {
       void this.announce().finally(() => { this.scheduleHeartbeat() })
-    }, Math.round(this.intervalMs() * (0.9 + 0.1 * Math.random())))
+    }, Math.round(this.nextHeartbeatMs() * (0.9 + 0.1 * Math.random())))
     this.timer.unref?.()
   }
 

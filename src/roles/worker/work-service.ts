@@ -171,6 +171,7 @@ export class WorkService {
         onPayment: async (payment) => {
           if (payee == null) throw new ProtocolError(ErrorCode.PAYMENT_REFUSED, 'this job is not paid through a channel')
           const payeeSignature = payee.accept(payment)
+          if (payeeSignature == null) return
           await writer.run(async () => framed.write(WorkEvent, { countersign: { channel: payment.channel, seqno: payment.seqno, payeeSignature: new Uint8Array(payeeSignature) } }, { signal: controller.signal }))
         },
         onPaymentError: (err) => {

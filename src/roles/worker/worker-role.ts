@@ -61,6 +61,7 @@ export class WorkerRole implements RoleBehaviour {
       intervalMs: config.worker.announceIntervalMs,
       // the workers the proxies say they list (workers send no presence)
       knownWorkers: () => ctx.directory.workersEstimate(),
+      knownProxies: () => ctx.directory.countByRole().get(Role.PROXY) ?? 0,
       gossip: config.worker.gossip,
       attestationKind: tee.kind,
       attestationDigest: new Uint8Array(tee.digest),
@@ -141,6 +142,14 @@ export class WorkerRole implements RoleBehaviour {
   }
 
   /** The current announcement, handed out with attestation evidence. */
+  challengedBy (peerId: string): void {
+    if (this.ctx.directory.get(peerId)?.role === Role.PROXY) this.announcer.confirmedBy(peerId)
+  }
+
+  keepConnection (peerId: string): boolean {
+    return this.links.keeps(peerId)
+  }
+
   capacity (): Uint8Array {
     return this.announcer.current()
   }
