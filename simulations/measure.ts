@@ -13,6 +13,8 @@ export interface Collected {
   scenario: Scenario
   seed: number
   formedMs: number
+  /** Why the swarm did not form by its deadline (the run went on and is measured). */
+  formFailure?: string
   durationMs: number
   hosts: number
   nodesStarted: number
@@ -226,6 +228,7 @@ export function summarise (c: Collected): SimResult {
   result.errors = [...reasons].sort((a, b) => b[1] - a[1]).slice(0, 10).map(([reason, count]) => ({ reason, count }))
   const inv = scenario.invariants
   const violations: string[] = []
+  if (c.formFailure != null) violations.push(c.formFailure)
   if (result.success_rate < inv.minSuccessRate) {
     const top = (result.errors ?? []).slice(0, 3).map(e => `${e.count}x ${e.reason.slice(0, 120)}`).join('; ')
     violations.push(`success rate ${result.success_rate} is below the floor ${inv.minSuccessRate} (${top})`)

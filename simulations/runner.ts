@@ -192,20 +192,26 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
       clearInterval(formProgress)
     }
     say(`  [${elapsed()}] ${placed.size} nodes started; waiting for every proxy to know every worker`)
+    let formFailure: string | undefined
     const formDeadline = performance.now() + scenario.formTimeoutMs
     for (;;) {
       const stats = await Promise.all(hosts.map(async h => h.call<HostStats>({ op: 'stats', channels: false })))
       const proxies = stats.flatMap(s => s.nodes.filter(n => n.role === 'proxy'))
       const clients = stats.flatMap(s => s.nodes.filter(n => n.role === 'client'))
       const minKnown = Math.min(...proxies.map(p => p.known))
-      const clientsReady = clients.every(c => c.known > 0)
-      if (minKnown >= scenario.nodes.worker && clientsReady) break
-      if (performance.now() > formDeadline) throw new Error(`the swarm did not form within ${scenario.formTimeoutMs / 1000} s: proxies know ${minKnown} of ${scenario.nodes.worker} workers`)
+      const clientsReady = clients.filter(c => c.known > 0).length >= Math.ceil(scenario.formFraction * clients.length)
+      if (minKnown >= Math.ceil(scenario.formFraction * scenario.nodes.worker) && clientsReady) break
+      if (performance.now() > formDeadline) {
+        // measured anyway (what a node costs at this size is the point of a large run); the report says it did not form
+        formFailure = `the swarm did not form within ${scenario.formTimeoutMs / 1000} s: proxies know ${minKnown}..${Math.max(...proxies.map(p => p.known))} of ${scenario.nodes.worker} workers, ${clients.filter(c => c.known > 0).length} of ${clients.length} clients know a proxy`
+        say(`  [${elapsed()}] ${formFailure}; sending the load anyway`)
+        break
+      }
       say(`  [${elapsed()}] forming: proxies know ${minKnown}..${Math.max(...proxies.map(p => p.known))} of ${scenario.nodes.worker} workers; ${clients.filter(c => c.known > 0).length}/${clients.length} clients know a proxy`)
       await sleep(1_000)
     }
     const formedMs = performance.now() - t0
-    say(`  [${elapsed()}] swarm formed; sending load for ${scenario.durationMs / 1000} s`)
+    if (formFailure == null) say(`  [${elapsed()}] swarm formed; sending load for ${scenario.durationMs / 1000} s`)
     await Promise.all(hosts.map(async h => h.call<HostStats>({ op: 'stats', channels: false })))
 
     // the schedule: every arrival and event, drawn from the seed before anything runs
@@ -388,7 +394,7 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
     const final = await Promise.all(hosts.map(async h => h.call<HostStats>({ op: 'stats', channels: true })))
     say(`  [${elapsed()}] measured; stopping nodes`)
     return summarise({
-      scenario, seed, formedMs, durationMs: performance.now() - t0, hosts: hosts.length, nodesStarted: scenario.nodes.bootstrap + scenario.nodes.proxy + workerCount + scenario.nodes.client,
+      scenario, seed, formedMs, formFailure, durationMs: performance.now() - t0, hosts: hosts.length, nodesStarted: scenario.nodes.bootstrap + scenario.nodes.proxy + workerCount + scenario.nodes.client,
       jobs, events, statsSeries, final, gossip: { seen, expected }, dhtMs,
       rogues: rogues.map(({ host: _host, ...r }) => r),
       warmup,

@@ -21,6 +21,8 @@ export const ScenarioSchema = z.strictObject({
   durationMs: ms('a duration', 3_600_000),
   /** How long the swarm may take to form (every proxy knows every worker, every client a proxy) before the run fails. */
   formTimeoutMs: ms('a forming deadline', 3_600_000).default(300_000),
+  /** The share of workers every proxy must know, and of clients that must know a proxy, for the swarm to count as formed. */
+  formFraction: z.number().gt(0).max(1).default(1),
   /** Host processes the nodes are spread over (the coordinator runs none). */
   processes: z.number().int().min(1).max(64).default(2),
   nodes: z.strictObject({
