@@ -7,13 +7,19 @@
  * challenged, the proxies sat at their limit, and pruning fought the workers'
  * links. So a connection this node opened (outbound: the peer that dialled
  * owns the decision) with no stream but background ones (gossipsub, identify,
- * ping) for IDLE_CONNECTION_MS is closed, unless `keep` protects its peer
+ * ping) for IDLE_CONNECTION_MS (5 min) is closed, unless `keep` protects its peer
  * (bootstrap peers, a worker's proxy links).
  */
 import type { Connection, Logger } from '@libp2p/interface'
 
-/** A dialled connection unused this long is closed. */
-export const IDLE_CONNECTION_MS = 60_000
+/**
+ * A dialled connection unused this long is closed. Not shorter: a proxy's
+ * connection to a worker it routes to now and then is worth keeping, since a
+ * new one costs a handshake on the job's path (with a 60 s limit, time to
+ * first token in the 100-node steady scenario grew from 0.2 s to over 1 s as
+ * the connections of the swarm's forming were closed and dialled again).
+ */
+export const IDLE_CONNECTION_MS = 5 * 60_000
 const CHECK_INTERVAL_MS = 10_000
 /** Streams that live as long as the connection and do not count as use. */
 const BACKGROUND_PROTOCOLS = ['/meshsub/', '/floodsub/', '/ipfs/id/', '/ipfs/ping/']
