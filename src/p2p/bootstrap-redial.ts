@@ -45,6 +45,8 @@ export class BootstrapRedial {
   private readonly host: BootstrapRedialHost
   private readonly init: BootstrapRedialInit
   private readonly bootstrap: Multiaddr[]
+  /** The bootstrap peers' ids (from the addresses that name one). */
+  readonly peerIds: ReadonlySet<string>
   private readonly firstBackoffMs: number
   private backoffMs: number
   private nextAtMs = 0
@@ -59,6 +61,7 @@ export class BootstrapRedial {
     this.bootstrap = init.bootstrap.flatMap(a => {
       try { return [multiaddr(a)] } catch { return [] }
     }).filter(ma => ma.getComponents().some(c => c.code === P2P_MULTIADDR_CODE))
+    this.peerIds = new Set(this.bootstrap.flatMap(ma => ma.getComponents().filter(c => c.code === P2P_MULTIADDR_CODE).map(c => c.value ?? '')))
   }
 
   start (): void {

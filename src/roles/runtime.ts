@@ -131,12 +131,8 @@ export class RunningNode {
       log: this.log,
       routingTableSize: () => dht.routingTable?.size ?? 0
     })
-    const bootstrapPeers = new Set(this.config.bootstrap.flatMap(a => {
-      const id = a.split('/p2p/')[1]
-      return id == null ? [] : [id.split('/')[0]]
-    }))
     this.idle = new IdleConnections(this.node, {
-      keep: peer => bootstrapPeers.has(peer) || (this.role.keepConnection?.(peer) ?? false),
+      keep: peer => this.redial.peerIds.has(peer) || (this.role.keepConnection?.(peer) ?? false),
       log: this.log
     })
   }

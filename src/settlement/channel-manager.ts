@@ -94,8 +94,8 @@ export class ChannelManager {
     return this.payers.get(channel)
   }
 
-  list (): ChannelRecord[] {
-    return this.init.store.listChannels()
+  list (filter?: Parameters<ChannelStore['listChannels']>[0]): ChannelRecord[] {
+    return this.init.store.listChannels(filter)
   }
 
   /**

@@ -66,8 +66,8 @@ export class ChannelReconciler {
   due (): string[] {
     const out: string[] = []
     const nowMs = this.now()
-    for (const record of this.init.manager.list()) {
-      if (record.side !== 'payer' || record.status !== 'open' || this.inFlight.has(record.address)) continue
+    for (const record of this.init.manager.list({ side: 'payer', status: 'open' })) {
+      if (this.inFlight.has(record.address)) continue
       const channel = this.init.manager.payer(record.address)
       const latest = channel?.latest()
       if (channel == null || latest == null || latest.payeeSignature != null) continue

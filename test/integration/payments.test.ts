@@ -165,6 +165,12 @@ describe('paid inference on the devnet', function () {
         expectRefund(payoutTo(devnet, channel.address, channel.payer), channel.deposited - paid, OPERATION_VALUE)
         proxyReceived += paid
       }
+      // the proxy holds each worker's countersignature of its latest state (read
+      // after each job's final payment, or got by re-sending it once the channel is quiet)
+      for (const channel of settled(s.proxy).manager.list({ side: 'payer' })) {
+        const store = settled(s.proxy).store
+        await waitFor(() => store.latestBothSigned(channel.address)?.seqno === store.latestState(channel.address)?.seqno, 8_000, `the proxy to hold worker ${channel.peerId}'s countersignature of its latest state`)
+      }
       // the proxy closes its channels to the workers
       let workersReceived = 0n
       for (const channel of settled(s.proxy).manager.list().filter(c => c.side === 'payer')) {

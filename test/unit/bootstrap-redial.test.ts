@@ -40,6 +40,7 @@ describe('bootstrap redial', () => {
       redialBackoffMs: 40,
       random: () => 0.5
     })
+    expect([...redial.peerIds], 'the bootstrap peers, for the idle-connection keeper').to.deep.equal([boot.toString()])
     redial.start()
     try {
       await sleep(400)

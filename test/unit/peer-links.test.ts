@@ -95,4 +95,33 @@ describe('peer links', () => {
       links.stop()
     }
   })
+
+  it('keeps the links it dialled itself, up to its target, and lets other connections to proxies go', async () => {
+    const proxies = await Promise.all([1, 2, 3, 4, 5].map(newPeer))
+    const { node, dials, connected } = await fakeNode(() => true)
+    const directory = new PeerDirectory()
+    const links = new PeerLinks(node, directory, { role: Role.PROXY, target: 2, log: noLog, checkIntervalMs: 10 })
+    // two proxies known through presence: linked to on purpose
+    for (const p of proxies.slice(0, 2)) {
+      directory.upsert({ peerId: p.toString(), role: Role.PROXY, network: 'local', version: '1', addrs: ['/ip4/127.0.0.1/tcp/4001'], seq: 1n, source: 'presence' })
+    }
+    links.start()
+    try {
+      await sleep(100)
+      expect(new Set(dials)).to.deep.equal(new Set(proxies.slice(0, 2).map(p => p.toString())))
+      // three more proxies connected for other reasons (a DHT query, a challenge)
+      for (const p of proxies.slice(2)) {
+        connected.add(p.toString())
+        directory.upsert({ peerId: p.toString(), role: Role.PROXY, network: 'local', version: '1', addrs: [], seq: 1n, source: 'info' })
+      }
+      expect(links.linked()).to.have.length(5)
+      expect(proxies.map(p => links.keeps(p.toString()))).to.deep.equal([true, true, false, false, false])
+      expect(links.keeps('not-a-connected-peer')).to.equal(false)
+      // a kept link drops: another connected proxy is kept in its place, so the node stays at its target
+      connected.delete(proxies[0].toString())
+      expect(proxies.slice(1).filter(p => links.keeps(p.toString()))).to.have.length(2)
+    } finally {
+      links.stop()
+    }
+  })
 })

@@ -41,7 +41,7 @@ describe('channel reconciler', () => {
     payeeStore.putChannel(record('payee', payerKey, payeeKey))
     payer = new PayerChannel(record('payer', payerKey, payeeKey), payerStore, payerKey)
     payee = new PayeeChannel(record('payee', payerKey, payeeKey), payeeStore, payeeKey)
-    manager = { list: () => payerStore.listChannels(), payer: (a: string) => a === ADDRESS ? payer : undefined } as unknown as ChannelManager
+    manager = { list: (filter?: Parameters<ChannelStore['listChannels']>[0]) => payerStore.listChannels(filter), payer: (a: string) => a === ADDRESS ? payer : undefined } as unknown as ChannelManager
     now = Date.now()
   })
 

@@ -48,24 +48,17 @@ describe('worker registry', () => {
     registry = new WorkerRegistry({ now: () => now, historyHalfLifeMs: 60_000 })
   })
 
-  it('expires an entry after three of its own announcement intervals', () => {
-    registry.update('w1', announcement({ intervalMs: 20_000 }), attestation, 'gossip')
-    now += 60_000
-    registry.expire()
-    expect(registry.get('w1')).to.not.equal(undefined)
-    now += 1
-    registry.expire()
-    expect(registry.get('w1')).to.equal(undefined)
-  })
-
-  it('keeps an entry with a short interval for at least CAPACITY_MIN_TTL_MS (a stalled proxy must not drop everyone)', () => {
-    registry.update('w1', announcement({ intervalMs: 2_000 }), attestation, 'gossip')
-    now += CAPACITY_MIN_TTL_MS
-    registry.expire()
-    expect(registry.get('w1')).to.not.equal(undefined)
-    now += 1
-    registry.expire()
-    expect(registry.get('w1')).to.equal(undefined)
+  it('expires an entry after three of its own announcement intervals, but never before CAPACITY_MIN_TTL_MS (a stalled proxy must not drop everyone)', () => {
+    for (const [i, [intervalMs, ttlMs]] of [[20_000, 60_000], [2_000, CAPACITY_MIN_TTL_MS]].entries()) {
+      registry.update('w1', announcement({ seq: BigInt(i + 1), timestampMs: BigInt(now), intervalMs }), attestation, 'gossip')
+      const seenAt = now
+      now = seenAt + ttlMs
+      registry.expire()
+      expect(registry.get('w1'), `interval ${intervalMs} ms: still listed at its TTL`).to.not.equal(undefined)
+      now += 1
+      registry.expire()
+      expect(registry.get('w1'), `interval ${intervalMs} ms: gone after its TTL`).to.equal(undefined)
+    }
   })
 
   it('keeps refusing old sequence numbers after the entry expired', () => {
