@@ -26,6 +26,7 @@ import {
 } from './constants.js'
 import { cocoonGossipsub } from './gossip.js'
 import { AMINO_BOOTSTRAP_PEERS, NETWORK_PRESETS } from './networks.js'
+import { installYamuxWindowHysteresis } from './yamux-window.js'
 import type { GossipSub } from './gossip.js'
 import type { AddressFilter, NetworkId } from './networks.js'
 import type { Identify, IdentifyPush } from '@libp2p/identify'
@@ -86,6 +87,7 @@ export interface CocoonNodeInit {
 const LOOPBACK_ALLOW = ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128']
 
 export async function createCocoonNode (init: CocoonNodeInit): Promise<CocoonLibp2p> {
+  installYamuxWindowHysteresis()
   const preset = NETWORK_PRESETS[init.network]
   const keepPrivate = init.addressFilter === 'all'
   const mapper = keepPrivate ? passthroughMapper : removePrivateAddressesMapper

@@ -2,7 +2,8 @@
  * `/cocoon/attest/1.0.0`: a caller sends a fresh nonce and gets this node's
  * evidence bound to it (and, from a worker, its current capacity
  * announcement). An empty nonce asks for epoch-bound evidence, the kind that
- * can be passed on to third parties within the hour.
+ * can be passed on to third parties within the hour; a challenger that will
+ * pass it on (a proxy, to its clients) asks for both in one request.
  *
  * Quote generation on real hardware is slow and shared, so at most
  * ATTEST_MAX_CONCURRENT run at once per node; further callers are told to
@@ -79,7 +80,15 @@ export class AttestService {
     try {
       const evidence = await this.init.attestor.evidence(freshness)
       const capacity = this.init.capacity?.()
-      return { evidence: evidenceToWire(evidence), capacity: capacity == null ? new Uint8Array(0) : new Uint8Array(capacity) }
+      // epoch evidence is made once per epoch, so adding it costs a lookup
+      const epoch = req.withEpochEvidence && freshness.kind === 'nonce'
+        ? await this.init.attestor.evidence({ kind: 'epoch', epoch: epochAt((this.init.now ?? Date.now)()) })
+        : undefined
+      return {
+        evidence: evidenceToWire(evidence),
+        capacity: capacity == null ? new Uint8Array(0) : new Uint8Array(capacity),
+        epochEvidence: epoch == null ? undefined : evidenceToWire(epoch)
+      }
     } finally {
       this.inFlight--
     }
@@ -136,6 +145,8 @@ export interface FetchedEvidence {
   evidence: Evidence
   /** The peer's encoded capacity announcement, when it sent one. */
   capacity?: Uint8Array
+  /** The peer's epoch evidence, when asked for with `withEpochEvidence` and sent (unverified, as received). */
+  epochEvidence?: Evidence
 }
 
 /**
@@ -147,15 +158,21 @@ export async function fetchEvidence (
   host: Pick<ProtocolHost, 'dialProtocol'>,
   peer: PeerId | Multiaddr,
   nonce: Uint8Array<ArrayBuffer>,
-  options: AbortOptions & { deadlineMs?: number } = {}
+  options: AbortOptions & { deadlineMs?: number, withEpochEvidence?: boolean } = {}
 ): Promise<FetchedEvidence> {
-  const response = await request(host, peer, ATTEST_PROTOCOL, { request: AttestRequest, response: AttestResponse }, { nonce }, {
+  const withEpochEvidence = options.withEpochEvidence === true && nonce.length > 0
+  const response = await request(host, peer, ATTEST_PROTOCOL, { request: AttestRequest, response: AttestResponse }, { nonce, withEpochEvidence }, {
     ...options,
     maxFrameBytes: ATTEST_MAX_FRAME_BYTES,
     deadlineMs: options.deadlineMs ?? ATTEST_DEADLINE_MS
   })
+  const epochEvidence = withEpochEvidence && response.epochEvidence != null ? evidenceFromWire(response.epochEvidence) : undefined
+  if (epochEvidence != null && epochEvidence.freshness.kind !== 'epoch') {
+    throw new ProtocolError(ErrorCode.BAD_REQUEST, `${ATTEST_PROTOCOL}: the epoch evidence is bound to a nonce`)
+  }
   return {
     evidence: evidenceFromWire(response.evidence),
-    capacity: response.capacity.length > 0 ? response.capacity : undefined
+    capacity: response.capacity.length > 0 ? response.capacity : undefined,
+    epochEvidence
   }
 }

@@ -2,7 +2,12 @@ import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { generateKeyPair, publicKeyToProtobuf } from '@libp2p/crypto/keys'
+import { defaultLogger } from '@libp2p/logger'
 import { expect } from 'chai'
+import { createLibp2p } from 'libp2p'
+import { Evidence as EvidenceWire } from '../../src/p2p/protos/capacity.js'
+import { WorkerEvidence } from '../../src/roles/proxy/worker-evidence.js'
+import { AttestService, evidenceFromWire, fetchEvidence } from '../../src/tee/attest-service.js'
 import { AttestationError, ConfigError } from '../../src/errors.js'
 import { packageRoot } from '../../src/package-info.js'
 import { Attestor, EvidenceVerifier } from '../../src/tee/attestor.js'
@@ -15,7 +20,8 @@ import {
 } from '../../src/tee/simulated.js'
 import type { Collateral } from '../../src/tee/dcap.js'
 import type { AttestationPolicy, Evidence, EvidenceProvider, QuoteVerification, QuoteVerifier } from '../../src/tee/types.js'
-import { reasonOf, reasonOfSync } from '../helpers.js'
+import { plainLoopbackNode, reasonOf, reasonOfSync } from '../helpers.js'
+import type { Ed25519PublicKey, Libp2p } from '@libp2p/interface'
 
 const FIXTURES = join(packageRoot(), 'test/fixtures/tdx')
 const NOW = Date.parse('2025-07-01T00:00:00Z')
@@ -296,3 +302,57 @@ describe('attestation policy', () => {
     expect(() => policyFor('public', { allowedImageHashes: ['00'.repeat(48)] })).to.throw(ConfigError)
   })
 })
+
+describe('one challenge with the epoch evidence', () => {
+  let a: Libp2p
+  let b: Libp2p
+  let node: Node
+
+  before(async () => {
+    a = await createLibp2p(plainLoopbackNode())
+    node = await simulatedNode()
+    b = await createLibp2p({ ...plainLoopbackNode(), privateKey: await generateKeyPair('Ed25519') })
+    node = { ...node, libp2pPublicKey: publicKeyToProtobuf(b.peerId.publicKey as Ed25519PublicKey) }
+    node.attestor = new Attestor({ provider: new SimulatedProvider(MEASUREMENTS), libp2pPublicKey: node.libp2pPublicKey, jobPublicKey: node.jobPublicKey })
+    await new AttestService(b, { attestor: node.attestor, now: () => NOW, log: defaultLogger().forComponent('test:attest') }).start()
+    await a.peerStore.merge(b.peerId, { multiaddrs: b.getMultiaddrs() })
+  })
+
+  after(async () => {
+    await a?.stop()
+    await b?.stop()
+  })
+
+  it('answers a nonce challenge with the epoch evidence when asked, and both verify', async () => {
+    const n = nonce()
+    const fetched = await fetchEvidence(a, b.peerId, new Uint8Array(n), { withEpochEvidence: true })
+    const verifier = verifierFor(policyFor('local'))
+    await verifier.verify(fetched.evidence, { libp2pPublicKey: node.libp2pPublicKey, freshness: { kind: 'nonce', nonce: n } })
+    expect(fetched.epochEvidence?.freshness).to.deep.equal({ kind: 'epoch', epoch: epochAt(NOW) })
+    const epoch = await verifier.verify(fetched.epochEvidence as Evidence, { libp2pPublicKey: node.libp2pPublicKey, freshness: 'epoch' })
+    expect(hex(epoch.jobPublicKey)).to.equal(hex(node.jobPublicKey))
+
+    const plain = await fetchEvidence(a, b.peerId, new Uint8Array(nonce()))
+    expect(plain.epochEvidence, 'not asked for').to.equal(undefined)
+  })
+
+  it('lets a proxy hand the epoch evidence to clients without a second request', async () => {
+    const fetched = await fetchEvidence(a, b.peerId, new Uint8Array(nonce()), { withEpochEvidence: true })
+    const noDial = { dialProtocol: async () => { throw new Error('dialled') } }
+    const cache = new WorkerEvidence(noDial, defaultLogger().forComponent('test:evidence'), () => NOW)
+    cache.offer(b.peerId.toString(), fetched.epochEvidence as Evidence)
+    const encoded = await cache.get(b.peerId, node.jobPublicKey)
+    const handedOn = evidenceFromWire(EvidenceWire.decode(encoded))
+    await verifierFor(policyFor('local')).verify(handedOn, { libp2pPublicKey: node.libp2pPublicKey, freshness: 'epoch' })
+    // evidence of another epoch is not kept
+    const stale = new WorkerEvidence(noDial, defaultLogger().forComponent('test:evidence'), () => NOW + 2 * EPOCH_SECONDS * 1000)
+    stale.offer(b.peerId.toString(), fetched.epochEvidence as Evidence)
+    expect(await reasonOfMessage(stale.get(b.peerId, node.jobPublicKey))).to.equal('dialled')
+  })
+})
+
+async function reasonOfMessage (promise: Promise<unknown>): Promise<string> {
+  const err = await promise.then(() => undefined, (e: unknown) => e)
+  if (!(err instanceof Error)) throw new Error('expected a rejection')
+  return err.message
+}

@@ -222,6 +222,7 @@ export namespace Evidence {
 
 export interface AttestRequest {
   nonce: Uint8Array<ArrayBuffer>
+  withEpochEvidence: boolean
 }
 
 export namespace AttestRequest {
@@ -239,12 +240,18 @@ export namespace AttestRequest {
           w.bytes(obj.nonce)
         }
 
+        if ((obj.withEpochEvidence != null && obj.withEpochEvidence !== false)) {
+          w.uint32(16)
+          w.bool(obj.withEpochEvidence)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
       }, (reader, length, opts = {}) => {
         const obj: any = {
-          nonce: uint8ArrayAlloc(0)
+          nonce: uint8ArrayAlloc(0),
+          withEpochEvidence: false
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -255,6 +262,10 @@ export namespace AttestRequest {
           switch (tag >>> 3) {
             case 1: {
               obj.nonce = reader.bytes()
+              break
+            }
+            case 2: {
+              obj.withEpochEvidence = reader.bool()
               break
             }
             default: {
@@ -279,6 +290,13 @@ export namespace AttestRequest {
               }
               break
             }
+            case 2: {
+              yield {
+                field: `${prefix}.withEpochEvidence`,
+                value: reader.bool()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -296,6 +314,11 @@ export namespace AttestRequest {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface AttestRequestWithEpochEvidenceFieldEvent {
+    field: '$.withEpochEvidence'
+    value: boolean
+  }
+
   export function encode (obj: Partial<AttestRequest>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, AttestRequest.codec())
   }
@@ -304,7 +327,7 @@ export namespace AttestRequest {
     return decodeMessage(buf, AttestRequest.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<AttestRequest>): Generator<AttestRequestNonceFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<AttestRequest>): Generator<AttestRequestNonceFieldEvent | AttestRequestWithEpochEvidenceFieldEvent> {
     return streamMessage(buf, AttestRequest.codec(), opts)
   }
 }
@@ -312,6 +335,7 @@ export namespace AttestRequest {
 export interface AttestResponse {
   evidence?: Evidence
   capacity: Uint8Array<ArrayBuffer>
+  epochEvidence?: Evidence
 }
 
 export namespace AttestResponse {
@@ -332,6 +356,11 @@ export namespace AttestResponse {
         if ((obj.capacity != null && obj.capacity.byteLength > 0)) {
           w.uint32(18)
           w.bytes(obj.capacity)
+        }
+
+        if (obj.epochEvidence != null) {
+          w.uint32(26)
+          Evidence.codec().encode(obj.epochEvidence, w)
         }
 
         if (opts.lengthDelimited !== false) {
@@ -356,6 +385,12 @@ export namespace AttestResponse {
             }
             case 2: {
               obj.capacity = reader.bytes()
+              break
+            }
+            case 3: {
+              obj.epochEvidence = Evidence.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.epochEvidence
+              })
               break
             }
             default: {
@@ -385,6 +420,13 @@ export namespace AttestResponse {
                 field: `${prefix}.capacity`,
                 value: reader.bytes()
               }
+              break
+            }
+            case 3: {
+              yield * Evidence.codec().stream(reader, reader.uint32(), `${prefix}.epochEvidence`, {
+                limits: opts.limits?.epochEvidence
+              })
+
               break
             }
             default: {
@@ -429,6 +471,31 @@ export namespace AttestResponse {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface AttestResponseEpochEvidenceKindFieldEvent {
+    field: '$.epochEvidence.kind'
+    value: EvidenceKind
+  }
+
+  export interface AttestResponseEpochEvidenceQuoteFieldEvent {
+    field: '$.epochEvidence.quote'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface AttestResponseEpochEvidenceJobPublicKeyFieldEvent {
+    field: '$.epochEvidence.jobPublicKey'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface AttestResponseEpochEvidenceNonceFieldEvent {
+    field: '$.epochEvidence.nonce'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface AttestResponseEpochEvidenceEpochFieldEvent {
+    field: '$.epochEvidence.epoch'
+    value: bigint
+  }
+
   export function encode (obj: Partial<AttestResponse>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, AttestResponse.codec())
   }
@@ -437,7 +504,7 @@ export namespace AttestResponse {
     return decodeMessage(buf, AttestResponse.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<AttestResponse>): Generator<AttestResponseEvidenceKindFieldEvent | AttestResponseEvidenceQuoteFieldEvent | AttestResponseEvidenceJobPublicKeyFieldEvent | AttestResponseEvidenceNonceFieldEvent | AttestResponseEvidenceEpochFieldEvent | AttestResponseCapacityFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<AttestResponse>): Generator<AttestResponseEvidenceKindFieldEvent | AttestResponseEvidenceQuoteFieldEvent | AttestResponseEvidenceJobPublicKeyFieldEvent | AttestResponseEvidenceNonceFieldEvent | AttestResponseEvidenceEpochFieldEvent | AttestResponseCapacityFieldEvent | AttestResponseEpochEvidenceKindFieldEvent | AttestResponseEpochEvidenceQuoteFieldEvent | AttestResponseEpochEvidenceJobPublicKeyFieldEvent | AttestResponseEpochEvidenceNonceFieldEvent | AttestResponseEpochEvidenceEpochFieldEvent> {
     return streamMessage(buf, AttestResponse.codec(), opts)
   }
 }

@@ -30,6 +30,7 @@ import {
 } from '../../p2p/constants.js'
 import { AttestationError } from '../../errors.js'
 import { fetchEvidence } from '../../tee/attest-service.js'
+import type { FetchedEvidence } from '../../tee/attest-service.js'
 import type { ProtocolHost } from '../../p2p/framing.js'
 import type { NodeMetrics } from '../../p2p/metrics.js'
 import type { EvidenceVerifier } from '../../tee/attestor.js'
@@ -45,6 +46,9 @@ export interface AttestedPeer {
   capacity?: Uint8Array
 }
 
+/** Epoch evidence a peer sent along with its challenge answer (see `onEpochEvidence`). */
+export type EpochEvidence = NonNullable<FetchedEvidence['epochEvidence']>
+
 export interface PeerAttestationsInit {
   verifier: EvidenceChecker
   now?: () => number
@@ -53,6 +57,11 @@ export interface PeerAttestationsInit {
   timeoutMs?: number
   metrics?: NodeMetrics
   log: Logger
+  /**
+   * Given, challenges also ask for the peer's epoch evidence (one request
+   * instead of two) and hand it here once the challenge itself verified.
+   */
+  onEpochEvidence?: (peerId: string, evidence: EpochEvidence) => void
 }
 
 export class PeerAttestations {
@@ -141,7 +150,10 @@ export class PeerAttestations {
     const nonce = new Uint8Array(randomBytes(32))
     let fetched
     try {
-      fetched = await fetchEvidence(this.host, peer, nonce, { deadlineMs: this.init.timeoutMs ?? CAPACITY_ATTEST_TIMEOUT_MS })
+      fetched = await fetchEvidence(this.host, peer, nonce, {
+        deadlineMs: this.init.timeoutMs ?? CAPACITY_ATTEST_TIMEOUT_MS,
+        withEpochEvidence: this.init.onEpochEvidence != null
+      })
     } catch (err) {
       this.init.metrics?.attestations.inc({ kind: 'unknown', result: 'unreachable', reason: (err as { code?: string }).code ?? 'error' })
       throw err
@@ -155,6 +167,7 @@ export class PeerAttestations {
       this.init.metrics?.attestations.inc({ kind: attestation.kind, result: 'verified', reason: 'ok' })
       const attested: AttestedPeer = { attestation, capacity: fetched.capacity }
       this.verified.set(peer.toString(), { peer: attested, expiresAtMs: this.now() + (this.init.ttlMs ?? ATTESTATION_TTL_MS) })
+      if (fetched.epochEvidence != null) this.init.onEpochEvidence?.(peer.toString(), fetched.epochEvidence)
       return attested
     } catch (err) {
       const reason = err instanceof AttestationError ? err.reason : 'error'

@@ -103,10 +103,12 @@ export class ProxyRole implements RoleBehaviour {
   constructor (ctx: RoleContext, tee: NodeTee) {
     this.ctx = ctx
     this.registry = new WorkerRegistry()
+    this.evidence = new WorkerEvidence(ctx.node, ctx.logger.forComponent('cocoon:proxy:evidence'))
     this.attestations = new PeerAttestations(ctx.node, {
       verifier: tee.verifier,
       metrics: ctx.metrics,
-      log: ctx.logger.forComponent('cocoon:attestations')
+      log: ctx.logger.forComponent('cocoon:attestations'),
+      onEpochEvidence: (peerId, evidence) => { this.evidence.offer(peerId, evidence) }
     })
     this.validator = new CapacityValidator(this.registry, this.attestations, {
       network: ctx.config.network,
@@ -115,7 +117,6 @@ export class ProxyRole implements RoleBehaviour {
       learnAddrs: async (peer, multiaddrs) => { await ctx.node.peerStore.merge(peer, { multiaddrs }) }
     })
     this.lookup = new WorkerLookup(ctx.node, this.registry, this.attestations, this.validator, ctx.logger.forComponent('cocoon:worker-lookup'))
-    this.evidence = new WorkerEvidence(ctx.node, ctx.logger.forComponent('cocoon:proxy:evidence'))
     this.jobs = new ProxyJobService(ctx.node, {
       registry: this.registry,
       lookup: this.lookup,

@@ -4,11 +4,12 @@
  * the worker it seals to without ever connecting to it. Kept until the epoch
  * turns; a worker whose job key differs from the attested one is not offered.
  */
-import { Evidence } from '../../p2p/protos/capacity.js'
+import { Evidence as EvidenceWire } from '../../p2p/protos/capacity.js'
 import { JOB_EVIDENCE_TIMEOUT_MS } from '../../p2p/constants.js'
 import { epochAt } from '../../tee/binding.js'
 import { evidenceToWire, fetchEvidence } from '../../tee/attest-service.js'
 import type { ProtocolHost } from '../../p2p/framing.js'
+import type { Evidence } from '../../tee/types.js'
 import type { Logger, PeerId } from '@libp2p/interface'
 import { equals } from 'uint8arrays/equals'
 
@@ -44,7 +45,17 @@ export class WorkerEvidence {
     return fetched.encoded
   }
 
-  /** Warms the cache for a worker that just joined. */
+  /**
+   * Keeps epoch evidence the worker sent with its challenge answer, so no
+   * second request is needed. Only this epoch's evidence is kept; like
+   * fetched evidence it is checked by the clients it is handed to.
+   */
+  offer (peerId: string, evidence: Evidence): void {
+    if (evidence.freshness.kind !== 'epoch' || evidence.freshness.epoch !== epochAt(this.now())) return
+    this.cache.set(peerId, { epoch: evidence.freshness.epoch, jobPublicKey: evidence.jobPublicKey, encoded: EvidenceWire.encode(evidenceToWire(evidence)) })
+  }
+
+  /** Warms the cache for a worker that just joined (unless its challenge brought the evidence). */
   prefetch (peer: PeerId): void {
     if (this.cache.has(peer.toString())) return
     this.fetchOnce(peer).catch(err => { this.log('epoch evidence from %p failed - %s', peer, (err as Error).message) })
@@ -67,7 +78,7 @@ export class WorkerEvidence {
   private async fetch (peer: PeerId): Promise<Cached> {
     const { evidence } = await fetchEvidence(this.host, peer, new Uint8Array(0), { deadlineMs: JOB_EVIDENCE_TIMEOUT_MS })
     if (evidence.freshness.kind !== 'epoch') throw new Error(`worker ${peer.toString()} answered an epoch request with nonce evidence`)
-    const cached: Cached = { epoch: evidence.freshness.epoch, jobPublicKey: evidence.jobPublicKey, encoded: Evidence.encode(evidenceToWire(evidence)) }
+    const cached: Cached = { epoch: evidence.freshness.epoch, jobPublicKey: evidence.jobPublicKey, encoded: EvidenceWire.encode(evidenceToWire(evidence)) }
     this.cache.set(peer.toString(), cached)
     return cached
   }
