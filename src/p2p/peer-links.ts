@@ -14,7 +14,10 @@
  * once per LOOKUP_GAP_MS, and not before LOOKUP_GAP_MS after start: a
  * starting node usually hears of peers within seconds (/cocoon/info from the
  * peers its first DHT query meets), and a lookup at every start was a DHT
- * query per joining node for nothing.
+ * query per joining node for nothing. A lookup that names nobody new (the
+ * swarm has fewer peers of the role than `target`) doubles the gap, up to
+ * LOOKUP_GAP_MAX_MS: otherwise every worker of a one-proxy swarm would query
+ * the DHT every LOOKUP_GAP_MS for ever.
  *
  * A node with no connection at all is brought back by BootstrapRedial.
  */
@@ -35,6 +38,8 @@ const FAILED_DIAL_BACKOFF_MS = 30_000
 const CHECK_INTERVAL_MS = 5_000
 /** Least time between two DHT lookups for candidates, and how long one may take. */
 const LOOKUP_GAP_MS = 10_000
+/** The longest gap between lookups that keep finding nobody new. */
+const LOOKUP_GAP_MAX_MS = 5 * 60_000
 const LOOKUP_TIMEOUT_MS = 10_000
 
 export interface PeerLinksInit {
@@ -69,6 +74,8 @@ export class PeerLinks {
   private lookupController?: AbortController
   private lastLookupMs = -Infinity
   private readonly lookupGapMs: number
+  /** The gap now: lookupGapMs, doubled after each lookup that found nobody new. */
+  private gapMs: number
   private checkTimer?: ReturnType<typeof setInterval>
   private pending?: ReturnType<typeof setTimeout>
   private running = false
@@ -85,6 +92,12 @@ export class PeerLinks {
     this.checkIntervalMs = init.checkIntervalMs ?? CHECK_INTERVAL_MS
     this.lookup = init.lookup
     this.lookupGapMs = init.lookupGapMs ?? LOOKUP_GAP_MS
+    this.gapMs = this.lookupGapMs
+  }
+
+  /** The least time until the next DHT lookup for candidates. */
+  get lookupGap (): number {
+    return this.gapMs
   }
 
   start (): void {
@@ -161,7 +174,7 @@ export class PeerLinks {
 
   /** Links to up to `wanted` peers the lookup names (random among those it finds), unless one ran lately. */
   private lookupCandidates (wanted: number, linked: Set<string>): void {
-    if (this.lookup == null || this.lookupController != null || Date.now() - this.lastLookupMs < this.lookupGapMs) return
+    if (this.lookup == null || this.lookupController != null || Date.now() - this.lastLookupMs < this.gapMs) return
     this.lastLookupMs = Date.now()
     const controller = new AbortController()
     this.lookupController = controller
@@ -181,6 +194,7 @@ export class PeerLinks {
         if (!this.running) return
         const ids = [...found.keys()]
         this.log('lookup found %d peers to link to', ids.length)
+        this.gapMs = ids.length === 0 ? Math.min(LOOKUP_GAP_MAX_MS, Math.max(this.gapMs, this.lookupGapMs) * 2) : this.lookupGapMs
         for (let n = 0; n < wanted && ids.length > 0; n++) {
           const [id] = ids.splice(Math.floor(this.random() * ids.length), 1)
           if (this.dialing.has(id)) continue

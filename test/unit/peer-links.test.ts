@@ -5,6 +5,7 @@ import { expect } from 'chai'
 import { PeerDirectory } from '../../src/p2p/peer-directory.js'
 import { PeerLinks } from '../../src/p2p/peer-links.js'
 import { Role } from '../../src/p2p/protos/node.js'
+import { waitFor } from '../helpers.js'
 import type { CocoonLibp2p } from '../../src/p2p/node.js'
 import type { Logger, PeerId, PeerInfo } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -66,6 +67,36 @@ describe('peer links', () => {
       expect(dials.every(d => proxies.some(p => p.toString() === d))).to.equal(true)
       // connected to all three before presence or /cocoon/info told their role: they count as links
       expect(links.linked()).to.have.length(3)
+    } finally {
+      links.stop()
+    }
+  })
+
+  it('backs off its lookups while the swarm has fewer proxies than its target', async () => {
+    const [only] = await Promise.all([1].map(newPeer))
+    const { node } = await fakeNode(() => true)
+    let lookups = 0
+    const links = new PeerLinks(node, new PeerDirectory(), {
+      role: Role.PROXY,
+      target: 3,
+      log: noLog,
+      checkIntervalMs: 5,
+      lookupGapMs: 20,
+      lookup: async function * (): AsyncIterable<PeerInfo> {
+        lookups++
+        yield { id: only, multiaddrs: [multiaddr('/ip4/127.0.0.1/tcp/4001')] }
+      }
+    })
+    links.start()
+    try {
+      // the first lookup finds the one proxy; every later one finds nobody new
+      await waitFor(() => lookups >= 1 && links.linked().length === 1, 2_000, 'the first lookup')
+      await waitFor(() => lookups >= 4, 2_000, 'three more lookups')
+      expect(links.lookupGap).to.be.at.least(20 * 2 ** 3)
+      // 300 ms: with a fixed 20 ms gap that would be about 15 lookups; doubling gives at most 2 more
+      const before = lookups
+      await sleep(300)
+      expect(lookups - before).to.be.at.most(2)
     } finally {
       links.stop()
     }
