@@ -121,7 +121,7 @@ async function swarmLatency (root: string): Promise<SwarmRun> {
       return proxy
     }))
     await startMany(WORKERS, PARALLEL_STARTS, async i => {
-      const w = await startNode(testConfig('worker', join(root, `worker-${i}`), boot, { maxConnections: 100, worker: { announceIntervalMs: INTERVAL_MS } }), { logPrefix: `worker-${i}`, metrics: false })
+      const w = await startNode(testConfig('worker', join(root, `worker-${i}`), boot, { maxConnections: 100, worker: { announceIntervalMs: INTERVAL_MS, accelerators: 'cpu' } }), { logPrefix: `worker-${i}`, metrics: false })
       workers.push(w)
       return w
     })

@@ -146,6 +146,8 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
         ? {
             worker: {
               backend: 'synthetic',
+              // the synthetic backend runs on the CPU; saying so skips an nvidia-smi per worker
+              accelerators: 'cpu',
               announceIntervalMs: w.announceIntervalMs,
               models: w.models.map(name => ({ name, contextLength: 8192, maxConcurrent: w.slots, pricePromptPerM: w.pricePromptPerM, priceCompletionPerM: w.priceCompletionPerM })),
               synthetic: { chunks: scenario.load.answerTokens[1], chunkBytes: 8, intervalMs: chunkIntervalMs, firstChunkDelayMs: w.firstTokenMs }

@@ -174,6 +174,12 @@ export interface TdxQuoteFields {
  * exact bytes a verifier will check.
  */
 export function encodeTdxQuote (fields: TdxQuoteFields, sign: (signedRegion: Uint8Array) => Uint8Array): Uint8Array {
+  const signed = tdxSignedRegion(fields)
+  return withSignatureData(signed, sign(signed.slice()))
+}
+
+/** The signed region (header and TD report) of a quote with these fields; see `encodeTdxQuote`. */
+export function tdxSignedRegion (fields: TdxQuoteFields): Uint8Array {
   const signed = new Uint8Array(SIGNED_LENGTH)
   const view = new DataView(signed.buffer)
   view.setUint16(OFFSETS.version, QUOTE_VERSION, true)
@@ -194,8 +200,12 @@ export function encodeTdxQuote (fields: TdxQuoteFields, sign: (signedRegion: Uin
   put(fields.measurements.mrtd, OFFSETS.mrTd, MEASUREMENT_LENGTH, 'MRTD')
   fields.measurements.rtmr.forEach((rtmr, i) => { put(rtmr, OFFSETS.rtmr[i], MEASUREMENT_LENGTH, `RTMR${i}`) })
   put(fields.reportData, OFFSETS.reportData, REPORT_DATA_LENGTH, 'REPORTDATA')
+  return signed
+}
 
-  const signatureData = sign(signed.slice())
+/** A whole quote: the signed region followed by its signature data. */
+export function withSignatureData (signed: Uint8Array, signatureData: Uint8Array): Uint8Array {
+  assertLength(signed, SIGNED_LENGTH, 'signed region')
   const quote = new Uint8Array(SIGNATURE_DATA_OFFSET + signatureData.length)
   quote.set(signed)
   new DataView(quote.buffer).setUint32(SIGNATURE_LENGTH_OFFSET, signatureData.length, true)

@@ -16,14 +16,14 @@
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join, relative, sep } from 'node:path'
-import { ed25519 } from '@noble/curves/ed25519.js'
+import { generateKeyPairFromSeed, publicKeyFromRaw } from '@libp2p/crypto/keys'
 import { sha256, sha384 } from '@noble/hashes/sha2.js'
 import { equalBytes } from '@noble/curves/utils.js'
 import { concatBytes, utf8ToBytes } from '@noble/hashes/utils.js'
 import { AttestationError } from '../errors.js'
 import { packageRoot, packageVersion } from '../package-info.js'
 import { lengthPrefixed } from './binding.js'
-import { assertLength, encodeTdxQuote, parseTdxQuote, REPORT_DATA_LENGTH } from './quote.js'
+import { assertLength, parseTdxQuote, REPORT_DATA_LENGTH, tdxSignedRegion, withSignatureData } from './quote.js'
 import type { EvidenceProvider, Measurements, QuoteVerification, QuoteVerifier } from './types.js'
 
 /** QE vendor id of simulated quotes: 16 ASCII bytes. */
@@ -35,9 +35,13 @@ export const SIMULATED_KEY_SEED = 'cocoon-p2p simulated TEE development key v1 (
 
 const SIGNATURE_LENGTH = 64
 const PUBLIC_KEY_LENGTH = 32
-const DEV_SECRET_KEY = sha256(utf8ToBytes(SIMULATED_KEY_SEED))
+// Ed25519 through @libp2p/crypto: the platform's native implementation in
+// Node (a quote is signed per challenge and verified per worker, thousands of
+// times as a large swarm forms) and WebCrypto or a pure-JS one in browsers.
+const DEV_KEY = await generateKeyPairFromSeed('Ed25519', sha256(utf8ToBytes(SIMULATED_KEY_SEED)))
 /** The development public key every simulated quote must carry. */
-export const SIMULATED_PUBLIC_KEY: Uint8Array = ed25519.getPublicKey(DEV_SECRET_KEY)
+export const SIMULATED_PUBLIC_KEY: Uint8Array = DEV_KEY.publicKey.raw
+const DEV_PUBLIC_KEY = publicKeyFromRaw(SIMULATED_PUBLIC_KEY)
 
 /** Makes simulated quotes reporting fixed measurements. */
 export class SimulatedProvider implements EvidenceProvider {
@@ -50,10 +54,8 @@ export class SimulatedProvider implements EvidenceProvider {
 
   async quote (reportData: Uint8Array): Promise<Uint8Array> {
     assertLength(reportData, REPORT_DATA_LENGTH, 'REPORTDATA')
-    return encodeTdxQuote(
-      { qeVendorId: SIMULATED_VENDOR_ID, measurements: this.measurements, reportData },
-      signed => concatBytes(ed25519.sign(signed, DEV_SECRET_KEY), SIMULATED_PUBLIC_KEY, SIMULATED_MARKER)
-    )
+    const signed = tdxSignedRegion({ qeVendorId: SIMULATED_VENDOR_ID, measurements: this.measurements, reportData })
+    return withSignatureData(signed, concatBytes(await DEV_KEY.sign(signed), SIMULATED_PUBLIC_KEY, SIMULATED_MARKER))
   }
 }
 
@@ -74,7 +76,7 @@ export class SimulatedVerifier implements QuoteVerifier {
     if (!equalBytes(sig.subarray(SIGNATURE_LENGTH, SIGNATURE_LENGTH + PUBLIC_KEY_LENGTH), SIMULATED_PUBLIC_KEY)) {
       throw new AttestationError('signature', 'simulated quote is signed by a key other than the development key')
     }
-    if (!ed25519.verify(sig.subarray(0, SIGNATURE_LENGTH), parsed.signedRegion, SIMULATED_PUBLIC_KEY)) {
+    if (!await DEV_PUBLIC_KEY.verify(parsed.signedRegion, sig.subarray(0, SIGNATURE_LENGTH))) {
       throw new AttestationError('signature', 'simulated quote signature does not verify')
     }
     return {
