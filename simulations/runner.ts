@@ -82,8 +82,9 @@ class Host {
 
   async shutdown (): Promise<void> {
     if (this.exited) return
+    const exited = new Promise(resolve => { this.child.once('exit', resolve) })
     await Promise.race([
-      this.call({ op: 'shutdown' }).catch(() => {}),
+      this.call({ op: 'shutdown' }).then(async () => { await exited }, () => {}),
       new Promise(resolve => setTimeout(resolve, 15_000))
     ])
     if (!this.exited) this.child.kill('SIGKILL')

@@ -8,7 +8,11 @@
  * So while the node has no connection, or its DHT routing table is empty (it
  * is connected only to peers that do not serve the DHT), the bootstrap peers
  * are dialled again: the first that answers is enough, presence and the DHT
- * lead on from there. Failed rounds back off, doubling up to
+ * lead on from there. A bootstrap peer that is connected while the routing
+ * table stays empty was never identified as a DHT server (identify timed out
+ * on a loaded node, and libp2p does not retry it): that connection is closed
+ * and dialled afresh, since dialling a connected peer returns the old
+ * connection. Rounds that leave the node isolated back off, doubling up to
  * REDIAL_BACKOFF_MAX_MS, with jitter so that nodes isolated together do not
  * retry together.
  */
@@ -25,8 +29,9 @@ const REDIAL_BACKOFF_MS = 2_000
 const REDIAL_BACKOFF_MAX_MS = 60_000
 
 export interface BootstrapRedialHost {
-  getConnections(): unknown[]
+  getConnections(): Array<{ remotePeer: { toString(): string } }>
   dial(addr: Multiaddr, options: { signal: AbortSignal }): Promise<unknown>
+  hangUp(addr: Multiaddr): Promise<void>
 }
 
 export interface BootstrapRedialInit {
@@ -88,17 +93,17 @@ export class BootstrapRedial {
     }
     if (Date.now() < this.nextAtMs) return
     this.redialing = true
+    // a round counts as failed until a check finds the node no longer isolated
+    this.nextAtMs = Date.now() + Math.round(this.backoffMs * (0.5 + (this.init.random ?? Math.random)()))
+    this.backoffMs = Math.min(REDIAL_BACKOFF_MAX_MS, this.backoffMs * 2)
+    const connected = new Set(this.host.getConnections().map(c => c.remotePeer.toString()))
     this.init.log('isolated: dialling the bootstrap peers again')
-    Promise.any(this.bootstrap.map(async ma => this.host.dial(ma, { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })))
-      .then(() => {
-        this.backoffMs = this.firstBackoffMs
-        this.nextAtMs = 0
-        this.init.log('reconnected to a bootstrap peer')
-      }, () => {
-        this.nextAtMs = Date.now() + Math.round(this.backoffMs * (0.5 + (this.init.random ?? Math.random)()))
-        this.backoffMs = Math.min(REDIAL_BACKOFF_MAX_MS, this.backoffMs * 2)
-        this.init.log('could not reach any bootstrap peer')
-      })
+    Promise.any(this.bootstrap.map(async ma => {
+      const id = ma.getComponents().find(c => c.code === P2P_MULTIADDR_CODE)?.value ?? ''
+      if (connected.has(id)) await this.host.hangUp(ma)
+      return this.host.dial(ma, { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
+    }))
+      .then(() => { this.init.log('reconnected to a bootstrap peer') }, () => { this.init.log('could not reach any bootstrap peer') })
       .finally(() => { this.redialing = false })
   }
 }

@@ -2,6 +2,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { expect } from 'chai'
 import { BootstrapRedial } from '../../src/p2p/bootstrap-redial.js'
+import type { BootstrapRedialHost } from '../../src/p2p/bootstrap-redial.js'
 import type { Logger } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
@@ -9,16 +10,23 @@ const noLog = Object.assign(() => {}, { error: () => {}, trace: () => {}, enable
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
 /** A host that records dials; `reachable` decides whether a dial answers (an answered dial becomes a connection). */
-function fakeHost (reachable: () => boolean): { host: { getConnections: () => unknown[], dial: (ma: Multiaddr) => Promise<void> }, dials: string[], connected: Set<string> } {
+function fakeHost (reachable: () => boolean): { host: BootstrapRedialHost, dials: string[], hangUps: string[], connected: Set<string> } {
   const dials: string[] = []
+  const hangUps: string[] = []
   const connected = new Set<string>()
+  const idOf = (ma: Multiaddr): string => ma.getComponents().find(c => c.name === 'p2p')?.value ?? ''
   return {
     dials,
+    hangUps,
     connected,
     host: {
-      getConnections: () => [...connected],
+      getConnections: () => [...connected].map(id => ({ remotePeer: id })),
+      hangUp: async (ma: Multiaddr) => {
+        hangUps.push(idOf(ma))
+        connected.delete(idOf(ma))
+      },
       dial: async (ma: Multiaddr) => {
-        const id = ma.getComponents().find(c => c.name === 'p2p')?.value ?? ''
+        const id = idOf(ma)
         dials.push(id)
         await sleep(1)
         if (!reachable()) throw new Error('unreachable')
@@ -82,6 +90,39 @@ describe('bootstrap redial', () => {
       const settled = dials.length
       await sleep(100)
       expect(dials.length, 'no redial once the DHT has a peer').to.equal(settled)
+    } finally {
+      redial.stop()
+    }
+  })
+
+  it('re-connects to a bootstrap peer it is connected to when the DHT never learned that peer serves it, backing off', async () => {
+    const boot = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    const { host, dials, hangUps, connected } = fakeHost(() => true)
+    connected.add(boot.toString())
+    let tableSize = 0
+    const redial = new BootstrapRedial(host, {
+      bootstrap: [`/ip4/127.0.0.1/tcp/1/p2p/${boot.toString()}`],
+      log: noLog,
+      routingTableSize: () => tableSize,
+      checkIntervalMs: 10,
+      redialBackoffMs: 40,
+      random: () => 0.5
+    })
+    redial.start()
+    try {
+      await sleep(30)
+      // the old connection is closed first: dialling a connected peer would return it unchanged
+      expect(hangUps).to.deep.equal([boot.toString()])
+      expect(dials).to.deep.equal([boot.toString()])
+      expect(connected.has(boot.toString())).to.equal(true)
+      // the table stays empty: rounds back off (40, 80, 160 ms), not one per 10 ms check
+      await sleep(400)
+      expect(dials.length).to.be.within(2, 5)
+      tableSize = 1
+      await sleep(200)
+      const settled = dials.length
+      await sleep(100)
+      expect(dials.length).to.equal(settled)
     } finally {
       redial.stop()
     }
