@@ -14,8 +14,8 @@ export interface RoleBehaviour {
   status(): Record<string, unknown>
   /** The encoded capacity announcement handed out with attestation evidence (workers). */
   capacity?(): Uint8Array | undefined
-  /** Proxies: how many workers the registry lists (stated in presence). */
-  workersListed?(): number
+  /** Proxies: how many workers they list or are checking (stated in presence). */
+  workersKnown?(): number
   /** Connections to keep open however idle (a worker's proxy links). */
   keepConnection?(peerId: string): boolean
   /** Workers: a peer's attestation challenge was answered. */

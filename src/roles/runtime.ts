@@ -365,7 +365,7 @@ export async function startNode (config: NodeConfig, options: StartNodeOptions =
   const presence = new PresenceService(node, directory, {
     ...common,
     heartbeat: profile.presenceHeartbeat,
-    workers: () => role?.workersListed?.() ?? 0,
+    workers: () => role?.workersKnown?.() ?? 0,
     log: logger.forComponent('cocoon:presence')
   })
   const info = new InfoService(node, directory, { ...common, startedAtMs, log: logger.forComponent('cocoon:info') })

@@ -80,6 +80,11 @@ export class PeerAttestations {
     this.now = init.now ?? Date.now
   }
 
+  /** Peers being challenged now or waiting for a challenge slot. */
+  get pending (): number {
+    return this.inFlight.size
+  }
+
   /** The cached attestation of a peer, if still valid. */
   cached (peerId: string): VerifiedAttestation | undefined {
     const hit = this.verified.get(peerId)

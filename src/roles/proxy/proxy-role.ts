@@ -201,8 +201,15 @@ export class ProxyRole implements RoleBehaviour {
     return this.lookup.find(model)
   }
 
-  workersListed (): number {
-    return this.registry.size
+  /**
+   * The workers listed plus those whose first challenge is still under way.
+   * Workers size their heartbeat by this count (stated in presence); while a
+   * large swarm forms the proxies have checked only part of it, and a count
+   * of the listed alone kept every worker on the small-swarm heartbeat, a
+   * storm of announcements that slowed the very checks it waited for.
+   */
+  workersKnown (): number {
+    return this.registry.size + this.attestations.pending
   }
 
   status (): ProxyRoleStatus & Record<string, unknown> {
