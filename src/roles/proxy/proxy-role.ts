@@ -202,14 +202,20 @@ export class ProxyRole implements RoleBehaviour {
   }
 
   /**
-   * The workers listed plus those whose first challenge is still under way.
-   * Workers size their heartbeat by this count (stated in presence); while a
-   * large swarm forms the proxies have checked only part of it, and a count
-   * of the listed alone kept every worker on the small-swarm heartbeat, a
-   * storm of announcements that slowed the very checks it waited for.
+   * The workers listed plus those whose first challenge is still under way,
+   * the latter counted at most up to the listed ones. Workers size their
+   * heartbeat by this count (stated in presence); while a large swarm forms
+   * the proxies have checked only part of it, and a count of the listed alone
+   * kept every worker on the small-swarm heartbeat, a storm of announcements
+   * that slowed the very checks it waited for. The cap matters as much: a
+   * peer that announces from many unreachable identities fills the challenge
+   * queue, and an uncapped count stretched honest workers' heartbeats (and so
+   * how soon proxies hear of a full or freed slot) tenfold in the adversaries
+   * simulation.
    */
   workersKnown (): number {
-    return this.registry.size + this.attestations.pending
+    const listed = this.registry.size
+    return listed + Math.min(this.attestations.pending, listed)
   }
 
   status (): ProxyRoleStatus & Record<string, unknown> {
