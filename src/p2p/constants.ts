@@ -92,7 +92,7 @@ export const SHUTDOWN_TIMEOUT_MS = 10_000
 export const DEFAULT_TSM_PATH = '/sys/kernel/config/tsm/report'
 export const DEFAULT_PCCS_URL = 'https://api.trustedservices.intel.com'
 export const ATTEST_PROTOCOL = '/cocoon/attest/1.0.0'
-/** A quote is ~5 KiB; a capacity announcement under 4 KiB; the rest is headroom. */
+/** A quote is ~5 KiB (an answer may carry two: the challenge's and the epoch's); a capacity announcement under 4 KiB; the rest is headroom. */
 export const ATTEST_MAX_FRAME_BYTES = 32 * 1024
 /** Real TDX quote generation can take a while; this bounds it. */
 export const ATTEST_DEADLINE_MS = 10_000
