@@ -16,6 +16,7 @@ import { ProvidedKeys } from '../../p2p/provided-keys.js'
 import { CapacityValidator } from './capacity-validator.js'
 import { PeerAttestations } from './peer-attestations.js'
 import { WorkerLookup } from './worker-lookup.js'
+import { DownCheck } from './down-check.js'
 import { WorkerEvidence } from './worker-evidence.js'
 import { ProxyJobService } from './job-service.js'
 import type { ProxyPayments } from './job-service.js'
@@ -25,7 +26,7 @@ import type { NodeTee } from '../tee-setup.js'
 import type { LookupResult } from './worker-lookup.js'
 import type { ProxyJobStatus } from './job-service.js'
 import type { ModelSummary, WorkerEntry } from './worker-registry.js'
-import type { Connection, PeerId } from '@libp2p/interface'
+import type { Connection } from '@libp2p/interface'
 
 /** The proxy's part of /status (JSON: bigints as strings). */
 export interface ProxyRoleStatus {
@@ -54,8 +55,6 @@ export interface ProxyRoleStatus {
 const SWEEP_INTERVAL_MS = 1_000
 /** Workers a proxy opens payment channels to as soon as it hears of them; others get one on their first job. */
 const PROXY_PREOPEN_CHANNELS = 8
-/** A worker whose connection dropped is dialled back within this long, or marked down. */
-const DOWN_CHECK_DIAL_MS = 3_000
 
 export class ProxyRole implements RoleBehaviour {
   private readonly ctx: RoleContext
@@ -69,12 +68,13 @@ export class ProxyRole implements RoleBehaviour {
   /** The capacity shard topics this proxy hears. */
   readonly topics: string[]
   private sweepTimer?: ReturnType<typeof setInterval>
-  private readonly checking = new Set<string>()
+  private readonly downCheck: DownCheck
   private readonly onConnectionClose = (evt: CustomEvent<Connection>): void => {
     const conn = evt.detail
-    // a connection this proxy opened (a challenge, a job) closes when it is idle, by either side
+    // a connection this proxy opened (a challenge, a job) closes when it is idle, by either side;
+    // the last one a worker opened (its link) is checked: see DownCheck
     if (conn.direction !== 'inbound' || this.ctx.node.getConnections(conn.remotePeer).length > 0) return
-    this.checkReachable(conn.remotePeer)
+    void this.downCheck.check(conn.remotePeer)
   }
   private readonly onWorkerUpdated = (evt: CustomEvent<WorkerEntry>): void => {
     const w = evt.detail
@@ -103,6 +103,12 @@ export class ProxyRole implements RoleBehaviour {
   constructor (ctx: RoleContext, tee: NodeTee) {
     this.ctx = ctx
     this.registry = new WorkerRegistry()
+    this.downCheck = new DownCheck({
+      dial: async (peer, options) => ctx.node.dial(peer, options),
+      listedUp: id => this.registry.get(id)?.state === 'up',
+      markDown: id => { this.registry.markDown(id) },
+      log: ctx.log
+    })
     this.evidence = new WorkerEvidence(ctx.node, ctx.logger.forComponent('cocoon:proxy:evidence'))
     this.attestations = new PeerAttestations(ctx.node, {
       verifier: tee.verifier,
@@ -168,33 +174,6 @@ export class ProxyRole implements RoleBehaviour {
     await this.provided.stop()
   }
 
-  /**
-   * The last connection a registered worker had opened to this proxy (its
-   * link) closed. Connections come and go (idle ones are closed, the
-   * connection manager prunes), so a drop alone says little: dial the worker
-   * back, and mark it down only if it refuses (a crashed worker refuses at
-   * once). A dial that only times out says this side or the network is slow,
-   * not that the worker is gone: it stays listed (its entry expires if it
-   * falls silent, and a job that cannot reach it fails over). Marking down on
-   * timeouts made a loaded proxy drop most of a 1 000-worker swarm.
-   */
-  private checkReachable (peer: PeerId): void {
-    const id = peer.toString()
-    const entry = this.registry.get(id)
-    if (entry == null || entry.state === 'down' || this.checking.has(id)) return
-    this.checking.add(id)
-    const signal = AbortSignal.timeout(DOWN_CHECK_DIAL_MS)
-    this.ctx.node.dial(peer, { signal })
-      .then(() => { this.ctx.log('worker %s still reachable after a dropped connection', id) })
-      .catch(err => {
-        if (signal.aborted) {
-          this.ctx.log('worker %s did not answer a dial within %d ms; kept listed - %s', id, DOWN_CHECK_DIAL_MS, (err as Error).message)
-          return
-        }
-        this.registry.markDown(id)
-      })
-      .finally(() => { this.checking.delete(id) })
-  }
 
   /** Fresh workers for a model, asking the DHT when the registry has none. */
   async findWorkers (model: string): Promise<LookupResult> {
