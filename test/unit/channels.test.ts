@@ -6,19 +6,11 @@ import { ChannelError } from '../../src/errors.js'
 import { ChannelKey } from '../../src/settlement/channel-key.js'
 import { PayeeChannel, PayerChannel, spendable } from '../../src/settlement/channels.js'
 import { openChannelStore } from '../../src/settlement/store.js'
+import { CHANNEL_ADDRESS, channelRecord, openChannelPair } from '../channel-fixtures.js'
 import { cleanupTempDirs, tempDir } from '../helpers.js'
 import type { ChannelRecord, ChannelStore } from '../../src/settlement/types.js'
 
-const ADDRESS = '0:' + 'ab'.repeat(32)
-
-function record (side: 'payer' | 'payee', payerKey: ChannelKey, payeeKey: ChannelKey, deposited = toNano('1')): ChannelRecord {
-  return {
-    address: ADDRESS, side, peerId: 'peer', networkId: -239, channelId: 7n, disputeWindowS: 3600,
-    payerKey: payerKey.publicKey, payeeKey: payeeKey.publicKey,
-    payer: '0:' + '11'.repeat(32), payee: '0:' + '22'.repeat(32),
-    deposited, status: 'open', createdAtMs: 1, updatedAtMs: 1
-  }
-}
+const ADDRESS = CHANNEL_ADDRESS
 
 function refusal (fn: () => unknown): ChannelError {
   try {
@@ -41,14 +33,7 @@ describe('payment channel ends', () => {
 
   beforeEach(async () => {
     dir = await tempDir()
-    payerKey = ChannelKey.generate()
-    payeeKey = ChannelKey.generate()
-    payerStore = openChannelStore(join(dir, 'payer.sqlite'))
-    payeeStore = openChannelStore(join(dir, 'payee.sqlite'))
-    payerStore.putChannel(record('payer', payerKey, payeeKey))
-    payeeStore.putChannel(record('payee', payerKey, payeeKey))
-    payer = new PayerChannel(record('payer', payerKey, payeeKey), payerStore, payerKey)
-    payee = new PayeeChannel(record('payee', payerKey, payeeKey), payeeStore, payeeKey)
+    ;({ payerKey, payeeKey, payerStore, payeeStore, payer, payee } = openChannelPair(dir))
   })
 
   afterEach(() => {
@@ -99,8 +84,8 @@ describe('payment channel ends', () => {
     expect(refusal(() => payee.accept(forged)).reason).to.equal('bad_signature')
     const stranger = ChannelKey.generate()
     const strangerStore = openChannelStore(join(dir, 'stranger.sqlite'))
-    strangerStore.putChannel(record('payer', stranger, payeeKey))
-    const byStranger = new PayerChannel(record('payer', stranger, payeeKey), strangerStore, stranger).payUpTo(500n)
+    strangerStore.putChannel(channelRecord('payer', stranger, payeeKey))
+    const byStranger = new PayerChannel(channelRecord('payer', stranger, payeeKey), strangerStore, stranger).payUpTo(500n)
     strangerStore.close()
     expect(refusal(() => payee.accept(byStranger)).reason).to.equal('bad_signature')
     expect(refusal(() => payee.accept({ ...honest, channel: '0:' + 'cd'.repeat(32) })).reason).to.equal('wrong_channel')

@@ -3,6 +3,7 @@ import { defaultLogger } from '@libp2p/logger'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { expect } from 'chai'
 import { PeerAttestations } from '../../src/roles/proxy/peer-attestations.js'
+import { statedWorkers } from '../../src/roles/proxy/proxy-role.js'
 import { waitFor } from '../helpers.js'
 import type { EvidenceChecker } from '../../src/roles/proxy/peer-attestations.js'
 
@@ -29,5 +30,14 @@ describe('peer attestations', () => {
     expect(await Promise.all(outcomes)).to.deep.equal(['unreachable', 'unreachable', 'unreachable'])
     await again
     expect(attestations.pending).to.equal(0)
+  })
+
+  it('states pending challenges as workers only up to the workers already listed', () => {
+    // forming: 300 listed, 600 being checked -> 600, so workers lengthen their heartbeat early
+    expect(statedWorkers(300, 600)).to.equal(600)
+    expect(statedWorkers(300, 50)).to.equal(350)
+    // a spammer's unreachable identities fill the queue: at most doubles the count
+    expect(statedWorkers(16, 4_000)).to.equal(32)
+    expect(statedWorkers(0, 4_000)).to.equal(0)
   })
 })

@@ -1,27 +1,15 @@
-import { join } from 'node:path'
 import { expect } from 'chai'
-import { toNano } from '@ton/core'
-import { ChannelKey } from '../../src/settlement/channel-key.js'
 import { PayeeChannel, PayerChannel } from '../../src/settlement/channels.js'
 import { JobPayee } from '../../src/settlement/job-payments.js'
 import { ChannelReconciler } from '../../src/settlement/reconciler.js'
-import { openChannelStore } from '../../src/settlement/store.js'
+import { CHANNEL_ADDRESS, openChannelPair } from '../channel-fixtures.js'
 import { cleanupTempDirs, tempDir } from '../helpers.js'
 import type { ChannelManager } from '../../src/settlement/channel-manager.js'
 import type { PaymentUpdate } from '../../src/settlement/channels.js'
-import type { ChannelRecord, ChannelStore } from '../../src/settlement/types.js'
+import type { ChannelStore } from '../../src/settlement/types.js'
 
-const ADDRESS = '0:' + 'cd'.repeat(32)
+const ADDRESS = CHANNEL_ADDRESS
 const PAYEE_PEER = '12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsNK'
-
-function record (side: 'payer' | 'payee', payerKey: ChannelKey, payeeKey: ChannelKey): ChannelRecord {
-  return {
-    address: ADDRESS, side, peerId: PAYEE_PEER, networkId: -239, channelId: 9n, disputeWindowS: 3600,
-    payerKey: payerKey.publicKey, payeeKey: payeeKey.publicKey,
-    payer: '0:' + '11'.repeat(32), payee: '0:' + '22'.repeat(32),
-    deposited: toNano('1'), status: 'open', createdAtMs: 1, updatedAtMs: 1
-  }
-}
 
 describe('channel reconciler', () => {
   let payerStore: ChannelStore
@@ -32,15 +20,7 @@ describe('channel reconciler', () => {
   let now: number
 
   beforeEach(async () => {
-    const dir = await tempDir()
-    const payerKey = ChannelKey.generate()
-    const payeeKey = ChannelKey.generate()
-    payerStore = openChannelStore(join(dir, 'payer.sqlite'))
-    payeeStore = openChannelStore(join(dir, 'payee.sqlite'))
-    payerStore.putChannel(record('payer', payerKey, payeeKey))
-    payeeStore.putChannel(record('payee', payerKey, payeeKey))
-    payer = new PayerChannel(record('payer', payerKey, payeeKey), payerStore, payerKey)
-    payee = new PayeeChannel(record('payee', payerKey, payeeKey), payeeStore, payeeKey)
+    ;({ payerStore, payeeStore, payer, payee } = openChannelPair(await tempDir(), { peerId: PAYEE_PEER }))
     manager = { list: (filter?: Parameters<ChannelStore['listChannels']>[0]) => payerStore.listChannels(filter), payer: (a: string) => a === ADDRESS ? payer : undefined } as unknown as ChannelManager
     now = Date.now()
   })

@@ -310,10 +310,11 @@ describe('one challenge with the epoch evidence', () => {
 
   before(async () => {
     a = await createLibp2p(plainLoopbackNode())
-    node = await simulatedNode()
-    b = await createLibp2p({ ...plainLoopbackNode(), privateKey: await generateKeyPair('Ed25519') })
-    node = { ...node, libp2pPublicKey: publicKeyToProtobuf(b.peerId.publicKey as Ed25519PublicKey) }
-    node.attestor = new Attestor({ provider: new SimulatedProvider(MEASUREMENTS), libp2pPublicKey: node.libp2pPublicKey, jobPublicKey: node.jobPublicKey })
+    b = await createLibp2p(plainLoopbackNode())
+    // b's evidence binds b's own libp2p key, as a worker's does
+    const libp2pPublicKey = publicKeyToProtobuf(b.peerId.publicKey as Ed25519PublicKey)
+    const jobPublicKey = new Uint8Array(randomBytes(32))
+    node = { attestor: new Attestor({ provider: new SimulatedProvider(MEASUREMENTS), libp2pPublicKey, jobPublicKey }), libp2pPublicKey, jobPublicKey }
     await new AttestService(b, { attestor: node.attestor, now: () => NOW, log: defaultLogger().forComponent('test:attest') }).start()
     await a.peerStore.merge(b.peerId, { multiaddrs: b.getMultiaddrs() })
   })

@@ -30,11 +30,10 @@ import {
 } from '../../p2p/constants.js'
 import { AttestationError } from '../../errors.js'
 import { fetchEvidence } from '../../tee/attest-service.js'
-import type { FetchedEvidence } from '../../tee/attest-service.js'
 import type { ProtocolHost } from '../../p2p/framing.js'
 import type { NodeMetrics } from '../../p2p/metrics.js'
 import type { EvidenceVerifier } from '../../tee/attestor.js'
-import type { VerifiedAttestation } from '../../tee/types.js'
+import type { Evidence, VerifiedAttestation } from '../../tee/types.js'
 import type { Logger, PeerId } from '@libp2p/interface'
 
 /** The checking side of attestation, as this cache needs it. */
@@ -45,9 +44,6 @@ export interface AttestedPeer {
   /** The capacity announcement the peer sent with its evidence, if any. */
   capacity?: Uint8Array
 }
-
-/** Epoch evidence a peer sent along with its challenge answer (see `onEpochEvidence`). */
-export type EpochEvidence = NonNullable<FetchedEvidence['epochEvidence']>
 
 export interface PeerAttestationsInit {
   verifier: EvidenceChecker
@@ -61,7 +57,7 @@ export interface PeerAttestationsInit {
    * Given, challenges also ask for the peer's epoch evidence (one request
    * instead of two) and hand it here once the challenge itself verified.
    */
-  onEpochEvidence?: (peerId: string, evidence: EpochEvidence) => void
+  onEpochEvidence?: (peerId: string, evidence: Evidence) => void
 }
 
 export class PeerAttestations {

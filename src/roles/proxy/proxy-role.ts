@@ -56,6 +56,11 @@ const SWEEP_INTERVAL_MS = 1_000
 /** Workers a proxy opens payment channels to as soon as it hears of them; others get one on their first job. */
 const PROXY_PREOPEN_CHANNELS = 8
 
+/** The worker count a proxy states: those it lists, plus pending first challenges up to as many again (see `workersKnown`). */
+export function statedWorkers (listed: number, pending: number): number {
+  return listed + Math.min(pending, listed)
+}
+
 export class ProxyRole implements RoleBehaviour {
   private readonly ctx: RoleContext
   readonly registry: WorkerRegistry
@@ -193,8 +198,7 @@ export class ProxyRole implements RoleBehaviour {
    * simulation.
    */
   workersKnown (): number {
-    const listed = this.registry.size
-    return listed + Math.min(this.attestations.pending, listed)
+    return statedWorkers(this.registry.size, this.attestations.pending)
   }
 
   status (): ProxyRoleStatus & Record<string, unknown> {

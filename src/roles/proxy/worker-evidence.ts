@@ -52,7 +52,7 @@ export class WorkerEvidence {
    */
   offer (peerId: string, evidence: Evidence): void {
     if (evidence.freshness.kind !== 'epoch' || evidence.freshness.epoch !== epochAt(this.now())) return
-    this.cache.set(peerId, { epoch: evidence.freshness.epoch, jobPublicKey: evidence.jobPublicKey, encoded: EvidenceWire.encode(evidenceToWire(evidence)) })
+    this.cache.set(peerId, cachedOf(evidence, evidence.freshness.epoch))
   }
 
   /** Warms the cache for a worker that just joined (unless its challenge brought the evidence). */
@@ -78,8 +78,13 @@ export class WorkerEvidence {
   private async fetch (peer: PeerId): Promise<Cached> {
     const { evidence } = await fetchEvidence(this.host, peer, new Uint8Array(0), { deadlineMs: JOB_EVIDENCE_TIMEOUT_MS })
     if (evidence.freshness.kind !== 'epoch') throw new Error(`worker ${peer.toString()} answered an epoch request with nonce evidence`)
-    const cached: Cached = { epoch: evidence.freshness.epoch, jobPublicKey: evidence.jobPublicKey, encoded: EvidenceWire.encode(evidenceToWire(evidence)) }
+    const cached = cachedOf(evidence, evidence.freshness.epoch)
     this.cache.set(peer.toString(), cached)
     return cached
   }
+}
+
+/** What the cache keeps of epoch evidence: its epoch, the job key it binds, and the wire form handed to clients. */
+function cachedOf (evidence: Evidence, epoch: number): Cached {
+  return { epoch, jobPublicKey: evidence.jobPublicKey, encoded: EvidenceWire.encode(evidenceToWire(evidence)) }
 }
