@@ -17,19 +17,26 @@
  * retry together.
  */
 import { multiaddr } from '@multiformats/multiaddr'
-import { P2P_MULTIADDR_CODE } from './constants.js'
+import { DIAL_TIMEOUT_MS, P2P_MULTIADDR_CODE } from './constants.js'
 import type { Logger } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
-const DIAL_TIMEOUT_MS = 10_000
 /** How often isolation is checked (a node with no connection gets no event to react to). */
 const CHECK_INTERVAL_MS = 5_000
 /** The first wait after a failed round, doubling per failure up to the max. */
 const REDIAL_BACKOFF_MS = 2_000
 const REDIAL_BACKOFF_MAX_MS = 60_000
+/**
+ * A bootstrap connection younger than this is left alone even while the
+ * routing table is empty: identify may still be running on a loaded peer.
+ * Closing it then (as this did at 2-5 s) made a joining swarm of a thousand
+ * nodes re-handshake with its bootstrap node over and over, until the
+ * bootstrap's accept queue stayed full.
+ */
+const IDENTIFY_GRACE_MS = 30_000
 
 export interface BootstrapRedialHost {
-  getConnections(): Array<{ remotePeer: { toString(): string } }>
+  getConnections(): Array<{ remotePeer: { toString(): string }, timeline: { open: number } }>
   dial(addr: Multiaddr, options: { signal: AbortSignal }): Promise<unknown>
   hangUp(addr: Multiaddr): Promise<void>
 }
@@ -43,6 +50,8 @@ export interface BootstrapRedialInit {
   /** Period of the check, and the first wait after a failed round (tests shorten them). */
   checkIntervalMs?: number
   redialBackoffMs?: number
+  /** How long a new bootstrap connection has to fill the routing table before it is closed and dialled afresh. */
+  identifyGraceMs?: number
   random?: () => number
 }
 
@@ -92,6 +101,9 @@ export class BootstrapRedial {
       return
     }
     if (Date.now() < this.nextAtMs) return
+    const graceMs = this.init.identifyGraceMs ?? IDENTIFY_GRACE_MS
+    const identifying = this.host.getConnections().some(c => this.peerIds.has(c.remotePeer.toString()) && Date.now() - c.timeline.open < graceMs)
+    if (identifying) return
     this.redialing = true
     // a round counts as failed until a check finds the node no longer isolated
     this.nextAtMs = Date.now() + Math.round(this.backoffMs * (0.5 + (this.init.random ?? Math.random)()))

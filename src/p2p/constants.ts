@@ -196,6 +196,18 @@ export const PAY_MAX_FRAME_BYTES = 4 * 1024
 /** Opening waits for the chain: a payee reads the contract before it answers. */
 export const PAY_DEADLINE_MS = 30_000
 
+/**
+ * How long one address may take to become a connection (TCP, noise, yamux):
+ * libp2p's default is 6 s. A loaded node (a bootstrap node while hundreds of
+ * peers join) takes longer than that to finish handshakes it has already
+ * started; a 1 000-node simulation saw most bootstrap dials cut off just short
+ * of 6 s, each one wasted work for both ends, retried, and wasted again. The
+ * answering side gives an upgrade 10 s (libp2p's inbound upgrade timeout).
+ */
+export const ADDRESS_DIAL_TIMEOUT_MS = 10_000
+/** A whole dial, over all of a peer's addresses (libp2p's default is 10 s). */
+export const DIAL_TIMEOUT_MS = 20_000
+
 /** How often the connection monitor pings each open connection (libp2p's default is 10 s). */
 export const CONNECTION_PING_INTERVAL_MS = 60_000
 /** Ping streams allowed per connection and direction (monitor and DHT may ping at once). */

@@ -21,11 +21,12 @@ import { webSockets } from '@libp2p/websockets'
 import { yamux } from '@libp2p/yamux'
 import { createLibp2p } from 'libp2p'
 import {
-  AMINO_KAD_PROTOCOL, COCOON_KAD_PROTOCOL, DHT_PROVIDE_VALIDITY_MS, DHT_REPROVIDE_INTERVAL_MS,
-  DHT_REPROVIDE_THRESHOLD_MS, CONNECTION_PING_INTERVAL_MS, PING_MAX_STREAMS
+  ADDRESS_DIAL_TIMEOUT_MS, AMINO_KAD_PROTOCOL, COCOON_KAD_PROTOCOL, CONNECTION_PING_INTERVAL_MS, DHT_PROVIDE_VALIDITY_MS,
+  DHT_REPROVIDE_INTERVAL_MS, DHT_REPROVIDE_THRESHOLD_MS, DIAL_TIMEOUT_MS, PING_MAX_STREAMS
 } from './constants.js'
 import { cocoonGossipsub } from './gossip.js'
 import { AMINO_BOOTSTRAP_PEERS, NETWORK_PRESETS } from './networks.js'
+import { installLengthPrefixFastPath } from './length-prefix.js'
 import { installYamuxWindowHysteresis } from './yamux-window.js'
 import type { GossipSub } from './gossip.js'
 import type { AddressFilter, NetworkId } from './networks.js'
@@ -88,6 +89,7 @@ const LOOPBACK_ALLOW = ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128']
 
 export async function createCocoonNode (init: CocoonNodeInit): Promise<CocoonLibp2p> {
   installYamuxWindowHysteresis()
+  installLengthPrefixFastPath()
   const preset = NETWORK_PRESETS[init.network]
   const keepPrivate = init.addressFilter === 'all'
   const mapper = keepPrivate ? passthroughMapper : removePrivateAddressesMapper
@@ -159,6 +161,8 @@ export async function createCocoonNode (init: CocoonNodeInit): Promise<CocoonLib
     peerDiscovery: bootstrapList.length > 0 ? [bootstrap({ list: bootstrapList, timeout: 100 })] : [],
     connectionManager: {
       maxConnections: init.maxConnections ?? 300,
+      addressDialTimeout: ADDRESS_DIAL_TIMEOUT_MS,
+      dialTimeout: DIAL_TIMEOUT_MS,
       // everything on loopback shares one IP; don't rate-limit a local swarm
       allow: keepPrivate ? LOOPBACK_ALLOW : []
     },

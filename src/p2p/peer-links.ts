@@ -23,13 +23,12 @@
  */
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { P2P_MULTIADDR_CODE } from './constants.js'
+import { DIAL_TIMEOUT_MS, P2P_MULTIADDR_CODE } from './constants.js'
 import type { CocoonLibp2p } from './node.js'
 import type { PeerDirectory, PeerRecord } from './peer-directory.js'
 import type { Role } from './protos/node.js'
 import type { Logger, PeerId, PeerInfo } from '@libp2p/interface'
 
-const DIAL_TIMEOUT_MS = 10_000
 /** Bursts of directory updates and disconnects are handled in one pass. */
 const MAINTAIN_DELAY_MS = 200
 /** A peer that could not be dialled is not tried again for this long. */

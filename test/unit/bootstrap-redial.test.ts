@@ -10,17 +10,18 @@ const noLog = Object.assign(() => {}, { error: () => {}, trace: () => {}, enable
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
 /** A host that records dials; `reachable` decides whether a dial answers (an answered dial becomes a connection). */
-function fakeHost (reachable: () => boolean): { host: BootstrapRedialHost, dials: string[], hangUps: string[], connected: Set<string> } {
+function fakeHost (reachable: () => boolean): { host: BootstrapRedialHost, dials: string[], hangUps: string[], connected: Map<string, number> } {
   const dials: string[] = []
   const hangUps: string[] = []
-  const connected = new Set<string>()
+  /** Peer id to when the connection opened. */
+  const connected = new Map<string, number>()
   const idOf = (ma: Multiaddr): string => ma.getComponents().find(c => c.name === 'p2p')?.value ?? ''
   return {
     dials,
     hangUps,
     connected,
     host: {
-      getConnections: () => [...connected].map(id => ({ remotePeer: id })),
+      getConnections: () => [...connected].map(([id, open]) => ({ remotePeer: id, timeline: { open } })),
       hangUp: async (ma: Multiaddr) => {
         hangUps.push(idOf(ma))
         connected.delete(idOf(ma))
@@ -30,7 +31,7 @@ function fakeHost (reachable: () => boolean): { host: BootstrapRedialHost, dials
         dials.push(id)
         await sleep(1)
         if (!reachable()) throw new Error('unreachable')
-        connected.add(id)
+        connected.set(id, Date.now())
       }
     }
   }
@@ -70,7 +71,7 @@ describe('bootstrap redial', () => {
   it('counts a node whose DHT routing table is empty as isolated even with connections', async () => {
     const boot = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
     const { host, dials, connected } = fakeHost(() => true)
-    connected.add('a peer that serves no DHT')
+    connected.set('a peer that serves no DHT', 0)
     let tableSize = 0
     const redial = new BootstrapRedial(host, {
       bootstrap: [`/ip4/127.0.0.1/tcp/1/p2p/${boot.toString()}`],
@@ -98,7 +99,7 @@ describe('bootstrap redial', () => {
   it('re-connects to a bootstrap peer it is connected to when the DHT never learned that peer serves it, backing off', async () => {
     const boot = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
     const { host, dials, hangUps, connected } = fakeHost(() => true)
-    connected.add(boot.toString())
+    connected.set(boot.toString(), 0)
     let tableSize = 0
     const redial = new BootstrapRedial(host, {
       bootstrap: [`/ip4/127.0.0.1/tcp/1/p2p/${boot.toString()}`],
@@ -106,6 +107,7 @@ describe('bootstrap redial', () => {
       routingTableSize: () => tableSize,
       checkIntervalMs: 10,
       redialBackoffMs: 40,
+      identifyGraceMs: 20,
       random: () => 0.5
     })
     redial.start()
@@ -123,6 +125,32 @@ describe('bootstrap redial', () => {
       const settled = dials.length
       await sleep(100)
       expect(dials.length).to.equal(settled)
+    } finally {
+      redial.stop()
+    }
+  })
+
+  it('leaves a new bootstrap connection alone while identify may still fill the routing table', async () => {
+    const boot = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    const { host, dials, hangUps, connected } = fakeHost(() => true)
+    connected.set(boot.toString(), Date.now())
+    const redial = new BootstrapRedial(host, {
+      bootstrap: [`/ip4/127.0.0.1/tcp/1/p2p/${boot.toString()}`],
+      log: noLog,
+      routingTableSize: () => 0,
+      checkIntervalMs: 10,
+      redialBackoffMs: 10,
+      identifyGraceMs: 150
+    })
+    redial.start()
+    try {
+      await sleep(100)
+      expect(hangUps, 'within the grace').to.deep.equal([])
+      expect(dials).to.deep.equal([])
+      await sleep(120)
+      // past the grace with the table still empty: closed and dialled afresh
+      expect(hangUps).to.deep.equal([boot.toString()])
+      expect(dials).to.deep.equal([boot.toString()])
     } finally {
       redial.stop()
     }

@@ -40,7 +40,7 @@ describe('capacity announcer', () => {
     })
   }
 
-  it('announces again soon, backing off, until three of the proxies it knows have challenged it', async () => {
+  it('announces again soon, backing off, until every proxy it knows (up to eight) has challenged it', async () => {
     let proxies = 0
     const a = await announcer([], () => 0, { knownWorkers: () => 2_000, knownProxies: () => proxies })
     expect(a.intervalMs(), 'a swarm of 2 000 workers').to.equal(500_000)
@@ -49,13 +49,16 @@ describe('capacity announcer', () => {
     expect([a.nextHeartbeatMs(), a.nextHeartbeatMs(), a.nextHeartbeatMs()]).to.deep.equal([5_000, 10_000, 20_000])
     a.confirmedBy('proxy-1')
     a.confirmedBy('proxy-2')
-    expect(a.nextHeartbeatMs(), 'two of three: the wait starts again').to.equal(5_000)
+    expect(a.nextHeartbeatMs(), 'two of four: the wait starts again').to.equal(5_000)
     a.confirmedBy('proxy-3')
+    expect(a.nextHeartbeatMs(), 'three of four: one proxy has not listed it').to.equal(5_000)
+    a.confirmedBy('proxy-4')
     expect(a.nextHeartbeatMs()).to.equal(500_000)
-    // with two proxies in the swarm, two are enough
-    const b = await announcer([], () => 0, { knownWorkers: () => 2_000, knownProxies: () => 2 })
-    b.confirmedBy('p1')
-    b.confirmedBy('p2')
+    // in a swarm of many proxies, eight are enough
+    const b = await announcer([], () => 0, { knownWorkers: () => 2_000, knownProxies: () => 50 })
+    for (let i = 0; i < 7; i++) b.confirmedBy(`p${i}`)
+    expect(b.nextHeartbeatMs()).to.equal(5_000)
+    b.confirmedBy('p7')
     expect(b.nextHeartbeatMs()).to.equal(500_000)
   })
 

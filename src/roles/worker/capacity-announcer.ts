@@ -40,8 +40,14 @@ export interface AnnouncerStatus {
   dht: ProvidedKeyStatus[]
 }
 
-/** Proxies that should have challenged a worker before it heartbeats at its full interval. */
-const CONFIRMING_PROXIES = 3
+/**
+ * Proxies that should have challenged a worker before it heartbeats at its
+ * full interval: every proxy it knows, up to this many. A proxy that is still
+ * challenging a worker ignores its announcement and so does not forward it;
+ * a proxy that heard it from nobody else would otherwise wait a whole
+ * heartbeat (minutes in a large swarm) to list the worker.
+ */
+const CONFIRMING_PROXIES = 8
 /** The first early re-announcement while fewer have; it doubles each time. */
 const CONFIRM_RETRY_MS = 5_000
 
