@@ -7,7 +7,7 @@
  */
 import '../src/polyfills.js'
 import { join } from 'node:path'
-import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks'
 import { defaults, merge, validate } from '../src/config/load.js'
 import { PRESENCE_TOPIC } from '../src/p2p/constants.js'
 import { modelKey } from '../src/p2p/dht-keys.js'
@@ -29,6 +29,15 @@ const nodes = new Map<string, { spec: NodeSpec, node: RunningNode }>()
 const baseRssBytes = process.memoryUsage().rss
 const lag = monitorEventLoopDelay({ resolution: 10 })
 lag.enable()
+let cpuAtWindowStart = process.cpuUsage()
+let gcPauseMs = 0
+let gcMaxPauseMs = 0
+new PerformanceObserver(list => {
+  for (const entry of list.getEntries()) {
+    gcPauseMs += entry.duration
+    gcMaxPauseMs = Math.max(gcMaxPauseMs, entry.duration)
+  }
+}).observe({ entryTypes: ['gc'] })
 /** Bounded: a long run must not grow this without limit between stats calls. */
 const MAX_GOSSIP_SAMPLES = 20_000
 let gossipDelaysMs: number[] = []
@@ -188,6 +197,9 @@ async function stats (withChannels: boolean): Promise<HostStats> {
   }
   const perRole = new Map<string, number>()
   for (const { spec } of nodes.values()) perRole.set(spec.role, (perRole.get(spec.role) ?? 0) + 1)
+  const cpu = process.cpuUsage(cpuAtWindowStart)
+  cpuAtWindowStart = process.cpuUsage()
+  const cpuMs = (cpu.user + cpu.system) / 1000
   const result: HostStats = {
     host: hostIndex,
     gossipAccepted: Object.fromEntries([...gossipAccepted].map(([key, v]) => [key, { ...v, nodes: perRole.get(key.split(' ')[0]) ?? 0 }])),
@@ -196,10 +208,15 @@ async function stats (withChannels: boolean): Promise<HostStats> {
     baseRssBytes,
     lagP99Ms: lag.percentile(99) / 1e6,
     lagMaxMs: lag.max / 1e6,
+    cpuFraction: cpuMs / Math.max(1, Date.now() - windowStartMs),
+    gcPauseMs,
+    gcMaxPauseMs,
     nodes: views,
     gossipDelaysMs
   }
   lag.reset()
+  gcPauseMs = 0
+  gcMaxPauseMs = 0
   gossipDelaysMs = []
   gossipAccepted = new Map()
   windowStartMs = Date.now()

@@ -148,6 +148,8 @@ export function summarise (c: Collected): SimResult {
   }
 
   const allLags = c.statsSeries.flatMap(s => s.stats.map(h => h.lagP99Ms))
+  const cores = c.statsSeries.map(s => s.stats.reduce((sum, h) => sum + h.cpuFraction, 0))
+  const nodesDuringLoad = c.statsSeries.map(s => s.stats.reduce((sum, h) => sum + h.nodes.length, 0))
   const nodesAtEnd = c.final.reduce((sum, h) => sum + h.nodes.length, 0)
   const rssGrowth = c.final.reduce((sum, h) => sum + Math.max(0, h.rssBytes - h.baseRssBytes), 0)
   const views = c.final.flatMap(h => h.nodes)
@@ -201,6 +203,8 @@ export function summarise (c: Collected): SimResult {
     },
     rss_per_node_mib: round(rssGrowth / MIB / Math.max(1, nodesAtEnd)),
     event_loop_lag_p99_ms: quantile(allLags, 0.99) ?? 0,
+    cpu_ms_per_node_s: cores.length === 0 ? null : round(1000 * (quantile(cores, 0.5) ?? 0) / Math.max(1, quantile(nodesDuringLoad, 0.5) ?? 1), 2),
+    gc_max_pause_ms: round(Math.max(0, ...c.statsSeries.flatMap(s => s.stats.map(h => h.gcMaxPauseMs)))),
     gossip: {
       delivery_ratio: c.gossip.expected === 0 ? 1 : round(c.gossip.seen / c.gossip.expected, 4),
       latency_p50_ms: quantile(gossipDelays, 0.5),

@@ -67,6 +67,11 @@ export interface HostStats {
   baseRssBytes: number
   lagP99Ms: number
   lagMaxMs: number
+  /** CPU time (user + system) over wall time since the last stats: 1 is one core busy. */
+  cpuFraction: number
+  /** Garbage-collection pauses since the last stats: their total and the longest, ms. */
+  gcPauseMs: number
+  gcMaxPauseMs: number
   nodes: NodeView[]
   /** Gossip deliveries seen since the last stats: ms from the sender's timestamp to acceptance here. */
   gossipDelaysMs: number[]

@@ -24,6 +24,12 @@ import type { ChildProcess } from 'node:child_process'
 const DRAIN_TIMEOUT_MS = 60_000
 const SETTLE_MS = 3_000
 const PROGRESS_MS = 2_000
+/**
+ * The gossip delivery probe: one presence heartbeat from a random node this
+ * often. Every node receives and checks each one, so a probe a second was
+ * most of the presence traffic the runs measured.
+ */
+const PROBE_EVERY_MS = 5_000
 /** Nodes one host starts at once. */
 const PARALLEL_STARTS = 6
 
@@ -156,10 +162,15 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
           }
         : {})
     })
+    /** Round-robin over the hosts, skipping the bootstrap's when it has a host of its own. */
+    const nextHostIndex = (): number => {
+      const shared = scenario.dedicatedBootstrapHost && hosts.length > 1 ? 1 : 0
+      return shared + (nextHost++ % (hosts.length - shared))
+    }
     const place = async (role: NodeSpec['role'], names: string[], bootstrap: string[], onHost?: (i: number) => number): Promise<Placed[]> => {
       const byHost = new Map<number, NodeSpec[]>()
       for (const name of names) {
-        const h = onHost?.(placed.size) ?? (nextHost++ % hosts.length)
+        const h = onHost?.(placed.size) ?? nextHostIndex()
         byHost.set(h, [...(byHost.get(h) ?? []), { name, role, bootstrap, overrides: overrides(role) }])
       }
       const started = await Promise.all([...byHost].map(async ([h, specs]) => {
@@ -169,6 +180,23 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
       const flat = started.flat()
       for (const n of flat) placed.set(n.name, n)
       return flat
+    }
+    /** Places nodes at the scenario's start rate: a batch each 250 ms, each batch not waiting for the ones before. */
+    const paced = async (role: NodeSpec['role'], names: string[]): Promise<void> => {
+      if (scenario.startPerSecond <= 0) {
+        await place(role, names, bootAddrs)
+        return
+      }
+      const perBatch = Math.max(1, Math.round(scenario.startPerSecond / 4))
+      const gapMs = 1_000 * perBatch / scenario.startPerSecond
+      const batches: Array<Promise<Placed[]>> = []
+      const began = performance.now()
+      for (let i = 0; i < names.length; i += perBatch) {
+        const due = began + gapMs * (i / perBatch)
+        if (due > performance.now()) await sleep(due - performance.now())
+        batches.push(place(role, names.slice(i, i + perBatch), bootAddrs))
+      }
+      await Promise.all(batches)
     }
     const range = (prefix: string, from: number, count: number): string[] => Array.from({ length: count }, (_, i) => `${prefix}-${from + i}`)
 
@@ -188,9 +216,9 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
     }, PROGRESS_MS)
     try {
       await place('proxy', range('proxy', 0, scenario.nodes.proxy), bootAddrs)
-      await place('worker', range('worker', 0, scenario.nodes.worker), bootAddrs)
+      await paced('worker', range('worker', 0, scenario.nodes.worker))
       workerCount = scenario.nodes.worker
-      await place('client', range('client', 0, scenario.nodes.client), bootAddrs)
+      await paced('client', range('client', 0, scenario.nodes.client))
     } finally {
       clearInterval(formProgress)
     }
@@ -210,7 +238,7 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
         say(`  [${elapsed()}] ${formFailure}; sending the load anyway`)
         break
       }
-      say(`  [${elapsed()}] forming: proxies know ${minKnown}..${Math.max(...proxies.map(p => p.known))} of ${scenario.nodes.worker} workers; ${clients.filter(c => c.known > 0).length}/${clients.length} clients know a proxy`)
+      say(`  [${elapsed()}] forming: proxies know ${minKnown}..${Math.max(...proxies.map(p => p.known))} of ${scenario.nodes.worker} workers; ${clients.filter(c => c.known > 0).length}/${clients.length} clients know a proxy; ${hostLoad(stats)}`)
       await sleep(1_000)
     }
     const formedMs = performance.now() - t0
@@ -325,6 +353,7 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
     let nextEvent = 0
     let lastProgress = 0
     let lastStats = 0
+    let lastProbe = -PROBE_EVERY_MS
     const gossipProbes: Array<{ peerId: string, seq: string, sentAtMs: number }> = []
     // events run one after another, beside the load (a join takes seconds; requests keep coming)
     let eventChain = Promise.resolve()
@@ -358,11 +387,13 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
         lastStats = now
         sampling = true
         // host stats, and a gossip probe from a random live node (checked once the run is over)
-        const sender = random.pick([...placed.values()])
+        const sender = now - lastProbe >= PROBE_EVERY_MS ? random.pick([...placed.values()]) : undefined
+        if (sender != null) lastProbe = now
         void (async () => {
           const stats = await Promise.all(hosts.map(async h => h.call<HostStats>({ op: 'stats', channels: false })))
           statsSeries.push({ atMs: now, stats })
           await watchRogues(now)
+          if (sender == null) return
           const seq = await sender.host.call<string>({ op: 'probe', name: sender.name }).catch(() => null)
           if (seq != null && placed.has(sender.name)) gossipProbes.push({ peerId: sender.peerId, seq, sentAtMs: Date.now() })
         })().catch(() => {}).finally(() => { sampling = false })
@@ -371,7 +402,8 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
         lastProgress = now
         const done = jobs.length
         const ok = jobs.filter(j => j.ok).length
-        say(`  [${elapsed()}] load ${(now / 1000).toFixed(0)}/${scenario.durationMs / 1000} s: ${done} done (${ok} ok), ${inFlight.size} in flight, ${placed.size} nodes`)
+        const latest = statsSeries.at(-1)?.stats
+        say(`  [${elapsed()}] load ${(now / 1000).toFixed(0)}/${scenario.durationMs / 1000} s: ${done} done (${ok} ok), ${inFlight.size} in flight, ${placed.size} nodes${latest == null ? '' : `; ${hostLoad(latest)}`}`)
       }
       await sleep(Math.min(50, Math.max(1, (arrivals[nextArrival]?.atMs ?? Infinity) - sinceLoad())))
     }
@@ -440,6 +472,12 @@ async function startChain (dataDir: string): Promise<{ url: string, close: () =>
       if (child.exitCode == null) child.kill('SIGKILL')
     }
   }
+}
+
+/** The busiest host's CPU, event-loop lag and longest GC pause since its last stats. */
+function hostLoad (stats: HostStats[]): string {
+  const max = (f: (s: HostStats) => number): number => Math.max(...stats.map(f))
+  return `hosts: CPU up to ${max(s => s.cpuFraction * 100).toFixed(0)} %, lag p99 up to ${max(s => s.lagP99Ms).toFixed(0)} ms, GC pause up to ${max(s => s.gcMaxPauseMs).toFixed(0)} ms`
 }
 
 /** The scenario's timed events plus churn drawn from the seed, in time order. */

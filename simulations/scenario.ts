@@ -23,6 +23,18 @@ export const ScenarioSchema = z.strictObject({
   formTimeoutMs: ms('a forming deadline', 3_600_000).default(300_000),
   /** The share of workers every proxy must know, and of clients that must know a proxy, for the swarm to count as formed. */
   formFraction: z.number().gt(0).max(1).default(1),
+  /**
+   * Workers and clients started a second, over all hosts (0: as fast as the
+   * hosts start them). A real swarm grows by arrivals, not by a thousand
+   * nodes booting in the same seconds; on a small machine an unpaced start
+   * also starves the bootstrap node, whose handshakes then time out.
+   */
+  startPerSecond: z.number().min(0).max(10_000).default(0),
+  /**
+   * The bootstrap nodes get host 0 to themselves, as a bootstrap node would
+   * have a machine of its own; every joining node handshakes with them first.
+   */
+  dedicatedBootstrapHost: z.boolean().default(false),
   /** Host processes the nodes are spread over (the coordinator runs none). */
   processes: z.number().int().min(1).max(64).default(2),
   nodes: z.strictObject({

@@ -107,6 +107,7 @@ export function renderTextSummary (result: SimResult): string {
       `workers earned ${formatTon(money.workers_earned)}, proxies kept ${formatTon(money.proxies_kept)}`,
     `Memory    ${result.rss_per_node_mib.toFixed(1)} MiB RSS per node; event-loop lag p99 ${formatMs(result.event_loop_lag_p99_ms)}; ` +
       `worker utilisation ${formatPercent(result.worker_utilisation)}`,
+    `CPU       ${result.cpu_ms_per_node_s == null ? 'not measured' : `${result.cpu_ms_per_node_s.toFixed(2)} ms per node per second`} during the load; longest GC pause ${formatMs(result.gc_max_pause_ms)}`,
     `Gossip    delivery ${formatPercent(gossip.delivery_ratio)} of ${gossip.samples} samples; ` +
       `latency p50 ${formatMs(gossip.latency_p50_ms)}, p99 ${formatMs(gossip.latency_p99_ms)}`,
     `DHT       lookup p50 ${formatMs(dht.lookup_p50_ms)}, p99 ${formatMs(dht.lookup_p99_ms)} (${dht.samples} samples)`,

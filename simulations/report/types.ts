@@ -74,6 +74,10 @@ export interface SimResult {
   money: { clients_paid: string, workers_earned: string, proxies_kept: string }
   rss_per_node_mib: number
   event_loop_lag_p99_ms: number
+  /** CPU time per node during the load: the hosts' CPU (user + system) over wall time, summed, median over the load's seconds, divided by the nodes; ms of CPU per node per second. */
+  cpu_ms_per_node_s: number | null
+  /** The longest garbage-collection pause in any host during the load, ms. */
+  gc_max_pause_ms: number
   gossip: { delivery_ratio: number, latency_p50_ms: number | null, latency_p99_ms: number | null, samples: number }
   dht: { lookup_p50_ms: number | null, lookup_p99_ms: number | null, samples: number }
   /** Gossip propagation: for each probe message, ms until it reached each receiver (for a CDF chart). */

@@ -58,6 +58,8 @@ function fixture (): SimResult {
     money: { clients_paid: '1250000000', workers_earned: '1150000000', proxies_kept: '100000000' },
     rss_per_node_mib: 91.3,
     event_loop_lag_p99_ms: 12.4,
+    cpu_ms_per_node_s: 1.8,
+    gc_max_pause_ms: 14,
     gossip: { delivery_ratio: 0.997, latency_p50_ms: 48, latency_p99_ms: 290, samples: 600 },
     dht: { lookup_p50_ms: 31, lookup_p99_ms: 240, samples: 150 },
     gossip_propagation_ms: Array.from({ length: 600 }, (_, i) => Math.round(15 + 300 * (i / 600) ** 3 + (i % 11))),

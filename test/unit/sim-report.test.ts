@@ -52,6 +52,8 @@ function fixture (): SimResult {
     money: { clients_paid: '750000000', workers_earned: '693600000', proxies_kept: '56400000' },
     rss_per_node_mib: 84.6,
     event_loop_lag_p99_ms: 11,
+    cpu_ms_per_node_s: 2.25,
+    gc_max_pause_ms: 9,
     gossip: { delivery_ratio: 0.998, latency_p50_ms: 42, latency_p99_ms: 310, samples: 400 },
     dht: { lookup_p50_ms: 35, lookup_p99_ms: 220, samples: 120 },
     gossip_propagation_ms: Array.from({ length: 400 }, (_, i) => 10 + (i * 37) % 300),
@@ -93,6 +95,8 @@ function empty (): SimResult {
     money: { clients_paid: '0', workers_earned: '0', proxies_kept: '0' },
     rss_per_node_mib: 0,
     event_loop_lag_p99_ms: 0,
+    cpu_ms_per_node_s: null,
+    gc_max_pause_ms: 0,
     gossip: { delivery_ratio: 0, latency_p50_ms: null, latency_p99_ms: null, samples: 0 },
     dht: { lookup_p50_ms: null, lookup_p99_ms: null, samples: 0 },
     gossip_propagation_ms: [],
@@ -223,6 +227,7 @@ describe('simulation report: text summary', () => {
     expect(text).to.match(/Latency\s+p50 1.45 s, p99 5.30 s/)
     expect(text).to.match(/Money\s+conserved: clients paid 0.75 TON, workers earned 0.6936 TON, proxies kept 0.0564 TON/)
     expect(text).to.match(/84.6 MiB RSS per node; event-loop lag p99 11 ms/)
+    expect(text).to.match(/CPU\s+2.25 ms per node per second during the load; longest GC pause 9.0 ms/)
     expect(text).to.match(/Gossip\s+delivery 99.80 % of 400 samples/)
     expect(text).to.match(/DHT\s+lookup p50 35 ms, p99 220 ms/)
     expect(text).to.match(/overstated_usage 12D3KooW<s…t>Evil: gained 0.0015 TON of 0.002 TON bound; shunned after 4.20 s/)
