@@ -22,7 +22,7 @@ import { yamux } from '@libp2p/yamux'
 import { createLibp2p } from 'libp2p'
 import {
   ADDRESS_DIAL_TIMEOUT_MS, AMINO_KAD_PROTOCOL, COCOON_KAD_PROTOCOL, CONNECTION_PING_INTERVAL_MS, DHT_PROVIDE_VALIDITY_MS,
-  DHT_REPROVIDE_INTERVAL_MS, DHT_REPROVIDE_THRESHOLD_MS, DIAL_TIMEOUT_MS, PING_MAX_STREAMS
+  DHT_REPROVIDE_INTERVAL_MS, DHT_REPROVIDE_THRESHOLD_MS, DIAL_TIMEOUT_MS, PING_MAX_STREAMS, YAMUX_KEEPALIVE_MS
 } from './constants.js'
 import { cocoonGossipsub } from './gossip.js'
 import { AMINO_BOOTSTRAP_PEERS, NETWORK_PRESETS } from './networks.js'
@@ -157,7 +157,11 @@ export async function createCocoonNode (init: CocoonNodeInit): Promise<CocoonLib
       ...(preset.natTraversal ? [circuitRelayTransport()] : [])
     ],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    // yamux pings every connection every 30 s by default, only to measure the
+    // round trip (it ignores a ping that fails); the connection monitor's
+    // pings already find dead connections, so one yamux ping at open (the
+    // round trip its window growth uses) and a slow refresh are enough
+    streamMuxers: [yamux({ keepAliveInterval: YAMUX_KEEPALIVE_MS })],
     peerDiscovery: bootstrapList.length > 0 ? [bootstrap({ list: bootstrapList, timeout: 100 })] : [],
     connectionManager: {
       maxConnections: init.maxConnections ?? 300,

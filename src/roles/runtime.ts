@@ -4,7 +4,6 @@
  * and a node file in the data dir. `stop()` shuts it all down in order.
  */
 import '../polyfills.js'
-import { prefixLogger } from '@libp2p/logger'
 import { Registry } from 'prom-client'
 import { SHUTDOWN_TIMEOUT_MS, COCOON_KAD_PROTOCOL } from '../p2p/constants.js'
 import { loadOrCreateIdentity } from '../p2p/identity.js'
@@ -15,6 +14,7 @@ import { NodeMetrics } from '../p2p/metrics.js'
 import { NETWORK_PRESETS } from '../p2p/networks.js'
 import { createCocoonNode } from '../p2p/node.js'
 import { PeerDirectory } from '../p2p/peer-directory.js'
+import { quietPrefixLogger } from '../p2p/quiet-logger.js'
 import { PresenceService } from '../p2p/presence.js'
 import { RendezvousService } from '../p2p/rendezvous.js'
 import { packageVersion } from '../package-info.js'
@@ -339,7 +339,7 @@ export async function startNode (config: NodeConfig, options: StartNodeOptions =
   const addressFilter = config.dht.addressFilter === 'auto' ? preset.addressFilter : config.dht.addressFilter
   const registry = new Registry()
   const metrics = new NodeMetrics(registry)
-  const logger: ComponentLogger = prefixLogger(options.logPrefix ?? `${config.role}`)
+  const logger: ComponentLogger = quietPrefixLogger(options.logPrefix ?? `${config.role}`)
   const log = logger.forComponent(`cocoon:${config.role}`)
 
   const node = await createCocoonNode({
