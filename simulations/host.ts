@@ -43,6 +43,8 @@ const MAX_GOSSIP_SAMPLES = 20_000
 let gossipDelaysMs: number[] = []
 let gossipAccepted = new Map<string, { messages: number, bytes: number }>()
 let windowStartMs = Date.now()
+let connectionsOpened = 0
+let connectionsClosed = 0
 const rogues: RogueNode[] = []
 /** Nodes younger than this when a gossip probe was sent are not expected to have it. */
 const PROBE_MIN_AGE_MS = 5_000
@@ -76,6 +78,8 @@ async function start (specs: NodeSpec[], parallel: number): Promise<StartedNode[
       const node = await startNode(configFor(spec), { logPrefix: spec.name, metrics: false, denyPeer })
       process.send?.({ progress: { name: spec.name, role: spec.role, startMs: performance.now() - began } } satisfies HostProgress)
       nodes.set(spec.name, { spec, node })
+      node.node.addEventListener('connection:open', () => { connectionsOpened++ })
+      node.node.addEventListener('connection:close', () => { connectionsClosed++ })
       // gossip delay: the sender's timestamp to acceptance here (one machine, one clock)
       node.node.services.pubsub.addEventListener('message', (evt: CustomEvent<Message>) => {
         const key = `${spec.role} ${evt.detail.topic === PRESENCE_TOPIC ? 'presence' : 'capacity'}`
@@ -173,7 +177,7 @@ async function job (spec: JobSpec): Promise<JobOutcome> {
 async function stats (withChannels: boolean): Promise<HostStats> {
   const views: NodeView[] = []
   for (const { spec, node } of nodes.values()) {
-    const view: NodeView = { name: spec.name, role: spec.role, peerId: node.peerId.toString(), known: 0, channels: [] }
+    const view: NodeView = { name: spec.name, role: spec.role, peerId: node.peerId.toString(), known: 0, connections: node.node.getConnections().length, channels: [] }
     if (spec.role === 'proxy') {
       const role = node.role as ProxyRole
       view.known = role.registry.list().filter(w => w.state === 'up').length
@@ -212,8 +216,12 @@ async function stats (withChannels: boolean): Promise<HostStats> {
     gcPauseMs,
     gcMaxPauseMs,
     nodes: views,
-    gossipDelaysMs
+    gossipDelaysMs,
+    connectionsOpened,
+    connectionsClosed
   }
+  connectionsOpened = 0
+  connectionsClosed = 0
   lag.reset()
   gcPauseMs = 0
   gcMaxPauseMs = 0

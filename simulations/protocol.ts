@@ -53,6 +53,8 @@ export interface NodeView {
   peerId: string
   /** Proxies: workers in the registry (up). Clients: proxies known. */
   known: number
+  /** Open connections. */
+  connections: number
   channels: ChannelView[]
   /** Proxies: jobs relayed / failed / retried on another worker. */
   jobs?: { relayed: number, failed: number, retried: number }
@@ -79,6 +81,9 @@ export interface HostStats {
   gossipAccepted: Record<string, { messages: number, bytes: number, nodes: number }>
   /** ms covered by gossipAccepted. */
   windowMs: number
+  /** Connections opened and closed here since the last stats, over all nodes. */
+  connectionsOpened: number
+  connectionsClosed: number
 }
 
 export type HostRequest =

@@ -474,10 +474,14 @@ async function startChain (dataDir: string): Promise<{ url: string, close: () =>
   }
 }
 
-/** The busiest host's CPU, event-loop lag and longest GC pause since its last stats. */
+/** Since the hosts' last stats: their CPU (all of them and the busiest), lag, longest GC pause, connection churn, and nodes left with no connection. */
 function hostLoad (stats: HostStats[]): string {
   const max = (f: (s: HostStats) => number): number => Math.max(...stats.map(f))
-  return `hosts: CPU up to ${max(s => s.cpuFraction * 100).toFixed(0)} %, lag p99 up to ${max(s => s.lagP99Ms).toFixed(0)} ms, GC pause up to ${max(s => s.gcMaxPauseMs).toFixed(0)} ms`
+  const sum = (f: (s: HostStats) => number): number => stats.reduce((total, s) => total + f(s), 0)
+  const seconds = Math.max(1, max(s => s.windowMs)) / 1000
+  const alone = stats.flatMap(s => s.nodes).filter(n => n.role !== 'bootstrap' && n.connections === 0).length
+  return `hosts: CPU ${(sum(s => s.cpuFraction) * 100).toFixed(0)} % in all, up to ${max(s => s.cpuFraction * 100).toFixed(0)} %, lag p99 up to ${max(s => s.lagP99Ms).toFixed(0)} ms, GC pause up to ${max(s => s.gcMaxPauseMs).toFixed(0)} ms; ` +
+    `connections ${(sum(s => s.connectionsOpened) / seconds).toFixed(0)}/s opened, ${(sum(s => s.connectionsClosed) / seconds).toFixed(0)}/s closed${alone > 0 ? `; ${alone} nodes with none` : ''}`
 }
 
 /** The scenario's timed events plus churn drawn from the seed, in time order. */
