@@ -377,8 +377,9 @@ export function renderModelTable (rows: ScalingRow[]): string {
 
 export function renderMeasuredTable (runs: MeasuredRun[]): string {
   const notes = [
-    'Measured (simulations/results/*/result.json). The simulator sends one extra presence heartbeat a second from',
-    '  a random node as a delivery probe, so measured presence includes about 1 msg/s of probes; measured capacity',
+    'Measured (simulations/results/*/result.json). The simulator sends one extra presence heartbeat every 5 s from',
+    '  a random node as a delivery probe (every second before), so measured presence includes 0.2 msg/s of probes',
+    '  (1 msg/s in older runs); measured capacity',
     '  includes load changes. "model" is the arithmetic above at the run\'s own B, P and W.'
   ]
   if (runs.length === 0) return [...notes, '', '  (no results: run `npm run sim -- <scenario>` first)'].join('\n')
