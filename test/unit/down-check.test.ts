@@ -35,6 +35,7 @@ describe('proxy down check', () => {
     const { downCheck, down } = check(async (_, { signal }) => new Promise((_resolve, reject) => {
       signal.addEventListener('abort', () => { reject(new Error('dial aborted')) }, { once: true })
     }))
+    downCheck.heardDirect(peer.toString())
     expect(await downCheck.check(peer)).to.equal('timed-out')
     expect(down).to.deep.equal([])
   })
@@ -54,6 +55,7 @@ describe('proxy down check', () => {
         log,
         timeoutMs: 3_000
       })
+      downCheck.heardDirect(gone.peerId.toString())
       expect(await downCheck.check(gone.peerId)).to.equal('refused')
       expect(down).to.deep.equal([gone.peerId.toString()])
     } finally {
@@ -65,6 +67,7 @@ describe('proxy down check', () => {
     const peer = await worker()
     let answer: () => void = () => {}
     const { downCheck, down, dials } = check(async () => new Promise<void>(resolve => { answer = resolve }))
+    downCheck.heardDirect(peer.toString())
     const first = downCheck.check(peer)
     expect(await downCheck.check(peer)).to.equal('skipped')
     answer()
@@ -72,7 +75,32 @@ describe('proxy down check', () => {
     expect(dials()).to.equal(1)
     expect(down).to.deep.equal([])
     const unlisted = check(async () => {}, false)
+    unlisted.downCheck.heardDirect(peer.toString())
     expect(await unlisted.downCheck.check(peer)).to.equal('skipped')
     expect(unlisted.dials()).to.equal(0)
+  })
+
+  it('dials back only a worker whose announcements come straight from it (its link), and forgets unlisted ones as the set grows', async () => {
+    const linked = await worker()
+    const other = await worker()
+    const listed = new Set([linked.toString(), other.toString()])
+    let dials = 0
+    const downCheck = new DownCheck({
+      dial: async () => { dials++ },
+      listedUp: id => listed.has(id),
+      markDown: () => {},
+      log,
+      timeoutMs: 100
+    })
+    downCheck.heardDirect(linked.toString())
+    // the other worker's idle DHT connection closing says nothing about it: no dial
+    expect(await downCheck.check(other)).to.equal('skipped')
+    expect(await downCheck.check(linked)).to.equal('reachable')
+    expect(dials).to.equal(1)
+    // a flood of identities that never got listed is pruned, the listed link kept
+    for (let i = 0; i < 2_000; i++) downCheck.heardDirect(`unlisted-${i}`)
+    expect(downCheck.directCount).to.be.at.most(1_024)
+    expect(await downCheck.check(linked)).to.equal('reachable')
+    expect(dials).to.equal(2)
   })
 })

@@ -7,6 +7,14 @@
  * not that the worker is gone: it stays listed (its entry expires if it falls
  * silent, and a job that cannot reach it fails over). Marking down on
  * timeouts made a loaded proxy drop most of a 1 000-worker swarm.
+ *
+ * Only workers that link to this proxy are dialled back: those whose own
+ * announcements reach it straight from them (`heardDirect`). A worker's other
+ * connections here (a DHT provide, a query) are closed by the worker once
+ * idle; dialling back after each made a 1 000-node swarm open a burst of
+ * connections five minutes after its workers joined, on a machine that had no
+ * CPU to spare. A worker that does not link here and falls silent expires
+ * with its entry.
  */
 import type { Logger, PeerId } from '@libp2p/interface'
 
@@ -24,18 +32,37 @@ export interface DownCheckInit {
   timeoutMs?: number
 }
 
+/** Workers heard directly are pruned to the listed ones whenever the set grows past this (and twice its last size). */
+const DIRECT_PRUNE_AT = 1_024
+
 export class DownCheck {
   private readonly init: DownCheckInit
   private readonly checking = new Set<string>()
+  /** Workers whose own announcements came straight from them: their links to this proxy. */
+  private readonly direct = new Set<string>()
+  private pruneAt = DIRECT_PRUNE_AT
 
   constructor (init: DownCheckInit) {
     this.init = init
   }
 
-  /** Dials the worker back; one check per worker at a time. */
+  /** Workers recorded as linking here (listed or not yet pruned). */
+  get directCount (): number {
+    return this.direct.size
+  }
+
+  /** The worker's own announcement arrived from the worker itself: it links to this proxy. */
+  heardDirect (peerId: string): void {
+    this.direct.add(peerId)
+    if (this.direct.size < this.pruneAt) return
+    for (const id of this.direct) if (!this.init.listedUp(id)) this.direct.delete(id)
+    this.pruneAt = Math.max(DIRECT_PRUNE_AT, this.direct.size * 2)
+  }
+
+  /** Dials the worker back if it links here; one check per worker at a time. */
   async check (peer: PeerId): Promise<DownCheckOutcome> {
     const id = peer.toString()
-    if (!this.init.listedUp(id) || this.checking.has(id)) return 'skipped'
+    if (!this.direct.has(id) || !this.init.listedUp(id) || this.checking.has(id)) return 'skipped'
     this.checking.add(id)
     const timeoutMs = this.init.timeoutMs ?? DOWN_CHECK_DIAL_MS
     const signal = AbortSignal.timeout(timeoutMs)

@@ -145,7 +145,11 @@ export class ProxyRole implements RoleBehaviour {
   async start (): Promise<void> {
     const pubsub = this.ctx.node.services.pubsub
     for (const topic of this.topics) {
-      pubsub.topicValidators.set(topic, async (_from, message) => this.validator.validateGossip(message))
+      pubsub.topicValidators.set(topic, async (from, message) => {
+        // straight from the worker: the connection it came on is the worker's link here
+        if (message.type === 'signed' && from.equals(message.from)) this.downCheck.heardDirect(from.toString())
+        return this.validator.validateGossip(message)
+      })
       pubsub.subscribe(topic)
     }
     this.ctx.node.addEventListener('connection:close', this.onConnectionClose)
