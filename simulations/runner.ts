@@ -53,8 +53,7 @@ class Host {
     const script = join(dirname(fileURLToPath(import.meta.url)), 'host.js')
     this.child = fork(script, [], {
       env: { ...process.env, COCOON_SIM_HOST: String(index), COCOON_SIM_ROOT: join(root, `host-${index}`) },
-      // COCOON_SIM_CPU_PROF=<dir>: a CPU profile of every host, written when it exits (NODE_OPTIONS cannot carry --cpu-prof)
-      execArgv: ['--expose-gc', ...(process.env.COCOON_SIM_CPU_PROF == null ? [] : ['--cpu-prof', `--cpu-prof-dir=${process.env.COCOON_SIM_CPU_PROF}`])],
+      execArgv: ['--expose-gc', ...profileArgs(index)],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc']
     })
     this.ready = new Promise((resolve, reject) => {
@@ -96,6 +95,18 @@ class Host {
     ])
     if (!this.exited) this.child.kill('SIGKILL')
   }
+}
+
+/**
+ * COCOON_SIM_CPU_PROF=<dir>: a CPU profile of each host, written when it
+ * exits (NODE_OPTIONS cannot carry --cpu-prof); COCOON_SIM_CPU_PROF_HOSTS=1,3
+ * limits it to those hosts, since profiling costs CPU.
+ */
+function profileArgs (index: number): string[] {
+  const dir = process.env.COCOON_SIM_CPU_PROF
+  if (dir == null || dir === '') return []
+  const only = (process.env.COCOON_SIM_CPU_PROF_HOSTS ?? '').split(',').filter(Boolean).map(Number)
+  return only.length > 0 && !only.includes(index) ? [] : ['--cpu-prof', `--cpu-prof-dir=${dir}`]
 }
 
 interface Placed extends StartedNode { host: Host }
