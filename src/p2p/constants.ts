@@ -212,6 +212,8 @@ export const DIAL_TIMEOUT_MS = 20_000
 
 /** How often the connection monitor pings each open connection (libp2p's default is 10 s). */
 export const CONNECTION_PING_INTERVAL_MS = 60_000
+/** The least time a connection monitor ping may take before the connection is aborted (libp2p's is 5 s). */
+export const CONNECTION_PING_MIN_TIMEOUT_MS = 20_000
 /** How often yamux re-measures a connection's round trip (its default is 30 s; it pings once at open anyway). */
 export const YAMUX_KEEPALIVE_MS = 5 * 60_000
 /** Ping streams allowed per connection and direction (monitor and DHT may ping at once). */

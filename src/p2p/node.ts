@@ -21,7 +21,7 @@ import { webSockets } from '@libp2p/websockets'
 import { yamux } from '@libp2p/yamux'
 import { createLibp2p } from 'libp2p'
 import {
-  ADDRESS_DIAL_TIMEOUT_MS, AMINO_KAD_PROTOCOL, COCOON_KAD_PROTOCOL, CONNECTION_PING_INTERVAL_MS, DHT_CLIENT_QUERY_SELF_INTERVAL_MS, DHT_PROVIDE_VALIDITY_MS,
+  ADDRESS_DIAL_TIMEOUT_MS, AMINO_KAD_PROTOCOL, COCOON_KAD_PROTOCOL, CONNECTION_PING_INTERVAL_MS, CONNECTION_PING_MIN_TIMEOUT_MS, DHT_CLIENT_QUERY_SELF_INTERVAL_MS, DHT_PROVIDE_VALIDITY_MS,
   DHT_REPROVIDE_INTERVAL_MS, DHT_REPROVIDE_THRESHOLD_MS, DIAL_TIMEOUT_MS, PING_MAX_STREAMS, YAMUX_KEEPALIVE_MS
 } from './constants.js'
 import { cocoonGossipsub } from './gossip.js'
@@ -178,7 +178,13 @@ export async function createCocoonNode (init: CocoonNodeInit): Promise<CocoonLib
     // Liveness pings every 10 s on every connection were half of all socket
     // writes in a 100-node swarm; dead peers are found by the streams that use
     // them, so a slow keep-alive is enough to drop half-open connections.
-    connectionMonitor: { pingInterval: CONNECTION_PING_INTERVAL_MS },
+    // A ping that fails aborts the connection. libp2p allows a ping at least
+    // 5 s; a loaded node (a proxy while hundreds of workers join) answers a
+    // new ping stream slower than that, and aborting its links then made the
+    // workers dial again into the same overload (a 1 000-node simulation lost
+    // connections at 112 a second and left 130 nodes with none). A dead peer
+    // is still dropped, a little later.
+    connectionMonitor: { pingInterval: CONNECTION_PING_INTERVAL_MS, pingTimeout: { minTimeout: CONNECTION_PING_MIN_TIMEOUT_MS } },
     connectionGater: {
       // On the public network never dial private or loopback addresses that
       // peers hand us: that would let anyone scan the operator's LAN.
