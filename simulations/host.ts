@@ -30,11 +30,9 @@ const baseRssBytes = process.memoryUsage().rss
 const lag = monitorEventLoopDelay({ resolution: 10 })
 lag.enable()
 let cpuAtWindowStart = process.cpuUsage()
-let gcPauseMs = 0
 let gcMaxPauseMs = 0
 new PerformanceObserver(list => {
   for (const entry of list.getEntries()) {
-    gcPauseMs += entry.duration
     gcMaxPauseMs = Math.max(gcMaxPauseMs, entry.duration)
   }
 }).observe({ entryTypes: ['gc'] })
@@ -213,7 +211,6 @@ async function stats (withChannels: boolean): Promise<HostStats> {
     lagP99Ms: lag.percentile(99) / 1e6,
     lagMaxMs: lag.max / 1e6,
     cpuFraction: cpuMs / Math.max(1, Date.now() - windowStartMs),
-    gcPauseMs,
     gcMaxPauseMs,
     nodes: views,
     gossipDelaysMs,
@@ -223,7 +220,6 @@ async function stats (withChannels: boolean): Promise<HostStats> {
   connectionsOpened = 0
   connectionsClosed = 0
   lag.reset()
-  gcPauseMs = 0
   gcMaxPauseMs = 0
   gossipDelaysMs = []
   gossipAccepted = new Map()

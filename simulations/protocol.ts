@@ -71,8 +71,7 @@ export interface HostStats {
   lagMaxMs: number
   /** CPU time (user + system) over wall time since the last stats: 1 is one core busy. */
   cpuFraction: number
-  /** Garbage-collection pauses since the last stats: their total and the longest, ms. */
-  gcPauseMs: number
+  /** The longest garbage-collection pause since the last stats, ms. */
   gcMaxPauseMs: number
   nodes: NodeView[]
   /** Gossip deliveries seen since the last stats: ms from the sender's timestamp to acceptance here. */

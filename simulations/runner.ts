@@ -77,7 +77,7 @@ class Host {
     })
   }
 
-    async call<T> (req: HostCall): Promise<T> {
+  async call<T> (req: HostCall): Promise<T> {
     if (this.exited) throw new Error(`host ${this.index} has exited`)
     const id = this.nextId++
     return new Promise<T>((resolve, reject) => {
@@ -174,11 +174,7 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
           }
         : {})
     })
-    /** Round-robin over the hosts, skipping the bootstrap's when it has a host of its own. */
-    const nextHostIndex = (): number => {
-      const shared = scenario.dedicatedBootstrapHost && hosts.length > 1 ? 1 : 0
-      return shared + (nextHost++ % (hosts.length - shared))
-    }
+    const nextHostIndex = (): number => roundRobinHost(nextHost++, hosts.length, scenario.dedicatedBootstrapHost)
     const place = async (role: NodeSpec['role'], names: string[], bootstrap: string[], onHost?: (i: number) => number): Promise<Placed[]> => {
       const byHost = new Map<number, NodeSpec[]>()
       for (const name of names) {
@@ -193,20 +189,18 @@ export async function runSimulation (scenario: Scenario, options: RunOptions = {
       for (const n of flat) placed.set(n.name, n)
       return flat
     }
-    /** Places nodes at the scenario's start rate: a batch each 250 ms, each batch not waiting for the ones before. */
+    /** Places nodes at the scenario's start rate (see startSchedule), each batch not waiting for the ones before. */
     const paced = async (role: NodeSpec['role'], names: string[]): Promise<void> => {
       if (scenario.startPerSecond <= 0) {
         await place(role, names, bootAddrs)
         return
       }
-      const perBatch = Math.max(1, Math.round(scenario.startPerSecond / 4))
-      const gapMs = 1_000 * perBatch / scenario.startPerSecond
       const batches: Array<Promise<Placed[]>> = []
       const began = performance.now()
-      for (let i = 0; i < names.length; i += perBatch) {
-        const due = began + gapMs * (i / perBatch)
-        if (due > performance.now()) await sleep(due - performance.now())
-        batches.push(place(role, names.slice(i, i + perBatch), bootAddrs))
+      for (const { atMs, from, to } of startSchedule(names.length, scenario.startPerSecond)) {
+        const wait = began + atMs - performance.now()
+        if (wait > 0) await sleep(wait)
+        batches.push(place(role, names.slice(from, to), bootAddrs))
       }
       await Promise.all(batches)
     }
@@ -484,6 +478,24 @@ async function startChain (dataDir: string): Promise<{ url: string, close: () =>
       if (child.exitCode == null) child.kill('SIGKILL')
     }
   }
+}
+
+/**
+ * The host of the `n`th node placed round-robin: over all hosts, or over all
+ * but host 0 when the bootstrap nodes have it to themselves.
+ */
+export function roundRobinHost (n: number, hosts: number, dedicatedBootstrapHost: boolean): number {
+  const skip = dedicatedBootstrapHost && hosts > 1 ? 1 : 0
+  return skip + (n % (hosts - skip))
+}
+
+/** When to start which of `count` nodes at `perSecond`: a batch every 250 ms or so (ms from the first). */
+export function startSchedule (count: number, perSecond: number): Array<{ atMs: number, from: number, to: number }> {
+  const perBatch = Math.max(1, Math.round(perSecond / 4))
+  const gapMs = 1_000 * perBatch / perSecond
+  const out: Array<{ atMs: number, from: number, to: number }> = []
+  for (let from = 0; from < count; from += perBatch) out.push({ atMs: gapMs * (from / perBatch), from, to: Math.min(count, from + perBatch) })
+  return out
 }
 
 /** Since the hosts' last stats: their CPU (all of them and the busiest), lag, longest GC pause, connection churn, and nodes left with no connection. */

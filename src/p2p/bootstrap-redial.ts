@@ -102,13 +102,14 @@ export class BootstrapRedial {
     }
     if (Date.now() < this.nextAtMs) return
     const graceMs = this.init.identifyGraceMs ?? IDENTIFY_GRACE_MS
-    const identifying = this.host.getConnections().some(c => this.peerIds.has(c.remotePeer.toString()) && Date.now() - c.timeline.open < graceMs)
-    if (identifying) return
+    const bootstrapConns = this.host.getConnections().filter(c => this.peerIds.has(c.remotePeer.toString()))
+    // identify may still be filling the routing table over a young connection
+    if (bootstrapConns.some(c => Date.now() - c.timeline.open < graceMs)) return
     this.redialing = true
     // a round counts as failed until a check finds the node no longer isolated
     this.nextAtMs = Date.now() + Math.round(this.backoffMs * (0.5 + (this.init.random ?? Math.random)()))
     this.backoffMs = Math.min(REDIAL_BACKOFF_MAX_MS, this.backoffMs * 2)
-    const connected = new Set(this.host.getConnections().map(c => c.remotePeer.toString()))
+    const connected = new Set(bootstrapConns.map(c => c.remotePeer.toString()))
     this.init.log('isolated: dialling the bootstrap peers again')
     Promise.any(this.bootstrap.map(async ma => {
       const id = ma.getComponents().find(c => c.code === P2P_MULTIADDR_CODE)?.value ?? ''

@@ -2,8 +2,8 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { expect } from 'chai'
 import { BootstrapRedial } from '../../src/p2p/bootstrap-redial.js'
-import type { BootstrapRedialHost } from '../../src/p2p/bootstrap-redial.js'
-import type { Logger } from '@libp2p/interface'
+import type { BootstrapRedialHost, BootstrapRedialInit } from '../../src/p2p/bootstrap-redial.js'
+import type { Logger, PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 const noLog = Object.assign(() => {}, { error: () => {}, trace: () => {}, enabled: false }) as unknown as Logger
@@ -35,6 +35,16 @@ function fakeHost (reachable: () => boolean): { host: BootstrapRedialHost, dials
       }
     }
   }
+}
+
+/** A redial over one bootstrap peer, checking every 10 ms; `init` adds or overrides options. */
+function redialTo (host: BootstrapRedialHost, boot: PeerId, init: Partial<BootstrapRedialInit>): BootstrapRedial {
+  return new BootstrapRedial(host, {
+    bootstrap: [`/ip4/127.0.0.1/tcp/1/p2p/${boot.toString()}`],
+    log: noLog,
+    checkIntervalMs: 10,
+    ...init
+  })
 }
 
 describe('bootstrap redial', () => {
@@ -73,11 +83,8 @@ describe('bootstrap redial', () => {
     const { host, dials, connected } = fakeHost(() => true)
     connected.set('a peer that serves no DHT', 0)
     let tableSize = 0
-    const redial = new BootstrapRedial(host, {
-      bootstrap: [`/ip4/127.0.0.1/tcp/1/p2p/${boot.toString()}`],
-      log: noLog,
+    const redial = redialTo(host, boot, {
       routingTableSize: () => tableSize,
-      checkIntervalMs: 10,
       redialBackoffMs: 40
     })
     expect(redial.isolated()).to.equal(true)
@@ -101,11 +108,8 @@ describe('bootstrap redial', () => {
     const { host, dials, hangUps, connected } = fakeHost(() => true)
     connected.set(boot.toString(), 0)
     let tableSize = 0
-    const redial = new BootstrapRedial(host, {
-      bootstrap: [`/ip4/127.0.0.1/tcp/1/p2p/${boot.toString()}`],
-      log: noLog,
+    const redial = redialTo(host, boot, {
       routingTableSize: () => tableSize,
-      checkIntervalMs: 10,
       redialBackoffMs: 40,
       identifyGraceMs: 20,
       random: () => 0.5
@@ -134,11 +138,8 @@ describe('bootstrap redial', () => {
     const boot = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
     const { host, dials, hangUps, connected } = fakeHost(() => true)
     connected.set(boot.toString(), Date.now())
-    const redial = new BootstrapRedial(host, {
-      bootstrap: [`/ip4/127.0.0.1/tcp/1/p2p/${boot.toString()}`],
-      log: noLog,
+    const redial = redialTo(host, boot, {
       routingTableSize: () => 0,
-      checkIntervalMs: 10,
       redialBackoffMs: 10,
       identifyGraceMs: 150
     })
