@@ -12,6 +12,7 @@ import { defaults, merge, validate } from '../src/config/load.js'
 import { PRESENCE_TOPIC } from '../src/p2p/constants.js'
 import { modelKey } from '../src/p2p/dht-keys.js'
 import { Presence } from '../src/p2p/protos/node.js'
+import { ROLE_PROFILES } from '../src/roles/profiles.js'
 import { startNode } from '../src/roles/runtime.js'
 import { capacitySpammer, forgedWorker, stopPaying } from './adversaries.js'
 import type { RogueNode } from './adversaries.js'
@@ -243,6 +244,8 @@ async function handle (req: HostRequest): Promise<unknown> {
       let total = 0
       for (const { node } of nodes.values()) {
         // a node that had only just started may not be in the mesh yet: judge those up a few seconds before
+        // workers take no presence: delivery is judged at the nodes that do
+        if (!ROLE_PROFILES[node.config.role].presenceListen) continue
         if (node.peerId.toString() === req.peerId || node.startedAtMs > req.sentAtMs - PROBE_MIN_AGE_MS) continue
         total++
         if (node.directory.lastSeq(req.peerId) >= BigInt(req.seq)) seen++

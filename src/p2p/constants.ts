@@ -162,6 +162,12 @@ export const ATTEST_RETRY_BACKOFF_MAX_MS = 60_000
  * attestation challenge, a job).
  */
 export const WORKER_PROXY_LINKS = 3
+/**
+ * How often a worker asks one of its linked proxies (in turn) for its
+ * /cocoon/info, to learn how many workers the swarm has (workers take no
+ * presence): one small request per worker a minute, spread over the proxies.
+ */
+export const WORKER_SWARM_SIZE_REFRESH_MS = 60_000
 /** Connection-manager limits per role: a proxy serves many workers and clients, the others need a handful. */
 export const MAX_CONNECTIONS_BY_ROLE = { bootstrap: 2_000, proxy: 1_000, worker: 100, client: 100 } as const
 /** DHT fallback: how long a findProviders for a model may take, and how many workers it attests. */

@@ -1,16 +1,17 @@
 /**
  * /cocoon/info/1.0.0: ask a peer who it is (role, network, version, addresses,
- * topics). Served by every node; used when a peer connects so its role is
- * known before its first presence heartbeat.
+ * topics; a proxy adds how many workers it lists). Served by every node; used
+ * when a peer connects so its role is known before its first presence
+ * heartbeat, and by workers (which take no presence) to learn the proxies
+ * they meet and the swarm's size.
  */
 import { multiaddr } from '@multiformats/multiaddr'
 import { INFO_DEADLINE_MS, INFO_MAX_FRAME_BYTES, INFO_PROTOCOL } from './constants.js'
 import { handleRequests, request } from './framing.js'
-import { InfoRequest, NodeInfo } from './protos/node.js'
+import { InfoRequest, NodeInfo, Role } from './protos/node.js'
 import type { ProtocolHost } from './framing.js'
 import type { NodeMetrics } from './metrics.js'
 import type { PeerDirectory } from './peer-directory.js'
-import type { Role } from './protos/node.js'
 import type { AbortOptions, IdentifyResult, Logger, PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
@@ -29,6 +30,8 @@ export interface InfoInit {
   network: string
   version: string
   startedAtMs: number
+  /** A proxy's count of the workers it lists (undefined for other roles). */
+  workers?: () => number | undefined
   log: Logger
   metrics?: NodeMetrics
 }
@@ -78,7 +81,8 @@ export class InfoService {
       version: this.init.version,
       addrs: this.host.getMultiaddrs().slice(0, 32).map(ma => ma.bytes),
       startedAtMs: BigInt(this.init.startedAtMs),
-      topics: this.host.services.pubsub.getTopics()
+      topics: this.host.services.pubsub.getTopics(),
+      workers: this.init.workers?.() ?? 0
     }
   }
 
@@ -97,9 +101,24 @@ export class InfoService {
     return info
   }
 
+  /**
+   * Asks a known peer again and updates its record (a worker keeps its
+   * proxies' worker counts current this way).
+   */
+  async refresh (peerId: PeerId, options: AbortOptions = {}): Promise<void> {
+    this.record(peerId, await this.fetch(peerId, options))
+  }
+
   private async learn (peerId: PeerId): Promise<void> {
     const info = await this.fetch(peerId)
     if (this.directory.get(peerId.toString()) != null) return
+    this.record(peerId, info)
+  }
+
+  private record (peerId: PeerId, info: NodeInfo): void {
+    const known = this.directory.get(peerId.toString())
+    // a presence record is signed and sequenced: info does not replace it
+    if (known?.source === 'presence') return
     this.directory.upsert({
       peerId: peerId.toString(),
       role: info.role,
@@ -107,7 +126,8 @@ export class InfoService {
       version: info.version,
       addrs: info.addrs.flatMap(bytes => { try { return [multiaddr(bytes).toString()] } catch { return [] } }),
       seq: 0n,
-      source: 'info'
+      source: 'info',
+      ...(info.role === Role.PROXY ? { workers: info.workers } : {})
     })
   }
 }

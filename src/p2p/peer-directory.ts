@@ -97,10 +97,10 @@ export class PeerDirectory extends TypedEventEmitter<PeerDirectoryEvents> {
 
   /**
    * How many workers the swarm has, at least: the median of what the proxies
-   * heard from state in their presence (each lists the workers whose
-   * capacity it receives), or the workers this directory itself knows,
-   * whichever is larger. Workers send no presence, so a worker learns the
-   * swarm's size from the proxies; a median, so one proxy stating a huge
+   * heard from state in their presence or /cocoon/info (each lists the
+   * workers whose capacity it receives), or the workers this directory itself
+   * knows, whichever is larger. Workers send and take no presence, so a
+   * worker learns the swarm's size from the proxies' info; a median, so one proxy stating a huge
    * number cannot slow every worker's heartbeat.
    */
   workersEstimate (): number {
@@ -108,7 +108,7 @@ export class PeerDirectory extends TypedEventEmitter<PeerDirectoryEvents> {
     let known = 0
     for (const record of this.peers.values()) {
       if (record.role === Role.WORKER) known++
-      if (record.role === Role.PROXY && record.source === 'presence' && record.workers != null) stated.push(record.workers)
+      if (record.role === Role.PROXY && record.workers != null) stated.push(record.workers)
     }
     if (stated.length === 0) return known
     stated.sort((a, b) => a - b)

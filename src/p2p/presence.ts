@@ -41,6 +41,13 @@ export interface PresenceInit {
   intervalMs?: number
   /** Send heartbeats (default true); false: only listen (announce() still sends one when asked). */
   heartbeat?: boolean
+  /**
+   * Subscribe to presence and record what arrives (default true). false: the
+   * node takes no presence gossip at all (workers: the proxies they need come
+   * from the DHT and /cocoon/info); announce() still publishes through
+   * gossipsub's fanout.
+   */
+  listen?: boolean
   /** A proxy's count of the workers it lists, stated in each heartbeat. */
   workers?: () => number
   /** Minimum gap between heartbeats sent for newcomers (default PRESENCE_NEWCOMER_MIN_GAP_MS). */
@@ -120,8 +127,10 @@ export class PresenceService {
 
   start (): void {
     const pubsub = this.host.services.pubsub
-    pubsub.topicValidators.set(PRESENCE_TOPIC, (_from, message) => this.validateAndRecord(message))
-    pubsub.subscribe(PRESENCE_TOPIC)
+    if (this.init.listen !== false) {
+      pubsub.topicValidators.set(PRESENCE_TOPIC, (_from, message) => this.validateAndRecord(message))
+      pubsub.subscribe(PRESENCE_TOPIC)
+    }
     this.host.addEventListener('self:peer:update', this.onAddressChange)
     pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
     this.running = true
@@ -164,6 +173,7 @@ export class PresenceService {
     this.host.removeEventListener('self:peer:update', this.onAddressChange)
     const pubsub = this.host.services.pubsub
     pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
+    if (this.init.listen === false) return
     pubsub.topicValidators.delete(PRESENCE_TOPIC)
     pubsub.unsubscribe(PRESENCE_TOPIC)
   }

@@ -1,4 +1,5 @@
 import type { NodeConfig } from '../config/schema.js'
+import type { InfoService } from '../p2p/info.js'
 import type { PeerDirectory } from '../p2p/peer-directory.js'
 import type { CocoonLibp2p } from '../p2p/node.js'
 import type { NodeMetrics } from '../p2p/metrics.js'
@@ -26,6 +27,8 @@ export interface RoleContext {
   config: NodeConfig
   node: CocoonLibp2p
   directory: PeerDirectory
+  /** /cocoon/info: who a peer is (and, from a proxy, how many workers it lists). */
+  info: InfoService
   metrics: NodeMetrics
   log: Logger
   logger: ComponentLogger

@@ -365,10 +365,11 @@ export async function startNode (config: NodeConfig, options: StartNodeOptions =
   const presence = new PresenceService(node, directory, {
     ...common,
     heartbeat: profile.presenceHeartbeat,
+    listen: profile.presenceListen,
     workers: () => role?.workersKnown?.() ?? 0,
     log: logger.forComponent('cocoon:presence')
   })
-  const info = new InfoService(node, directory, { ...common, startedAtMs, log: logger.forComponent('cocoon:info') })
+  const info = new InfoService(node, directory, { ...common, startedAtMs, workers: () => role?.workersKnown?.(), log: logger.forComponent('cocoon:info') })
   let settlement: NodeSettlement | undefined
   let tee: NodeTee | undefined
   let attestService: AttestService | undefined
@@ -377,7 +378,7 @@ export async function startNode (config: NodeConfig, options: StartNodeOptions =
     settlement = config.settlement.enabled && SETTLING_ROLES.includes(config.role)
       ? await NodeSettlement.open(config, node, { devnet: options.devnet, metrics, log: logger.forComponent('cocoon:settlement'), console })
       : undefined
-    ctx = { config, node, directory, metrics, log, logger, console, privateKey: identity.privateKey, settlement }
+    ctx = { config, node, directory, info, metrics, log, logger, console, privateKey: identity.privateKey, settlement }
     tee = ATTESTED_ROLES.includes(config.role) ? await setupTee(config, identity.privateKey, console) : undefined
     role = createRoleBehaviour(ctx, tee)
   } catch (err) {

@@ -74,10 +74,30 @@ describe('a loopback swarm of every role', function () {
     await waitFor(() => bootstrap.directory.get(client.peerId.toString())?.role === Role.CLIENT, 5_000, 'the bootstrap node to know the client')
   })
 
-  it('delivers a gossip message to every node in under 1 s', async () => {
+  it('keeps workers off the presence topic; they learn the proxy and its worker count from /cocoon/info', async () => {
+    const proxy = nodes.find(n => n.config.role === 'proxy')!
+    const workers = nodes.filter(n => n.config.role === 'worker')
+    for (const n of nodes) {
+      expect(n.node.services.pubsub.getTopics().includes(PRESENCE_TOPIC), `${n.config.role} on the presence topic`).to.equal(n.config.role !== 'worker')
+    }
+    await waitFor(() => (proxy.role.workersKnown?.() ?? 0) === workers.length, 10_000, 'the proxy to list both workers')
+    for (const w of workers) {
+      await w.info.refresh(proxy.peerId)
+      const record = w.directory.get(proxy.peerId.toString())
+      expect(record?.role).to.equal(Role.PROXY)
+      expect(record?.source).to.equal('info')
+      expect(record?.workers).to.equal(workers.length)
+      expect(w.directory.workersEstimate()).to.equal(workers.length)
+    }
+  })
+
+  it('delivers a gossip message to every node that takes presence in under 1 s', async () => {
+    const listeners = nodes.filter(n => n.config.role !== 'worker')
     await waitFor(() => nodes.every(n => n.node.services.pubsub.getSubscribers(PRESENCE_TOPIC).length > 0), 5_000, 'presence subscriptions')
+    // a worker publishes through gossipsub's fanout without taking presence itself
     const sender = others[1]
-    const { arrivalsMs, missing } = await heartbeatArrivals(sender, nodes.filter(n => n !== sender), 1_000)
+    expect(sender.config.role).to.equal('worker')
+    const { arrivalsMs, missing } = await heartbeatArrivals(sender, listeners, 1_000)
     expect(missing, 'nodes that did not get the heartbeat within 1 s').to.equal(0)
     const slowest = Math.max(...arrivalsMs)
     expect(slowest).to.be.below(1_000)

@@ -124,6 +124,7 @@ export interface NodeInfo {
   addrs: Uint8Array<ArrayBuffer>[]
   startedAtMs: bigint
   topics: string[]
+  workers: number
 }
 
 export namespace NodeInfo {
@@ -175,6 +176,11 @@ export namespace NodeInfo {
           }
         }
 
+        if ((obj.workers != null && obj.workers !== 0)) {
+          w.uint32(64)
+          w.uint32(obj.workers)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -186,7 +192,8 @@ export namespace NodeInfo {
           version: '',
           addrs: [],
           startedAtMs: 0n,
-          topics: []
+          topics: [],
+          workers: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -229,6 +236,10 @@ export namespace NodeInfo {
               }
 
               obj.topics.push(reader.string())
+              break
+            }
+            case 8: {
+              obj.workers = reader.uint32()
               break
             }
             default: {
@@ -316,6 +327,13 @@ export namespace NodeInfo {
 
               break
             }
+            case 8: {
+              yield {
+                field: `${prefix}.workers`,
+                value: reader.uint32()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -365,6 +383,11 @@ export namespace NodeInfo {
     value: string
   }
 
+  export interface NodeInfoWorkersFieldEvent {
+    field: '$.workers'
+    value: number
+  }
+
   export function encode (obj: Partial<NodeInfo>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, NodeInfo.codec())
   }
@@ -373,7 +396,7 @@ export namespace NodeInfo {
     return decodeMessage(buf, NodeInfo.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<NodeInfo>): Generator<NodeInfoNonceFieldEvent | NodeInfoRoleFieldEvent | NodeInfoNetworkFieldEvent | NodeInfoVersionFieldEvent | NodeInfoAddrsFieldEvent | NodeInfoStartedAtMsFieldEvent | NodeInfoTopicsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<NodeInfo>): Generator<NodeInfoNonceFieldEvent | NodeInfoRoleFieldEvent | NodeInfoNetworkFieldEvent | NodeInfoVersionFieldEvent | NodeInfoAddrsFieldEvent | NodeInfoStartedAtMsFieldEvent | NodeInfoTopicsFieldEvent | NodeInfoWorkersFieldEvent> {
     return streamMessage(buf, NodeInfo.codec(), opts)
   }
 }

@@ -4,7 +4,8 @@
  * attestation challenges with evidence bound to its keys, and keeps direct
  * links to a few proxies, where its announcements enter their gossip mesh.
  */
-import { WORKER_PROXY_LINKS } from '../../p2p/constants.js'
+import { WORKER_PROXY_LINKS, WORKER_SWARM_SIZE_REFRESH_MS } from '../../p2p/constants.js'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { proxyKey } from '../../p2p/dht-keys.js'
 import { PeerLinks } from '../../p2p/peer-links.js'
 import { Role } from '../../p2p/protos/node.js'
@@ -47,6 +48,8 @@ export class WorkerRole implements RoleBehaviour {
   private served: ServedModel[] = []
   private readonly onAvailability = (): void => { void this.followAvailability() }
   private refreshTimer?: ReturnType<typeof setInterval>
+  private sizeTimer?: ReturnType<typeof setInterval>
+  private sizeRound = 0
   private readonly onSubscriptionChange = (evt: CustomEvent<{ subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
     const topics = this.announcer.topics()
     for (const s of evt.detail.subscriptions) if (s.subscribe && topics.includes(s.topic)) this.announcer.onProxySubscribed(s.topic)
@@ -116,6 +119,8 @@ export class WorkerRole implements RoleBehaviour {
     this.ctx.node.services.pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
     this.links.start()
     this.announcer.start()
+    this.sizeTimer = setInterval(() => { void this.refreshSwarmSize() }, Math.round(WORKER_SWARM_SIZE_REFRESH_MS * (0.9 + 0.2 * Math.random())))
+    this.sizeTimer.unref()
     if (this.discovery.source === 'nvidia-smi') {
       this.refreshTimer = setInterval(() => { void this.refreshAccelerators() }, ACCELERATOR_REFRESH_MS)
       this.refreshTimer.unref()
@@ -124,6 +129,7 @@ export class WorkerRole implements RoleBehaviour {
 
   async stop (): Promise<void> {
     clearInterval(this.refreshTimer)
+    clearInterval(this.sizeTimer)
     this.backend?.removeEventListener?.('availability', this.onAvailability)
     await this.work?.stop()
     this.ctx.node.services.pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
@@ -164,6 +170,18 @@ export class WorkerRole implements RoleBehaviour {
       backend: this.backend == null ? null : { kind: this.backend.kind, ...this.backend.status() },
       jobs: this.work?.status() ?? null
     }
+  }
+
+  /**
+   * The proxies' worker counts size the capacity heartbeat; a worker takes no
+   * presence, so it asks its linked proxies in turn (their first count came
+   * with the /cocoon/info asked when it connected).
+   */
+  private async refreshSwarmSize (): Promise<void> {
+    const linked = this.links.linked()
+    if (linked.length === 0) return
+    const peer = linked[this.sizeRound++ % linked.length]
+    await this.ctx.info.refresh(peerIdFromString(peer)).catch(err => { this.ctx.log('info from proxy %s failed - %s', peer, (err as Error).message) })
   }
 
   private async refreshAccelerators (): Promise<void> {
