@@ -26,8 +26,9 @@ const SETTLE_MS = 3_000
 const PROGRESS_MS = 2_000
 /**
  * The gossip delivery probe: one presence heartbeat from a random node this
- * often. Every node receives and checks each one, so a probe a second was
- * most of the presence traffic the runs measured.
+ * often (a worker's goes out through gossipsub's fanout). Every node that
+ * takes presence receives and checks each one, so a probe a second was most
+ * of the presence traffic the runs measured.
  */
 const PROBE_EVERY_MS = 5_000
 /** Nodes one host starts at once. */

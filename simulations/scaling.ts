@@ -10,7 +10,8 @@
  * The model, per node and per second, for W workers, P proxies and B
  * bootstrap nodes (the design extrapolates to P = W / 100):
  * - presence: only bootstrap nodes and proxies publish, each every
- *   T_p = clamp(30 s, 1 s × (B + P), 6 h); every node receives every one:
+ *   T_p = clamp(30 s, 1 s × (B + P), 6 h); every node that takes presence
+ *   (bootstrap nodes, proxies, clients; workers take none) receives every one:
  *   (B + P) / T_p messages a second, each ~150 B, from about D = 4 mesh peers;
  * - capacity: each worker heartbeats every T_c = clamp(5 s, 0.25 s × W, 600 s),
  *   ~420 B; a proxy routing every model receives W / T_c a second, one routing

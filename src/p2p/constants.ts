@@ -74,7 +74,7 @@ export const GOSSIP_MAX_RPC_BYTES = 1024 * 1024
 export const DHT_PROVIDE_VALIDITY_MS = 60 * 60 * 1000
 export const DHT_REPROVIDE_THRESHOLD_MS = 20 * 60 * 1000
 export const DHT_REPROVIDE_INTERVAL_MS = 5 * 60 * 1000
-/** How often a DHT client (a worker, a client) looks up its own key (kad-dht's default is 5 min). */
+/** How often a DHT client (a worker, a client) looks up its own key and re-walks its routing table (kad-dht's defaults are 5 min). */
 export const DHT_CLIENT_QUERY_SELF_INTERVAL_MS = 60 * 60 * 1000
 
 /** Public-swarm rendezvous in the Amino DHT. */

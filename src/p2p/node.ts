@@ -26,6 +26,7 @@ import {
 } from './constants.js'
 import { cocoonGossipsub } from './gossip.js'
 import { AMINO_BOOTSTRAP_PEERS, NETWORK_PRESETS } from './networks.js'
+import { quietDhtClient } from './dht-client.js'
 import { installLengthPrefixFastPath } from './length-prefix.js'
 import { installYamuxWindowHysteresis } from './yamux-window.js'
 import type { GossipSub } from './gossip.js'
@@ -206,7 +207,12 @@ export async function createCocoonNode (init: CocoonNodeInit): Promise<CocoonLib
       ? undefined
       : prometheusMetrics({ registry: init.metricsRegistry, preserveExistingMetrics: false, collectDefaultMetrics: true }),
     logger: init.logger,
-    services
+    services,
+    start: false
   })
+  if (!init.dhtServer && !quietDhtClient(node.services.dht, DHT_CLIENT_QUERY_SELF_INTERVAL_MS)) {
+    node.logger.forComponent('cocoon:node').error('kad-dht internals changed: this DHT client keeps its closest peers connected and refreshes its table every 5 min')
+  }
+  await node.start()
   return node as unknown as CocoonLibp2p
 }

@@ -3,6 +3,7 @@ import { expect } from 'chai'
 import * as varint from 'uint8-varint'
 import { RemoteError } from '../../src/errors.js'
 import { INFO_PROTOCOL, PRESENCE_TOPIC } from '../../src/p2p/constants.js'
+import { isQuietDhtClient } from '../../src/p2p/dht-client.js'
 import { proxyKey } from '../../src/p2p/dht-keys.js'
 import { ErrorCode, FramedStream } from '../../src/p2p/framing.js'
 import { NodeInfo, Role } from '../../src/p2p/protos/node.js'
@@ -10,7 +11,11 @@ import { knowThePublishers, startNode } from '../../src/roles/runtime.js'
 import { cleanupTempDirs, heartbeatArrivals, tempDir, testConfig, waitFor } from '../helpers.js'
 import type { RoleName } from '../../src/roles/names.js'
 import type { RunningNode } from '../../src/roles/runtime.js'
+import { KEEP_ALIVE } from '@libp2p/interface'
 import type { PeerId } from '@libp2p/interface'
+
+/** kad-dht's keep-alive tag on its closest peers. */
+const KAD_KEEP_ALIVE_TAG = `${KEEP_ALIVE}-kad-dht`
 
 /** Runs a real DHT query (not a peer-store lookup) for `target`; true when it returns the peer. */
 async function dhtFindsPeer (from: RunningNode, target: PeerId): Promise<boolean> {
@@ -88,6 +93,25 @@ describe('a loopback swarm of every role', function () {
       expect(record?.source).to.equal('info')
       expect(record?.workers).to.equal(workers.length)
       expect(w.directory.workersEstimate()).to.equal(workers.length)
+    }
+  })
+
+  it('keeps no DHT server connected for the sake of the DHT at a worker or client', async () => {
+    const kadKeepAlive = async (n: RunningNode): Promise<number> => {
+      let tagged = 0
+      for (const peer of await n.node.peerStore.all()) if (peer.tags.has(KAD_KEEP_ALIVE_TAG)) tagged++
+      return tagged
+    }
+    // servers tag their closest peers keep-alive (kad-dht, every 5 s from
+    // start; every node has been up that long once the last-started has) ...
+    const lastStarted = Math.max(...nodes.map(n => n.startedAtMs))
+    await new Promise(resolve => setTimeout(resolve, Math.max(0, lastStarted + 6_000 - Date.now())))
+    await waitFor(async () => (await kadKeepAlive(bootstrap)) > 0, 5_000, 'the bootstrap node to tag its closest peers')
+    // ... clients do not, and re-walk their routing table hourly, not every 5 min
+    for (const n of nodes) {
+      const client = n.config.role === 'worker' || n.config.role === 'client'
+      expect(isQuietDhtClient(n.node.services.dht), `${n.config.role} quiet`).to.equal(client)
+      if (client) expect(await kadKeepAlive(n), `${n.config.role}'s kad keep-alive tags`).to.equal(0)
     }
   })
 
