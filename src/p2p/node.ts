@@ -32,6 +32,7 @@ import { installYamuxWindowHysteresis } from './yamux-window.js'
 import type { GossipSub } from './gossip.js'
 import type { AddressFilter, NetworkId } from './networks.js'
 import type { Identify, IdentifyPush } from '@libp2p/identify'
+import { KEEP_ALIVE } from '@libp2p/interface'
 import type { ComponentLogger, Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
 import type { ServiceFactoryMap } from 'libp2p'
 import type { KadDHT } from '@libp2p/kad-dht'
@@ -85,6 +86,9 @@ export interface CocoonNodeInit {
    */
   denyPeer?: (peerId: string) => boolean
 }
+
+/** The peer-store tag on bootstrap peers; its `keep-alive` prefix makes libp2p re-dial them when they drop. */
+export const BOOTSTRAP_KEEP_ALIVE_TAG = `${KEEP_ALIVE}-cocoon-bootstrap`
 
 const LOOPBACK_ALLOW = ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128']
 
@@ -168,7 +172,11 @@ export async function createCocoonNode (init: CocoonNodeInit): Promise<CocoonLib
     // pings already find dead connections, so one yamux ping at open (the
     // round trip its window growth uses) and a slow refresh are enough
     streamMuxers: [yamux({ keepAliveInterval: YAMUX_KEEPALIVE_MS })],
-    peerDiscovery: bootstrapList.length > 0 ? [bootstrap({ list: bootstrapList, timeout: 100 })] : [],
+    // bootstrap peers are kept connected: libp2p re-dials one at once when its
+    // connection drops (DHT clients no longer get that from kad-dht's tag on
+    // their closest peers, see dht-client.ts); BootstrapRedial stays the
+    // backstop once libp2p's retries give up
+    peerDiscovery: bootstrapList.length > 0 ? [bootstrap({ list: bootstrapList, timeout: 100, tagName: BOOTSTRAP_KEEP_ALIVE_TAG })] : [],
     connectionManager: {
       maxConnections: init.maxConnections ?? 300,
       addressDialTimeout: ADDRESS_DIAL_TIMEOUT_MS,

@@ -4,6 +4,7 @@ import * as varint from 'uint8-varint'
 import { RemoteError } from '../../src/errors.js'
 import { INFO_PROTOCOL, PRESENCE_TOPIC } from '../../src/p2p/constants.js'
 import { isQuietDhtClient } from '../../src/p2p/dht-client.js'
+import { BOOTSTRAP_KEEP_ALIVE_TAG } from '../../src/p2p/node.js'
 import { proxyKey } from '../../src/p2p/dht-keys.js'
 import { ErrorCode, FramedStream } from '../../src/p2p/framing.js'
 import { NodeInfo, Role } from '../../src/p2p/protos/node.js'
@@ -113,6 +114,15 @@ describe('a loopback swarm of every role', function () {
       expect(isQuietDhtClient(n.node.services.dht), `${n.config.role} quiet`).to.equal(client)
       if (client) expect(await kadKeepAlive(n), `${n.config.role}'s kad keep-alive tags`).to.equal(0)
     }
+  })
+
+  it('dials a dropped bootstrap connection again at once', async () => {
+    const worker = nodes.find(n => n.config.role === 'worker')!
+    expect((await worker.node.peerStore.get(bootstrap.peerId)).tags.has(BOOTSTRAP_KEEP_ALIVE_TAG)).to.equal(true)
+    expect(worker.node.getConnections().length, 'the worker\'s other connections').to.be.above(1)
+    await bootstrap.node.hangUp(worker.peerId)
+    // BootstrapRedial would not (the worker has other connections): libp2p's reconnect queue does
+    await waitFor(() => worker.node.getConnections(bootstrap.peerId).length > 0, 5_000, 'the worker to reconnect to the bootstrap node')
   })
 
   it('delivers a gossip message to every node that takes presence in under 1 s', async () => {

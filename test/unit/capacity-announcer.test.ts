@@ -44,9 +44,10 @@ describe('capacity announcer', () => {
     let proxies = 0
     const a = await announcer([], () => 0, { knownWorkers: () => 2_000, knownProxies: () => proxies })
     expect(a.intervalMs(), 'a swarm of 2 000 workers').to.equal(500_000)
-    expect(a.nextHeartbeatMs(), 'no proxy known: nothing to wait for').to.equal(500_000)
+    // no proxy known yet (workers take no presence): it waits for one to challenge it
+    expect([a.nextHeartbeatMs(), a.nextHeartbeatMs()], 'no proxy known').to.deep.equal([5_000, 10_000])
     proxies = 4
-    expect([a.nextHeartbeatMs(), a.nextHeartbeatMs(), a.nextHeartbeatMs()]).to.deep.equal([5_000, 10_000, 20_000])
+    expect([a.nextHeartbeatMs(), a.nextHeartbeatMs()]).to.deep.equal([20_000, 40_000])
     a.confirmedBy('proxy-1')
     a.confirmedBy('proxy-2')
     expect(a.nextHeartbeatMs(), 'two of four: the wait starts again').to.equal(5_000)

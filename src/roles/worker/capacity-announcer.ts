@@ -116,14 +116,16 @@ export class CapacityAnnouncer {
    * minutes long, and a first announcement that a proxy could not check (it
    * was busy challenging hundreds of newcomers, or the worker's answer timed
    * out) would leave the worker unlisted there until the next one. So until
-   * min(CONFIRMING_PROXIES, known proxies) proxies have challenged it, a
-   * worker announces again after CONFIRM_RETRY_MS, doubling each time, never
-   * longer than the heartbeat.
+   * min(CONFIRMING_PROXIES, known proxies) proxies, and at least one, have
+   * challenged it, a worker announces again after CONFIRM_RETRY_MS, doubling
+   * each time, never longer than the heartbeat. At least one: a worker takes
+   * no presence, and one that knows no proxy yet (its connections to them
+   * failed while the swarm was busy) must not fall silent for a heartbeat.
    */
   nextHeartbeatMs (): number {
     const interval = this.intervalMs()
-    const want = Math.min(CONFIRMING_PROXIES, this.init.knownProxies?.() ?? 0)
-    if (want === 0 || this.confirmed.size >= want) return interval
+    const want = Math.min(CONFIRMING_PROXIES, Math.max(1, this.init.knownProxies?.() ?? 0))
+    if (this.confirmed.size >= want) return interval
     return Math.min(interval, CONFIRM_RETRY_MS * 2 ** this.unconfirmedRounds++)
   }
 
