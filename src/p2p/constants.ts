@@ -163,11 +163,14 @@ export const ATTEST_RETRY_BACKOFF_MAX_MS = 60_000
  */
 export const WORKER_PROXY_LINKS = 3
 /**
- * How often a worker asks one of its linked proxies (in turn) for its
- * /cocoon/info, to learn how many workers the swarm has (workers take no
- * presence): one small request per worker a minute, spread over the proxies.
+ * How often a worker asks its linked proxies for their /cocoon/info, to learn
+ * how many workers the swarm has (workers take no presence; the count sizes
+ * the capacity heartbeat): every 15 s while the count moves (a swarm
+ * forming: a stale, low count made workers announce several times too
+ * often), doubling while it holds, up to every 5 min.
  */
-export const WORKER_SWARM_SIZE_REFRESH_MS = 60_000
+export const WORKER_SWARM_SIZE_REFRESH_MIN_MS = 15_000
+export const WORKER_SWARM_SIZE_REFRESH_MAX_MS = 5 * 60_000
 /** Connection-manager limits per role: a proxy serves many workers and clients, the others need a handful. */
 export const MAX_CONNECTIONS_BY_ROLE = { bootstrap: 2_000, proxy: 1_000, worker: 100, client: 100 } as const
 /** DHT fallback: how long a findProviders for a model may take, and how many workers it attests. */

@@ -4,7 +4,7 @@
  * attestation challenges with evidence bound to its keys, and keeps direct
  * links to a few proxies, where its announcements enter their gossip mesh.
  */
-import { WORKER_PROXY_LINKS, WORKER_SWARM_SIZE_REFRESH_MS } from '../../p2p/constants.js'
+import { WORKER_PROXY_LINKS, WORKER_SWARM_SIZE_REFRESH_MAX_MS, WORKER_SWARM_SIZE_REFRESH_MIN_MS } from '../../p2p/constants.js'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { proxyKey } from '../../p2p/dht-keys.js'
 import { PeerLinks } from '../../p2p/peer-links.js'
@@ -48,8 +48,8 @@ export class WorkerRole implements RoleBehaviour {
   private served: ServedModel[] = []
   private readonly onAvailability = (): void => { void this.followAvailability() }
   private refreshTimer?: ReturnType<typeof setInterval>
-  private sizeTimer?: ReturnType<typeof setInterval>
-  private sizeRound = 0
+  private sizeTimer?: ReturnType<typeof setTimeout>
+  private sizeRefreshMs = WORKER_SWARM_SIZE_REFRESH_MIN_MS
   private readonly onSubscriptionChange = (evt: CustomEvent<{ subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
     const topics = this.announcer.topics()
     for (const s of evt.detail.subscriptions) if (s.subscribe && topics.includes(s.topic)) this.announcer.onProxySubscribed(s.topic)
@@ -119,8 +119,7 @@ export class WorkerRole implements RoleBehaviour {
     this.ctx.node.services.pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
     this.links.start()
     this.announcer.start()
-    this.sizeTimer = setInterval(() => { void this.refreshSwarmSize() }, Math.round(WORKER_SWARM_SIZE_REFRESH_MS * (0.9 + 0.2 * Math.random())))
-    this.sizeTimer.unref()
+    this.scheduleSizeRefresh()
     if (this.discovery.source === 'nvidia-smi') {
       this.refreshTimer = setInterval(() => { void this.refreshAccelerators() }, ACCELERATOR_REFRESH_MS)
       this.refreshTimer.unref()
@@ -129,7 +128,8 @@ export class WorkerRole implements RoleBehaviour {
 
   async stop (): Promise<void> {
     clearInterval(this.refreshTimer)
-    clearInterval(this.sizeTimer)
+    clearTimeout(this.sizeTimer)
+    this.sizeTimer = undefined
     this.backend?.removeEventListener?.('availability', this.onAvailability)
     await this.work?.stop()
     this.ctx.node.services.pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
@@ -174,20 +174,38 @@ export class WorkerRole implements RoleBehaviour {
 
   /**
    * The proxies' worker counts size the capacity heartbeat; a worker takes no
-   * presence, so it asks its linked proxies in turn (their first count came
-   * with the /cocoon/info asked when it connected).
+   * presence, so it asks its linked proxies (their first count came with the
+   * /cocoon/info asked when it connected), often while the count moves.
    */
+  private scheduleSizeRefresh (): void {
+    this.sizeTimer = setTimeout(() => {
+      void this.refreshSwarmSize().finally(() => { if (this.sizeTimer != null) this.scheduleSizeRefresh() })
+    }, Math.round(this.sizeRefreshMs * (0.9 + 0.2 * Math.random())))
+    this.sizeTimer.unref()
+  }
+
   private async refreshSwarmSize (): Promise<void> {
-    const linked = this.links.linked()
-    if (linked.length === 0) return
-    const peer = linked[this.sizeRound++ % linked.length]
-    await this.ctx.info.refresh(peerIdFromString(peer)).catch(err => { this.ctx.log('info from proxy %s failed - %s', peer, (err as Error).message) })
+    const before = this.ctx.directory.workersEstimate()
+    await Promise.all(this.links.linked().map(async peer => {
+      await this.ctx.info.refresh(peerIdFromString(peer)).catch(err => { this.ctx.log('info from proxy %s failed - %s', peer, (err as Error).message) })
+    }))
+    this.sizeRefreshMs = nextSizeRefreshMs(this.sizeRefreshMs, before, this.ctx.directory.workersEstimate())
   }
 
   private async refreshAccelerators (): Promise<void> {
     const next = await discoverAccelerators()
     if (next.source === 'nvidia-smi') this.announcer.setAccelerators(next.accelerators)
   }
+}
+
+/**
+ * The wait before a worker asks its proxies for the swarm's size again: the
+ * shortest while the estimate moved by more than a tenth, doubling while it
+ * holds.
+ */
+export function nextSizeRefreshMs (previousMs: number, before: number, after: number): number {
+  if (Math.abs(after - before) > Math.max(1, before) / 10) return WORKER_SWARM_SIZE_REFRESH_MIN_MS
+  return Math.min(WORKER_SWARM_SIZE_REFRESH_MAX_MS, previousMs * 2)
 }
 
 function acceleratorOverride (value: RoleContext['config']['worker']['accelerators']): Accelerator[] | 'cpu' | undefined {
