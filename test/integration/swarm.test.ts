@@ -94,6 +94,10 @@ describe('a loopback swarm of every role', function () {
       expect(record?.source).to.equal('info')
       expect(record?.workers).to.equal(workers.length)
       expect(w.directory.workersEstimate()).to.equal(workers.length)
+      // the proxy's challenge counts as a confirmation though the worker takes no presence
+      const announcing = (w.role.status().announcing as { confirmedBy: number, proxiesKnown: number })
+      expect(announcing.proxiesKnown).to.equal(1)
+      expect(announcing.confirmedBy).to.equal(1)
     }
   })
 

@@ -38,6 +38,9 @@ export interface AnnouncerStatus {
   lastAnnouncedAt: string | null
   models: Array<{ name: string, contextLength: number, pricePromptPerM: string, priceCompletionPerM: string, maxConcurrent: number, freeSlots: number }>
   dht: ProvidedKeyStatus[]
+  /** Proxies that have challenged this worker, and how many it knows of. */
+  confirmedBy: number
+  proxiesKnown: number
 }
 
 /**
@@ -218,7 +221,9 @@ export class CapacityAnnouncer {
         maxConcurrent: m.maxConcurrent,
         freeSlots: this.freeSlots(m)
       })),
-      dht: this.provided.status()
+      dht: this.provided.status(),
+      confirmedBy: this.confirmed.size,
+      proxiesKnown: this.init.knownProxies?.() ?? 0
     }
   }
 

@@ -19,6 +19,7 @@ import type { WorkServiceStatus } from './work-service.js'
 import type { ServedModel } from './capacity-announcer.js'
 import type { AnnouncerStatus } from './capacity-announcer.js'
 import type { RoleBehaviour, RoleContext } from '../role.js'
+import type { PeerRecord } from '../../p2p/peer-directory.js'
 import type { NodeTee } from '../tee-setup.js'
 import type { Accelerator, DiscoveryResult } from '../../tee/gpu.js'
 
@@ -35,6 +36,8 @@ export interface WorkerRoleStatus {
 
 /** nvidia-smi is re-read this often, so memory use and utilisation stay current. */
 const ACCELERATOR_REFRESH_MS = 30_000
+/** Proxies remembered for counting confirmations; more than the announcer asks for (8). */
+const PROXIES_SEEN_MAX = 64
 
 export class WorkerRole implements RoleBehaviour {
   private readonly ctx: RoleContext
@@ -50,6 +53,16 @@ export class WorkerRole implements RoleBehaviour {
   private refreshTimer?: ReturnType<typeof setInterval>
   private sizeTimer?: ReturnType<typeof setTimeout>
   private sizeRefreshMs = WORKER_SWARM_SIZE_REFRESH_MIN_MS
+  /**
+   * Proxies this worker has heard of since it started (at most
+   * PROXIES_SEEN_MAX): how many should challenge it before it slows to its
+   * heartbeat. Not the directory's count: a worker takes no presence, and the
+   * directory forgets a proxy soon after its connection closes as idle.
+   */
+  private readonly proxiesSeen = new Set<string>()
+  private readonly onPeerUpdated = (evt: CustomEvent<PeerRecord>): void => {
+    if (evt.detail.role === Role.PROXY && this.proxiesSeen.size < PROXIES_SEEN_MAX) this.proxiesSeen.add(evt.detail.peerId)
+  }
   private readonly onSubscriptionChange = (evt: CustomEvent<{ subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
     const topics = this.announcer.topics()
     for (const s of evt.detail.subscriptions) if (s.subscribe && topics.includes(s.topic)) this.announcer.onProxySubscribed(s.topic)
@@ -64,7 +77,7 @@ export class WorkerRole implements RoleBehaviour {
       intervalMs: config.worker.announceIntervalMs,
       // the workers the proxies say they list (workers send no presence)
       knownWorkers: () => ctx.directory.workersEstimate(),
-      knownProxies: () => ctx.directory.countByRole().get(Role.PROXY) ?? 0,
+      knownProxies: () => this.proxiesSeen.size,
       gossip: config.worker.gossip,
       attestationKind: tee.kind,
       attestationDigest: new Uint8Array(tee.digest),
@@ -117,6 +130,8 @@ export class WorkerRole implements RoleBehaviour {
     this.ctx.console.info(`${config.worker.backend} backend ready${backend.status().available ? '' : ` but unavailable: ${backend.status().detail}`}`)
     this.ctx.console.info(`offers ${config.worker.models.map(m => m.name).join(', ')}${config.worker.gossip ? '' : ' (DHT only, no gossip)'}`)
     this.ctx.node.services.pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
+    for (const record of this.ctx.directory.list()) this.onPeerUpdated(new CustomEvent('peer:updated', { detail: record }))
+    this.ctx.directory.addEventListener('peer:updated', this.onPeerUpdated)
     this.links.start()
     this.announcer.start()
     this.scheduleSizeRefresh()
@@ -130,6 +145,7 @@ export class WorkerRole implements RoleBehaviour {
     clearInterval(this.refreshTimer)
     clearTimeout(this.sizeTimer)
     this.sizeTimer = undefined
+    this.ctx.directory.removeEventListener('peer:updated', this.onPeerUpdated)
     this.backend?.removeEventListener?.('availability', this.onAvailability)
     await this.work?.stop()
     this.ctx.node.services.pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
@@ -149,7 +165,15 @@ export class WorkerRole implements RoleBehaviour {
 
   /** The current announcement, handed out with attestation evidence. */
   challengedBy (peerId: string): void {
-    if (this.ctx.directory.get(peerId)?.role === Role.PROXY) this.announcer.confirmedBy(peerId)
+    if (this.ctx.directory.get(peerId)?.role === Role.PROXY) {
+      this.announcer.confirmedBy(peerId)
+      return
+    }
+    // a proxy we have not heard of (we take no presence), or whose
+    // /cocoon/info is still on its way: ask who it is before counting it
+    this.ctx.info.refresh(peerIdFromString(peerId))
+      .then(() => { if (this.ctx.directory.get(peerId)?.role === Role.PROXY) this.announcer.confirmedBy(peerId) })
+      .catch(err => { this.ctx.log('info from challenger %s failed - %s', peerId, (err as Error).message) })
   }
 
   keepConnection (peerId: string): boolean {
