@@ -100,8 +100,8 @@ export class PeerDirectory extends TypedEventEmitter<PeerDirectoryEvents> {
    * heard from state in their presence or /cocoon/info (each lists the
    * workers whose capacity it receives), or the workers this directory itself
    * knows, whichever is larger. Workers send and take no presence, so a
-   * worker learns the swarm's size from the proxies' info; a median, so one proxy stating a huge
-   * number cannot slow every worker's heartbeat.
+   * worker learns the swarm's size from the proxies' info; a median, so one
+   * proxy stating a huge number cannot slow every worker's heartbeat.
    */
   workersEstimate (): number {
     const stated: number[] = []
