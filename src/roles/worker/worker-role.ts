@@ -11,6 +11,7 @@ import { PeerLinks } from '../../p2p/peer-links.js'
 import { Role } from '../../p2p/protos/node.js'
 import { configuredAccelerators, discoverAccelerators } from '../../tee/gpu.js'
 import { CapacityAnnouncer } from './capacity-announcer.js'
+import { ProxyConfirmations } from './proxy-confirmations.js'
 import { servedModels } from './served-models.js'
 import { createBackend } from './backends/index.js'
 import { WorkService } from './work-service.js'
@@ -36,8 +37,6 @@ export interface WorkerRoleStatus {
 
 /** nvidia-smi is re-read this often, so memory use and utilisation stay current. */
 const ACCELERATOR_REFRESH_MS = 30_000
-/** Proxies remembered for counting confirmations; more than the announcer asks for (8). */
-const PROXIES_SEEN_MAX = 64
 
 export class WorkerRole implements RoleBehaviour {
   private readonly ctx: RoleContext
@@ -53,16 +52,9 @@ export class WorkerRole implements RoleBehaviour {
   private refreshTimer?: ReturnType<typeof setInterval>
   private sizeTimer?: ReturnType<typeof setTimeout>
   private sizeRefreshMs = WORKER_SWARM_SIZE_REFRESH_MIN_MS
-  /**
-   * Proxies this worker has heard of since it started (at most
-   * PROXIES_SEEN_MAX): how many should challenge it before it slows to its
-   * heartbeat. Not the directory's count: a worker takes no presence, and the
-   * directory forgets a proxy soon after its connection closes as idle.
-   */
-  private readonly proxiesSeen = new Set<string>()
-  private readonly onPeerUpdated = (evt: CustomEvent<PeerRecord>): void => {
-    if (evt.detail.role === Role.PROXY && this.proxiesSeen.size < PROXIES_SEEN_MAX) this.proxiesSeen.add(evt.detail.peerId)
-  }
+  /** The proxies known since start and which of them challenged this worker. */
+  private readonly proxies: ProxyConfirmations
+  private readonly onPeerUpdated = (evt: CustomEvent<PeerRecord>): void => { this.proxies.peerUpdated(evt.detail) }
   private readonly onSubscriptionChange = (evt: CustomEvent<{ subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
     const topics = this.announcer.topics()
     for (const s of evt.detail.subscriptions) if (s.subscribe && topics.includes(s.topic)) this.announcer.onProxySubscribed(s.topic)
@@ -72,12 +64,13 @@ export class WorkerRole implements RoleBehaviour {
     this.ctx = ctx
     this.tee = tee
     const { config } = ctx
+    this.proxies = new ProxyConfirmations(peerId => { this.announcer.confirmedBy(peerId) })
     this.announcer = new CapacityAnnouncer(ctx.node, {
       network: config.network,
       intervalMs: config.worker.announceIntervalMs,
       // the workers the proxies say they list (workers send no presence)
       knownWorkers: () => ctx.directory.workersEstimate(),
-      knownProxies: () => this.proxiesSeen.size,
+      knownProxies: () => this.proxies.known,
       gossip: config.worker.gossip,
       attestationKind: tee.kind,
       attestationDigest: new Uint8Array(tee.digest),
@@ -130,7 +123,7 @@ export class WorkerRole implements RoleBehaviour {
     this.ctx.console.info(`${config.worker.backend} backend ready${backend.status().available ? '' : ` but unavailable: ${backend.status().detail}`}`)
     this.ctx.console.info(`offers ${config.worker.models.map(m => m.name).join(', ')}${config.worker.gossip ? '' : ' (DHT only, no gossip)'}`)
     this.ctx.node.services.pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
-    for (const record of this.ctx.directory.list()) this.onPeerUpdated(new CustomEvent('peer:updated', { detail: record }))
+    for (const record of this.ctx.directory.list()) this.proxies.peerUpdated(record)
     this.ctx.directory.addEventListener('peer:updated', this.onPeerUpdated)
     this.links.start()
     this.announcer.start()
@@ -165,15 +158,7 @@ export class WorkerRole implements RoleBehaviour {
 
   /** The current announcement, handed out with attestation evidence. */
   challengedBy (peerId: string): void {
-    if (this.ctx.directory.get(peerId)?.role === Role.PROXY) {
-      this.announcer.confirmedBy(peerId)
-      return
-    }
-    // a proxy we have not heard of (we take no presence), or whose
-    // /cocoon/info is still on its way: ask who it is before counting it
-    this.ctx.info.refresh(peerIdFromString(peerId))
-      .then(() => { if (this.ctx.directory.get(peerId)?.role === Role.PROXY) this.announcer.confirmedBy(peerId) })
-      .catch(err => { this.ctx.log('info from challenger %s failed - %s', peerId, (err as Error).message) })
+    this.proxies.challengedBy(peerId, this.ctx.directory.get(peerId)?.role)
   }
 
   keepConnection (peerId: string): boolean {
