@@ -7,8 +7,8 @@
  * forgets a proxy soon after its idle connection closes). A challenge can
  * arrive before the challenger's /cocoon/info has told the worker who it is
  * (the info is asked when the connection is identified, at the same time):
- * such a challenger is held, and counted when its record arrives as a proxy's,
- * with no request of its own.
+ * such a challenger is held, and counted when its record arrives as a proxy's
+ * (the worker asks for it again, in case the first request failed).
  */
 import { Role } from '../../p2p/protos/node.js'
 import type { PeerRecord } from '../../p2p/peer-directory.js'

@@ -158,7 +158,14 @@ export class WorkerRole implements RoleBehaviour {
 
   /** The current announcement, handed out with attestation evidence. */
   challengedBy (peerId: string): void {
-    this.proxies.challengedBy(peerId, this.ctx.directory.get(peerId)?.role)
+    const role = this.ctx.directory.get(peerId)?.role
+    this.proxies.challengedBy(peerId, role)
+    if (role != null) return
+    // its /cocoon/info may be on its way (asked at identify), or that request
+    // may have failed under load: ask again, and the record's arrival counts
+    // it (the one 1 000-node run without this second request did not form in
+    // time: the last proxy missed a few workers for minutes)
+    this.ctx.info.refresh(peerIdFromString(peerId)).catch(err => { this.ctx.log('info from challenger %s failed - %s', peerId, (err as Error).message) })
   }
 
   keepConnection (peerId: string): boolean {
