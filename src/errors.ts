@@ -17,6 +17,7 @@ export type CocoonErrorCode =
   | 'ERR_CHANNEL'
   | 'ERR_CHANNEL_STORE'
   | 'ERR_CHAIN'
+  | 'ERR_JOB_STATE'
 
 export class CocoonError extends Error {
   readonly code: CocoonErrorCode

@@ -7,6 +7,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { z } from 'zod'
 import { ROLE_NAMES } from '../roles/names.js'
 import { NETWORK_IDS } from '../p2p/networks.js'
+import { MODEL_NAME_PATTERN } from '../p2p/constants.js'
 
 export const LOG_LEVELS = ['silent', 'error', 'warn', 'info', 'debug', 'trace'] as const
 export type LogLevel = typeof LOG_LEVELS[number]
@@ -43,8 +44,6 @@ function wholeNumber (what: string, min: number, max: number): z.ZodNumber {
   return z.number({ error }).int({ error }).min(min, { error }).max(max, { error })
 }
 
-/** Model names: what clients ask for and what the DHT key `model:<name>` is made from. */
-export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,127}$/
 /** Upper bounds a proxy also enforces on announcements (1M TON per 1M tokens is absurd, not malicious-proof). */
 export const MAX_PRICE_NANOTON_PER_M = 1_000_000_000_000_000
 export const MAX_CONTEXT_LENGTH = 10_000_000

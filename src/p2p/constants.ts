@@ -191,6 +191,8 @@ export const JOB_SETUP_DEADLINE_MS = 10_000
 export const JOB_HOP_MARGIN_MS = 250
 /** Workers a client seals a job for: the first, and one the proxy may retry on before the first chunk. */
 export const JOB_MAX_CANDIDATES = 2
+/** Model names: what clients ask for and what the DHT key `model:<name>` is made from. */
+export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,127}$/
 /** A worker refuses jobs whose deadline is longer than this. */
 export const JOB_MAX_DEADLINE_MS = 3_600_000
 /** Concurrent job streams per connection. */

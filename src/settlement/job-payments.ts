@@ -21,6 +21,7 @@ import type { ChannelManager } from './channel-manager.js'
 import type { PayeeChannel, PayerChannel, PaymentUpdate } from './channels.js'
 import type { ModelPrice } from './pricing.js'
 import type { Usage } from '../inference/types.js'
+import type { HopPayee, HopPayer } from '../jobs/payments.js'
 import { WakeUp } from '../ops/wake-up.js'
 
 /** What streaming has established so far: completion tokens only, prompt tokens come with the final usage. */
@@ -29,14 +30,22 @@ function streamingCost (completionTokens: number, price: ModelPrice): bigint {
 }
 
 /** The payer's side of one job. */
-export class JobPayer {
-  readonly channel: PayerChannel
+export class JobPayer implements HopPayer {
+  readonly end: PayerChannel
   readonly price: ModelPrice
   private due = 0n
 
-  constructor (channel: PayerChannel, price: ModelPrice) {
-    this.channel = channel
+  constructor (end: PayerChannel, price: ModelPrice) {
+    this.end = end
     this.price = price
+  }
+
+  get channel (): string {
+    return this.end.address
+  }
+
+  countersigned (seqno: bigint, payeeSignature: Uint8Array): void {
+    this.end.countersigned(seqno, payeeSignature)
   }
 
   /** What this job has cost so far, nanoTON. */
@@ -46,13 +55,13 @@ export class JobPayer {
 
   /** A frame arrived claiming `completionTokens` so far: the update to send now, or null when none is due yet. */
   onTokens (completionTokens: number): PaymentUpdate | null {
-    return this.channel.owe(this.increase(streamingCost(completionTokens, this.price)))
+    return this.end.owe(this.increase(streamingCost(completionTokens, this.price)))
   }
 
   /** The signed final usage arrived: the update settling everything owed (this job at its exact cost). */
   onFinal (usage: Usage): PaymentUpdate | null {
-    this.channel.owe(this.increase(costOf(usage, this.price)))
-    return this.channel.settle()
+    this.end.owe(this.increase(costOf(usage, this.price)))
+    return this.end.settle()
   }
 
   private increase (total: bigint): bigint {
@@ -63,11 +72,20 @@ export class JobPayer {
   }
 }
 
+/** How long a payee waits for the payer: for the credit a frame needs, and for the settlement after the end. */
+export interface PayeeWaits {
+  /** How long a frame waits for the payment that lets it out before the job stops with PAYMENT_REQUIRED. */
+  paymentWaitMs: number
+  /** After the final result: how long to wait for the payment that settles the job. */
+  settleWaitMs: number
+}
+
 /** The payee's side of one job. */
-export class JobPayee {
-  readonly channel: PayeeChannel
+export class JobPayee implements HopPayee {
+  readonly end: PayeeChannel
   readonly price: ModelPrice
   readonly creditWindow: bigint
+  readonly waits: PayeeWaits
   private earned = 0n
   private finalized = false
   private paidAfterFinal = false
@@ -75,10 +93,19 @@ export class JobPayee {
   /** Woken by every payment, and by the payer ending its side. */
   private readonly paid = new WakeUp()
 
-  constructor (channel: PayeeChannel, price: ModelPrice, creditWindow: bigint) {
-    this.channel = channel
+  constructor (end: PayeeChannel, price: ModelPrice, creditWindow: bigint, waits: PayeeWaits = { paymentWaitMs: 0, settleWaitMs: 0 }) {
+    this.end = end
     this.price = price
     this.creditWindow = creditWindow
+    this.waits = waits
+  }
+
+  get channel (): string {
+    return this.end.address
+  }
+
+  get unpaid (): bigint {
+    return this.end.unpaid
   }
 
   get cost (): bigint {
@@ -88,7 +115,7 @@ export class JobPayee {
   /** Whether a frame bringing the job to `completionTokens` may go out now. */
   mayDeliver (completionTokens: number): boolean {
     const delta = streamingCost(completionTokens, this.price) - this.earned
-    return delta <= 0n || this.channel.unpaid === 0n || this.channel.mayDeliver(delta, this.creditWindow)
+    return delta <= 0n || this.end.unpaid === 0n || this.end.mayDeliver(delta, this.creditWindow)
   }
 
   /** Counts a delivered frame. */
@@ -110,13 +137,13 @@ export class JobPayee {
    * nothing to store or answer, and no reason to stop the job.
    */
   accept (update: PaymentUpdate): Uint8Array | null {
-    if (update.channel !== this.channel.address) throw new ChannelError('wrong_channel', `a payment for ${update.channel} arrived on a job paid through ${this.channel.address}`)
-    const latest = this.channel.latest()
+    if (update.channel !== this.end.address) throw new ChannelError('wrong_channel', `a payment for ${update.channel} arrived on a job paid through ${this.end.address}`)
+    const latest = this.end.latest()
     if (latest != null && update.seqno < latest.seqno && update.cumulative <= latest.cumulative) {
       this.paid.wake()
       return null
     }
-    const countersignature = this.channel.accept(update)
+    const countersignature = this.end.accept(update)
     if (this.finalized) this.paidAfterFinal = true
     this.paid.wake()
     return countersignature
@@ -130,28 +157,28 @@ export class JobPayee {
 
   /**
    * Holds a frame claiming `tokens` until the payer's credit lets it out, at
-   * most `waitMs`; then throws PAYMENT_REQUIRED.
+   * most `waits.paymentWaitMs`; then throws PAYMENT_REQUIRED.
    */
-  async awaitCredit (tokens: number, waitMs: number, signal: AbortSignal): Promise<void> {
-    const giveUpAt = performance.now() + waitMs
+  async awaitCredit (tokens: number, signal: AbortSignal): Promise<void> {
+    const giveUpAt = performance.now() + this.waits.paymentWaitMs
     while (!this.mayDeliver(tokens)) {
       const left = giveUpAt - performance.now()
       if (left <= 0) {
-        throw new ProtocolError(ErrorCode.PAYMENT_REQUIRED, `payment fell behind: ${this.channel.unpaid} nanoTON unpaid, over the ${this.creditWindow} nanoTON credit window`)
+        throw new ProtocolError(ErrorCode.PAYMENT_REQUIRED, `payment fell behind: ${this.end.unpaid} nanoTON unpaid, over the ${this.creditWindow} nanoTON credit window`)
       }
       await this.paid.wait(left, signal)
     }
   }
 
   /**
-   * Waits, at most `waitMs`, for the payment that settles this finished job;
-   * stops early when the payer ended its side. False when the job is left
-   * unpaid beyond the credit window.
+   * Waits, at most `waits.settleWaitMs`, for the payment that settles this
+   * finished job; stops early when the payer ended its side. False when the
+   * job is left unpaid beyond the credit window.
    */
-  async awaitSettled (waitMs: number, signal: AbortSignal): Promise<boolean> {
-    const giveUpAt = performance.now() + waitMs
+  async awaitSettled (signal: AbortSignal): Promise<boolean> {
+    const giveUpAt = performance.now() + this.waits.settleWaitMs
     while (!this.settled()) {
-      if (this.payerDone) return this.channel.unpaid <= this.creditWindow
+      if (this.payerDone) return this.end.unpaid <= this.creditWindow
       const left = giveUpAt - performance.now()
       if (left <= 0 || signal.aborted) return false
       await this.paid.wait(left, signal).catch(() => {})
@@ -165,12 +192,12 @@ export class JobPayee {
    * jobs' frames still in flight on the channel do not hold this one up.
    */
   settled (): boolean {
-    return this.paidAfterFinal || this.channel.unpaid === 0n
+    return this.paidAfterFinal || this.end.unpaid === 0n
   }
 
   private earnUpTo (total: bigint): void {
     if (total > this.earned) {
-      this.channel.earn(total - this.earned)
+      this.end.earn(total - this.earned)
       this.earned = total
     }
   }

@@ -9,11 +9,11 @@
  * worker can cause by being late or on another network.
  */
 import { multiaddr } from '@multiformats/multiaddr'
-import { CAPACITY_MAX_ADDRS, CAPACITY_MAX_BYTES, CAPACITY_MAX_CLOCK_SKEW_MS } from '../../p2p/constants.js'
+import { CAPACITY_MAX_ADDRS, CAPACITY_MAX_BYTES, CAPACITY_MAX_CLOCK_SKEW_MS, MODEL_NAME_PATTERN } from '../../p2p/constants.js'
 import { TopicValidatorResult } from '../../p2p/gossip.js'
 import { CapacityAnnouncement } from '../../p2p/protos/capacity.js'
 import {
-  MAX_CONCURRENT_JOBS, MAX_CONTEXT_LENGTH, MAX_MODELS_PER_WORKER, MAX_PRICE_NANOTON_PER_M, MODEL_NAME_PATTERN
+  MAX_CONCURRENT_JOBS, MAX_CONTEXT_LENGTH, MAX_MODELS_PER_WORKER, MAX_PRICE_NANOTON_PER_M
 } from '../../config/schema.js'
 import type { ModelOffer } from '../../p2p/protos/capacity.js'
 

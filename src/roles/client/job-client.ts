@@ -19,20 +19,21 @@ import { publicKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { equals } from 'uint8arrays/equals'
 import {
-  JOB_CANCEL_GRACE_MS, JOB_MAX_BODY_BYTES, JOB_MAX_CANDIDATES, JOB_MAX_FRAME_BYTES, JOB_PROTOCOL, JOB_SETUP_DEADLINE_MS,
+  JOB_MAX_BODY_BYTES, JOB_MAX_CANDIDATES, JOB_MAX_FRAME_BYTES, JOB_PROTOCOL, JOB_SETUP_DEADLINE_MS,
   MODELS_MAX_FRAME_BYTES, MODELS_PROTOCOL
 } from '../../p2p/constants.js'
 import { FramedStream, request } from '../../p2p/framing.js'
 import { Evidence as WireEvidence } from '../../p2p/protos/capacity.js'
-import { JobBody, JobEvent, JobOffer, JobRequest, JobUpstream, ModelsRequest, ModelsResponse } from '../../p2p/protos/job.js'
+import { JobBody, JobEvent, JobOffer, JobRequest, ModelsRequest, ModelsResponse } from '../../p2p/protos/job.js'
 import { evidenceFromWire } from '../../tee/attest-service.js'
 import { randomRequestId, sealRequest } from '../../tee/seal.js'
-import { cancelStream, collectCountersigns, headerAad, kindToWire, sealContext, SerialWriter, sha256, tokensAad, toInferenceError, usageFromWire, verifyResult } from '../../inference/job-wire.js'
+import { OutboundHop } from '../../jobs/outbound.js'
+import { headerAad, kindToWire, sealContext, sha256, tokensAad, toInferenceError } from '../../jobs/wire.js'
 import { InferenceError } from '../../inference/types.js'
 import { ChannelError } from '../../errors.js'
 import { JobPayer } from '../../settlement/job-payments.js'
 import { DEFAULT_CACHED_BP, DEFAULT_REASONING_BP } from '../../settlement/pricing.js'
-import type { PayerChannel, PaymentUpdate } from '../../settlement/channels.js'
+import type { PayerChannel } from '../../settlement/channels.js'
 import type { ResponseOpener } from '../../tee/seal.js'
 import type { EvidenceVerifier } from '../../tee/attestor.js'
 import type { VerifiedAttestation } from '../../tee/types.js'
@@ -41,7 +42,7 @@ import type { ProxyPool } from './proxy-pool.js'
 import type { NodeMetrics } from '../../p2p/metrics.js'
 import type { CocoonLibp2p } from '../../p2p/node.js'
 import type { FinishReason, InferenceChunk } from '../../inference/types.js'
-import type { JobHeader, ModelInfo, WorkerCandidate } from '../../p2p/protos/job.js'
+import type { JobFinal, JobHeader, ModelInfo, SealedChunk, WorkerCandidate } from '../../p2p/protos/job.js'
 import type { Logger } from '@libp2p/interface'
 
 export interface JobClientInit {
@@ -138,14 +139,8 @@ export class JobClient implements CompletionService {
     let proxy = await this.init.proxies.pick(signal, this.init.payments?.payableProxies?.())
     const deadline = AbortSignal.timeout(this.init.requestTimeoutMs)
     const jobSignal = AbortSignal.any([signal, deadline])
-    let framed: FramedStream | undefined
-    let done = false
-    let completed = false
-    const onAbort = (): void => { if (!done) void cancelStream(framed, 'cancelled by the client') }
-    jobSignal.addEventListener('abort', onAbort, { once: true })
     this.init.proxies.jobStarted(proxy)
-    const writer = new SerialWriter()
-    let payer: JobPayer | undefined
+    let hop: OutboundHop<JobEvent> | undefined
     try {
       let channel = this.init.payments == null ? undefined : await this.payerFor(proxy, jobSignal)
       header.channel = channel?.address ?? ''
@@ -168,13 +163,29 @@ export class JobClient implements CompletionService {
           header.channel = channel?.address ?? ''
         }
       }
-      framed = new FramedStream(stream, { protocol: JOB_PROTOCOL, maxFrameBytes: JOB_MAX_FRAME_BYTES, deadlineMs: JOB_SETUP_DEADLINE_MS })
+      const framed = new FramedStream(stream, { protocol: JOB_PROTOCOL, maxFrameBytes: JOB_MAX_FRAME_BYTES, deadlineMs: JOB_SETUP_DEADLINE_MS })
+      const sealed = new Map<string, { opener: ResponseOpener, digest: Uint8Array, candidate: WorkerCandidate }>()
+      const payChannel = channel
+      hop = new OutboundHop({
+        framed,
+        events: JobEvent,
+        resultOf: (event) => event.final?.result,
+        upstream: 'the proxy',
+        requestId,
+        signal: jobSignal,
+        deadlineAtMs: startedMs + this.init.requestTimeoutMs,
+        onRouted: (worker) => {
+          const session = sealed.get(worker)
+          if (session == null) throw new InferenceError('worker_failed', `the proxy routed to ${worker}, a worker the job was not sealed to`)
+          const c = session.candidate
+          return payChannel == null ? undefined : new JobPayer(payChannel, { promptPerM: c.pricePromptPerM, completionPerM: c.priceCompletionPerM, cachedBp: DEFAULT_CACHED_BP, reasoningBp: DEFAULT_REASONING_BP })
+        }
+      })
       await framed.write(JobRequest, { header, candidates: JOB_MAX_CANDIDATES }, { signal: jobSignal })
       const offer = await framed.read(JobOffer, { signal: jobSignal })
 
       const aad = headerAad(header)
       const context = sealContext(requestId)
-      const sealed = new Map<string, { opener: ResponseOpener, digest: Uint8Array, candidate: WorkerCandidate }>()
       const body: JobBody = { sealed: [] }
       const refusals: string[] = []
       for (const candidate of offer.candidates.slice(0, JOB_MAX_CANDIDATES)) {
@@ -193,64 +204,34 @@ export class JobClient implements CompletionService {
       }
       await framed.write(JobBody, body, { signal: jobSignal })
 
-      let worker: string | undefined
-      let chunks = 0
-      let tokens = 0
       const decoder = new TextDecoder('utf-8', { fatal: true })
-      const pay = async (update: PaymentUpdate | null): Promise<void> => {
-        if (update == null || framed == null) return
-        const out = framed
-        await writer.run(async () => out.write(JobUpstream, { payment: { ...update, payerSignature: new Uint8Array(update.payerSignature) } }, { signal: jobSignal }))
+      // the token count opens only if it is the one the worker sealed
+      const open = (chunk: SealedChunk, worker: string): InferenceChunk[] => {
+        const session = sealed.get(worker) as { opener: ResponseOpener }
+        return parseChunks(decoder.decode(session.opener.open(chunk.seq, chunk.ciphertext, tokensAad(chunk.tokens))))
       }
-      while (true) {
-        const remainingMs = Math.max(1, Math.floor(this.init.requestTimeoutMs - (performance.now() - startedMs)))
-        const event = await framed.read(JobEvent, { signal: jobSignal, deadlineMs: remainingMs })
-        if (event.routed != null) {
-          if (chunks > 0) throw new InferenceError('worker_failed', 'the proxy switched workers mid-stream')
-          if (!sealed.has(event.routed.worker)) throw new InferenceError('worker_failed', `the proxy routed to ${event.routed.worker}, a worker the job was not sealed to`)
-          worker = event.routed.worker
-          const c = (sealed.get(worker) as { candidate: WorkerCandidate }).candidate
-          if (channel != null) payer = new JobPayer(channel, { promptPerM: c.pricePromptPerM, completionPerM: c.priceCompletionPerM, cachedBp: DEFAULT_CACHED_BP, reasoningBp: DEFAULT_REASONING_BP })
+      for await (const event of hop.run(open)) {
+        if (event.type === 'routed') continue
+        if (event.type === 'chunk') {
+          for (const chunk of event.opened) yield { type: 'chunk', chunk }
           continue
         }
-        if (event.countersign != null) {
-          if (channel != null) channel.countersigned(event.countersign.seqno, event.countersign.payeeSignature)
-          continue
-        }
-        if (worker == null) throw new InferenceError('worker_failed', 'the proxy sent job data before naming the worker')
-        const session = sealed.get(worker) as { opener: ResponseOpener, digest: Uint8Array }
-        if (event.chunk != null) {
-          // the token count opens only if it is the one the worker sealed
-          const batch = parseChunks(decoder.decode(session.opener.open(event.chunk.seq, event.chunk.ciphertext, tokensAad(event.chunk.tokens))))
-          if (event.chunk.tokens < tokens) throw new InferenceError('worker_failed', `the worker's token count went back from ${tokens} to ${event.chunk.tokens}`)
-          tokens = event.chunk.tokens
-          chunks++
-          await pay(payer?.onTokens(tokens) ?? null)
-          for (const chunk of batch) yield { type: 'chunk', chunk }
-          continue
-        }
-        if (event.final == null) throw new InferenceError('worker_failed', 'the proxy sent an empty job event')
-        const result = await verifyResult(event.final.result, worker, requestId)
-        if (result.chunks !== chunks) throw new InferenceError('worker_failed', `the worker sent ${result.chunks} chunks but ${chunks} arrived: the stream was cut or altered`)
+        const { result, usage, worker } = event
+        const final = event.event.final as JobFinal
+        const session = sealed.get(worker) as { digest: Uint8Array }
         if (!equals(result.requestDigest, session.digest)) throw new InferenceError('worker_failed', 'the worker answered a request other than the one this client sealed')
         const finishReason = (FINISH_REASONS.has(result.finishReason) ? result.finishReason : 'stop') as FinishReason
-        const usage = usageFromWire(result.usage)
-        if (usage.completionTokens < tokens) throw new InferenceError('worker_failed', `the worker signed ${usage.completionTokens} completion tokens after sealing a count of ${tokens}`)
-        await pay(payer?.onFinal(usage) ?? null)
-        const reported = event.final.cost
+        const payer = hop.payer
+        const reported = final.cost
         if (payer != null && reported != null && reported.client !== payer.cost) {
           this.init.log('job %s: the proxy counts %s nanoTON, this client %s', requestId, reported.client, payer.cost)
         }
-        done = true
         this.counts.completed++
         this.init.metrics?.jobs.inc({ side: 'client', model: job.model, result: 'ok' })
         this.init.metrics?.jobSeconds.observe({ side: 'client', phase: 'total' }, (performance.now() - startedMs) / 1000)
         this.init.metrics?.jobTokens.inc({ side: 'client', model: job.model, kind: 'prompt' }, usage.promptTokens)
         this.init.metrics?.jobTokens.inc({ side: 'client', model: job.model, kind: 'completion' }, usage.completionTokens)
-        const out = framed
-        await writer.run(async () => out.close({ signal: AbortSignal.timeout(JOB_CANCEL_GRACE_MS * 10) })).catch(() => {})
-        completed = true
-        void collectCountersigns(framed, JobEvent, channel)
+        await hop.close()
         const cost = payer == null ? undefined : { client: payer.cost.toString(), worker: reported?.worker.toString() ?? null, commission: reported?.commission.toString() ?? null }
         yield {
           type: 'done',
@@ -261,17 +242,18 @@ export class JobClient implements CompletionService {
             request_id: requestId,
             proxy,
             worker,
-            signed_result: Buffer.from(event.final.result?.result ?? new Uint8Array(0)).toString('base64'),
-            ...(cost == null || payer == null ? {} : { cost_nanoton: { paid: cost.client, worker: cost.worker, commission: cost.commission, channel: payer.channel.address } }),
+            signed_result: Buffer.from(final.result?.result ?? new Uint8Array(0)).toString('base64'),
+            ...(cost == null || payer == null ? {} : { cost_nanoton: { paid: cost.client, worker: cost.worker, commission: cost.commission, channel: payer.channel } }),
             timings_ms: {
               worker: { queue: result.queueMs, first_chunk: result.firstChunkMs, total: result.totalMs },
-              proxy: { route: event.final.timings?.routeMs ?? 0, first_chunk: event.final.timings?.firstChunkMs ?? 0, total: event.final.timings?.totalMs ?? 0 },
+              proxy: { route: final.timings?.routeMs ?? 0, first_chunk: final.timings?.firstChunkMs ?? 0, total: final.timings?.totalMs ?? 0 },
               client: { total: Math.round(performance.now() - startedMs) }
             }
           }
         }
         return
       }
+      throw new InferenceError('worker_failed', 'the proxy ended the stream without a result')
     } catch (err) {
       if (signal.aborted) {
         this.counts.cancelled++
@@ -287,11 +269,9 @@ export class JobClient implements CompletionService {
       if (err instanceof ChannelError) throw new InferenceError(err.reason === 'overspent' ? 'payment_required' : 'unavailable', `paying the proxy failed: ${err.message}`, { cause: err })
       throw failure
     } finally {
-      done = true
-      jobSignal.removeEventListener('abort', onAbort)
       this.init.proxies.jobEnded(proxy)
       // a consumer that stops iterating early (client went away) must not leave the job running
-      if (framed != null && !completed && framed.stream.status !== 'closed') framed.abort(new Error('job ended'))
+      hop?.dispose()
     }
   }
 

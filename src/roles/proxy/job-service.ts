@@ -26,15 +26,17 @@ import {
 } from '../../p2p/constants.js'
 import { answerWithError, errorCodeFor, FramedStream, handleRequests, ProtocolError } from '../../p2p/framing.js'
 import { ErrorCode } from '../../p2p/protos/framing.js'
-import { JobBody, JobEvent, JobOffer, JobRequest, JobUpstream, ModelsRequest, ModelsResponse, WorkEvent, WorkRequest } from '../../p2p/protos/job.js'
+import { JobBody, JobEvent, JobOffer, JobRequest, ModelsRequest, ModelsResponse, WorkEvent, WorkRequest } from '../../p2p/protos/job.js'
 import { RemoteError } from '../../errors.js'
-import { cancelStream, checkHeader, collectCountersigns, SerialWriter, toInferenceError, toProtocolError, usageFromWire, verifyResult, watchUpstream } from '../../inference/job-wire.js'
+import { InboundHop } from '../../jobs/inbound.js'
+import { OutboundHop } from '../../jobs/outbound.js'
+import { checkHeader, toInferenceError, toProtocolError } from '../../jobs/wire.js'
 import { InferenceError } from '../../inference/types.js'
 import { ChannelError } from '../../errors.js'
 import { jobChannel, JobPayee, JobPayer } from '../../settlement/job-payments.js'
 import { addCommission, DEFAULT_CACHED_BP, DEFAULT_REASONING_BP, removeCommission, withCommission } from '../../settlement/pricing.js'
 import type { ChannelManager } from '../../settlement/channel-manager.js'
-import type { PayerChannel, PaymentUpdate } from '../../settlement/channels.js'
+import type { PayerChannel } from '../../settlement/channels.js'
 import type { ModelPrice } from '../../settlement/pricing.js'
 import { rankWorkers } from './job-router.js'
 import type { RankedWorker } from './job-router.js'
@@ -43,7 +45,7 @@ import type { WorkerRegistry } from './worker-registry.js'
 import type { WorkerLookup } from './worker-lookup.js'
 import type { NodeMetrics } from '../../p2p/metrics.js'
 import type { CocoonLibp2p } from '../../p2p/node.js'
-import type { JobCost, JobHeader, ModelInfo, Payment, SealedRequest, WorkerCandidate } from '../../p2p/protos/job.js'
+import type { JobCost, JobHeader, ModelInfo, SealedRequest, WorkerCandidate } from '../../p2p/protos/job.js'
 import type { Connection, Logger, Stream } from '@libp2p/interface'
 
 export interface ProxyJobServiceInit {
@@ -163,6 +165,7 @@ export class ProxyJobService {
     let header: JobHeader | undefined
     let admitted = false
     this.controllers.add(controller)
+    let hop: InboundHop<JobEvent> | undefined
     try {
       const request = await framed.read(JobRequest, { signal: controller.signal })
       header = checkHeader(request.header, JOB_PROTOCOL)
@@ -174,6 +177,18 @@ export class ProxyJobService {
       admitted = true
       this.admit(client, +1)
       const clientChannel = this.clientChannel(header, client)
+      const job = header
+      hop = new InboundHop({
+        framed,
+        events: JobEvent,
+        controller,
+        requester: 'client',
+        paid: clientChannel != null,
+        onUnpaid: (what) => {
+          this.counts.unpaid++
+          if (what === 'settlement') this.init.log('job %s ended with %s nanoTON unpaid on %s', job.requestId, hop?.payee?.unpaid, hop?.payee?.channel)
+        }
+      })
 
       const ranked = await this.rank(header, controller.signal)
       const wanted = Math.max(1, Math.min(request.candidates, JOB_MAX_CANDIDATES))
@@ -190,37 +205,19 @@ export class ProxyJobService {
       if (attempts.length === 0) throw new ProtocolError(ErrorCode.BAD_REQUEST, 'the job body is sealed to none of the offered workers')
 
       // from here on, the client's side carries payments and a cancel (or its close/reset)
-      const job: RelayJob = { client: framed, writer: new SerialWriter(), header, deadlineAtMs, controller, startedMs, clientChannel, payee: undefined, finished: false }
-      watchUpstream(framed, controller.signal, Math.max(1, deadlineAtMs - performance.now()) + (this.init.payments?.settleWaitMs ?? 0) + 1_000, {
-        onCancel: () => {
-          if (job.finished) {
-            // after the final result, the client closing its side is the end of a paid job, not a cancel
-            job.payee?.payerEnded()
-            return
-          }
-          controller.abort(new InferenceError('cancelled', 'the client cancelled the job'))
-        },
-        onPayment: async (payment) => { await this.takePayment(job, payment) },
-        onPaymentError: (err) => {
-          controller.abort(err instanceof ChannelError ? new ProtocolError(ErrorCode.PAYMENT_REFUSED, err.message) : err)
-        }
-      })
-
-      await this.relay(job, attempts.map(a => ({ ranked: a.ranked, sealed: sealedFor.get(a.wire.peerId) as SealedRequest })))
+      hop.watch(Math.max(1, deadlineAtMs - performance.now()) + (this.init.payments?.settleWaitMs ?? 0) + 1_000)
+      await this.relay({ hop, header, deadlineAtMs, controller, startedMs, clientChannel }, attempts.map(a => ({ ranked: a.ranked, sealed: sealedFor.get(a.wire.peerId) as SealedRequest })))
     } catch (err) {
-      const reason: unknown = controller.signal.aborted ? controller.signal.reason : err
-      if (reason instanceof InferenceError && reason.code === 'cancelled') {
+      const answer = hop != null ? await hop.fail(err, toAnswer) : await failSetup(framed, controller, err)
+      if (answer == null) {
         this.counts.cancelled++
         this.init.metrics?.jobs.inc({ side: 'proxy', model: header?.model ?? 'unknown', result: 'cancelled' })
-        framed.abort(new Error('cancelled'))
         return
       }
-      const answer = reason instanceof ProtocolError ? reason : reason instanceof InferenceError ? toProtocolError(reason) : new ProtocolError(errorCodeFor(reason), (reason as Error).message)
       this.counts.failed++
       this.init.metrics?.jobs.inc({ side: 'proxy', model: header?.model ?? 'unknown', result: ErrorCode[answer.errorCode] ?? 'error' })
       this.init.metrics?.protocolErrors.inc({ protocol: JOB_PROTOCOL, code: answer.errorCode })
       this.init.log('job %s from %p failed with %s: %s', header?.requestId, connection.remotePeer, answer.errorCode, answer.message)
-      await answerWithError(framed, answer.errorCode, answer)
     } finally {
       this.controllers.delete(controller)
       if (!controller.signal.aborted) controller.abort()
@@ -231,26 +228,6 @@ export class ProxyJobService {
   /** The client's open channel to this proxy that the job names, checked. */
   private clientChannel (header: JobHeader, client: string): JobRelayChannel | undefined {
     return jobChannel(this.init.payments?.manager, this.init.payments?.required ?? false, header.channel, client, 'proxy')
-  }
-
-  /** A client's payment: checked, stored, countersigned back; frames held for credit may go. */
-  private async takePayment (job: RelayJob, payment: Payment): Promise<void> {
-    // nothing is owed before the job is routed to a worker and a frame went out
-    if (job.payee == null) throw new ProtocolError(ErrorCode.PAYMENT_REFUSED, job.clientChannel == null ? 'this job is not paid through a channel' : 'nothing is owed before the first chunk')
-    const payeeSignature = job.payee.accept(payment)
-    if (payeeSignature == null) return
-    await job.writer.run(async () => job.client.write(JobEvent, { countersign: { channel: payment.channel, seqno: payment.seqno, payeeSignature: new Uint8Array(payeeSignature) } }, { signal: job.controller.signal }))
-  }
-
-  /** Holds a frame until the client's credit allows it, at most paymentWaitMs. */
-  private async awaitCredit (job: RelayJob, tokens: number): Promise<void> {
-    if (job.payee == null) return
-    try {
-      await job.payee.awaitCredit(tokens, this.init.payments?.paymentWaitMs ?? 0, job.controller.signal)
-    } catch (err) {
-      if (err instanceof ProtocolError) this.counts.unpaid++
-      throw err
-    }
   }
 
   private admit (client: string, delta: number): void {
@@ -331,82 +308,65 @@ export class ProxyJobService {
 
   /** Runs the job on the first candidate, on the next if it fails before its first chunk; relays to the client. */
   private async relay (job: RelayJob, attempts: Array<{ ranked: RankedWorker, sealed: SealedRequest }>): Promise<void> {
-    const { header, deadlineAtMs, controller, startedMs } = job
+    const { hop, header, deadlineAtMs, controller, startedMs } = job
+    const payments = this.init.payments
     let lastError: unknown
     for (const [index, { ranked, sealed }] of attempts.entries()) {
       const worker = ranked.entry.peerId
       const remainingMs = Math.floor(deadlineAtMs - performance.now() - JOB_HOP_MARGIN_MS)
       if (remainingMs < 1) throw new InferenceError('timeout', `the job's deadline passed before a worker could take it${lastError == null ? '' : ` (${(lastError as Error).message})`}`)
       if (index > 0) this.counts.retried++
-      await this.toClient(job, { routed: { worker, attempt: index + 1 } })
+      hop.routed()
+      await hop.send({ routed: { worker, attempt: index + 1 } })
       bump(this.byWorker, worker, +1)
       const routeMs = Math.round(performance.now() - startedMs)
       const price = workerPrice(ranked)
-      job.payee = job.clientChannel == null ? undefined : new JobPayee(job.clientChannel, this.clientPrice(price), this.init.payments?.manager.terms().creditWindow ?? 0n)
-      let chunks = 0
-      let tokens = 0
-      let workerStream: FramedStream | undefined
-      const workerWriter = new SerialWriter()
-      const onAbort = (): void => { void cancelStream(workerStream, 'cancelled by the client') }
-      controller.signal.addEventListener('abort', onAbort, { once: true })
+      hop.setPayee(job.clientChannel == null ? undefined : new JobPayee(job.clientChannel, this.clientPrice(price), payments?.manager.terms().creditWindow ?? 0n, { paymentWaitMs: payments?.paymentWaitMs ?? 0, settleWaitMs: payments?.settleWaitMs ?? 0 }))
+      let toWorker: OutboundHop<WorkEvent> | undefined
       try {
-        const payer = this.init.payments == null ? undefined : new JobPayer(await this.init.payments.payerFor(worker, controller.signal), price)
+        const payer = payments == null ? undefined : new JobPayer(await payments.payerFor(worker, controller.signal), price)
         const stream = await this.node.dialProtocol(peerIdFromString(worker), WORK_PROTOCOL, {
           signal: AbortSignal.any([controller.signal, AbortSignal.timeout(Math.min(remainingMs, JOB_SETUP_DEADLINE_MS))])
         })
-        workerStream = new FramedStream(stream, { protocol: WORK_PROTOCOL, maxFrameBytes: JOB_MAX_FRAME_BYTES, deadlineMs: remainingMs })
+        const workerStream = new FramedStream(stream, { protocol: WORK_PROTOCOL, maxFrameBytes: JOB_MAX_FRAME_BYTES, deadlineMs: remainingMs })
+        toWorker = new OutboundHop({
+          framed: workerStream,
+          events: WorkEvent,
+          resultOf: (event) => event.final,
+          upstream: `worker ${worker}`,
+          requestId: header.requestId,
+          signal: controller.signal,
+          deadlineAtMs,
+          worker,
+          payer
+        })
         if (controller.signal.aborted) throw controller.signal.reason
-        const toWorker = workerStream
-        const payWorker = async (update: PaymentUpdate | null): Promise<void> => {
-          if (update == null) return
-          await workerWriter.run(async () => toWorker.write(JobUpstream, { payment: { ...update, payerSignature: new Uint8Array(update.payerSignature) } }, { signal: controller.signal }))
-        }
-        await workerStream.write(WorkRequest, { header: { ...header, deadlineMs: remainingMs, channel: payer?.channel.address ?? '' }, sealed }, { signal: controller.signal })
+        await workerStream.write(WorkRequest, { header: { ...header, deadlineMs: remainingMs, channel: payer?.channel ?? '' }, sealed }, { signal: controller.signal })
         let firstChunkMs = 0
-        while (true) {
-          const readMs = Math.max(1, Math.floor(deadlineAtMs - performance.now()))
-          const event = await workerStream.read(WorkEvent, { signal: controller.signal, deadlineMs: readMs })
-          if (event.countersign != null) {
-            if (payer != null) payer.channel.countersigned(event.countersign.seqno, event.countersign.payeeSignature)
+        // the proxy relays ciphertext: a chunk is handed on as it came
+        for await (const event of toWorker.run(chunk => chunk)) {
+          if (event.type === 'chunk') {
+            if (toWorker.chunks === 1) firstChunkMs = Math.round(performance.now() - startedMs)
+            await hop.sendChunk(event.tokens, () => event.chunk)
             continue
           }
-          if (event.chunk != null) {
-            if (event.chunk.tokens < tokens) throw new InferenceError('worker_failed', `worker ${worker} claimed ${event.chunk.tokens} tokens after ${tokens}`)
-            tokens = event.chunk.tokens
-            if (chunks === 0) firstChunkMs = Math.round(performance.now() - startedMs)
-            chunks++
-            await payWorker(payer?.onTokens(tokens) ?? null)
-            await this.awaitCredit(job, tokens)
-            await this.toClient(job, { chunk: event.chunk })
-            job.payee?.delivered(tokens)
-            continue
-          }
-          if (event.final == null) throw new ProtocolError(ErrorCode.BAD_REQUEST, 'empty work event')
-          const result = await verifyResult(event.final, worker, header.requestId)
-          if (result.chunks !== chunks) throw new InferenceError('worker_failed', `worker ${worker} counted ${result.chunks} chunks but sent ${chunks}`)
-          const usage = usageFromWire(result.usage)
-          if (usage.completionTokens < tokens) throw new InferenceError('worker_failed', `worker ${worker} signed ${usage.completionTokens} completion tokens after claiming ${tokens}`)
-          await payWorker(payer?.onFinal(usage) ?? null)
-          const cost: JobCost | undefined = job.payee == null || payer == null
+          if (event.type !== 'final') continue
+          const cost: JobCost | undefined = hop.payee == null || payer == null
             ? undefined
-            : (() => { const c = job.payee.final(usage); return { client: c, worker: payer.cost, commission: c - payer.cost } })()
+            : (() => { const c = (hop.payee as JobPayee).final(event.usage); return { client: c, worker: payer.cost, commission: c - payer.cost } })()
           const totalMs = Math.round(performance.now() - startedMs)
-          job.finished = true
-          await this.toClient(job, { final: { result: event.final, timings: { routeMs, firstChunkMs, totalMs }, cost } })
-          await workerWriter.run(async () => toWorker.close()).catch(() => {})
-          void collectCountersigns(toWorker, WorkEvent, payer?.channel)
-          this.init.registry.recordResult(worker, { ok: true, latencyMs: result.totalMs })
+          await toWorker.close()
+          this.init.registry.recordResult(worker, { ok: true, latencyMs: event.result.totalMs })
           this.counts.relayed++
           this.init.metrics?.jobs.inc({ side: 'proxy', model: header.model, result: 'ok' })
           this.init.metrics?.jobSeconds.observe({ side: 'proxy', phase: 'first_chunk' }, firstChunkMs / 1000)
           this.init.metrics?.jobSeconds.observe({ side: 'proxy', phase: 'total' }, totalMs / 1000)
-          await this.awaitSettlement(job)
-          await job.writer.run(async () => job.client.close({ signal: AbortSignal.timeout(JOB_SETUP_DEADLINE_MS) })).catch(() => {})
+          await hop.finish({ final: { result: event.event.final, timings: { routeMs, firstChunkMs, totalMs }, cost } })
           return
         }
+        throw new InferenceError('worker_failed', `worker ${worker} ended the stream without a result`)
       } catch (err) {
         if (controller.signal.aborted) throw controller.signal.reason
-        workerStream?.abort(new Error('job failed'))
         if (err instanceof ProtocolError && (err.errorCode === ErrorCode.PAYMENT_REQUIRED || err.errorCode === ErrorCode.PAYMENT_REFUSED)) throw err
         if (err instanceof ChannelError) throw new ProtocolError(ErrorCode.PAYMENT_REFUSED, `paying worker ${worker}: ${err.message}`)
         const blameless = err instanceof RemoteError && (err.remoteCode === ErrorCode.BAD_REQUEST || err.remoteCode === ErrorCode.TOO_LARGE || err.remoteCode === ErrorCode.PAYMENT_REQUIRED || err.remoteCode === ErrorCode.PAYMENT_REFUSED)
@@ -415,6 +375,7 @@ export class ProxyJobService {
           if (err instanceof InferenceError || err instanceof RemoteError) this.init.evidence.forget(worker)
         }
         const failure = toInferenceError(err, `worker ${worker}`)
+        const chunks = toWorker?.chunks ?? 0
         if (chunks > 0) {
           throw new InferenceError('worker_failed', `worker ${worker} failed after ${chunks} chunk${chunks === 1 ? '' : 's'}: ${failure.message}`, { cause: err })
         }
@@ -423,51 +384,41 @@ export class ProxyJobService {
         if (!retryable) throw failure
         lastError = failure
       } finally {
-        controller.signal.removeEventListener('abort', onAbort)
+        toWorker?.dispose()
         bump(this.byWorker, worker, -1)
       }
     }
     const last = lastError instanceof InferenceError ? lastError : undefined
     throw new InferenceError(last?.code === 'overloaded' ? 'overloaded' : 'worker_failed', `no worker could run the job: ${last?.message ?? 'unknown failure'}`, { retryAfterMs: last?.retryAfterMs })
   }
-
-  /** Waits (bounded) for the client's payment that settles a finished job. */
-  private async awaitSettlement (job: RelayJob): Promise<void> {
-    const payee = job.payee
-    if (payee == null) return
-    if (!(await payee.awaitSettled(this.init.payments?.settleWaitMs ?? 0, job.controller.signal))) {
-      this.counts.unpaid++
-      this.init.log('job %s ended with %s nanoTON unpaid on %s', job.header.requestId, payee.channel.unpaid, payee.channel.address)
-    }
-  }
-
-  /** Writes to the client; a client that cannot be written to has gone, which cancels the job (never the worker's fault). */
-  private async toClient (job: RelayJob, event: Partial<JobEvent>): Promise<void> {
-    try {
-      await job.writer.run(async () => job.client.write(JobEvent, event, { signal: job.controller.signal }))
-    } catch (err) {
-      if (!job.controller.signal.aborted) job.controller.abort(new InferenceError('cancelled', 'the client went away', { cause: err }))
-      throw job.controller.signal.reason
-    }
-  }
 }
 
 type JobRelayChannel = NonNullable<ReturnType<ChannelManager['payee']>>
 
-/** One job as it is relayed: both streams' state and its payments. */
+/** One job as it is relayed. */
 interface RelayJob {
-  client: FramedStream
-  writer: SerialWriter
+  /** The client's side. */
+  hop: InboundHop<JobEvent>
   header: JobHeader
   deadlineAtMs: number
   controller: AbortController
   startedMs: number
   /** The client's channel to this proxy, when the job is paid. */
   clientChannel: JobRelayChannel | undefined
-  /** The client's side of this job's payments, once routed. */
-  payee: JobPayee | undefined
-  /** The final result went out: from now on the client closing its side is no cancel. */
-  finished: boolean
+}
+
+/** What a failure is on `/cocoon/job`: internals never leak. */
+function toAnswer (reason: unknown): ProtocolError {
+  if (reason instanceof ProtocolError) return reason
+  if (reason instanceof InferenceError) return toProtocolError(reason)
+  return new ProtocolError(errorCodeFor(reason), (reason as Error).message)
+}
+
+/** A failure before the job's hop exists (a bad or refused request): its error frame. */
+async function failSetup (framed: FramedStream, controller: AbortController, err: unknown): Promise<ProtocolError> {
+  const answer = toAnswer(controller.signal.aborted ? controller.signal.reason : err)
+  await answerWithError(framed, answer.errorCode, answer)
+  return answer
 }
 
 function workerPrice (r: RankedWorker): ModelPrice {

@@ -16,14 +16,14 @@
  * proxy that stops paying gets PAYMENT_REQUIRED and the job stops.
  */
 import { JOB_MAX_FRAME_BYTES, JOB_MAX_STREAMS_PER_CONNECTION, JOB_SETUP_DEADLINE_MS, WORK_PROTOCOL } from '../../p2p/constants.js'
-import { answerWithError, errorCodeFor, FramedStream, ProtocolError } from '../../p2p/framing.js'
+import { errorCodeFor, FramedStream, ProtocolError } from '../../p2p/framing.js'
 import { ErrorCode } from '../../p2p/protos/framing.js'
 import { WorkEvent, WorkRequest } from '../../p2p/protos/job.js'
 import { SealError } from '../../errors.js'
 import { openRequest } from '../../tee/seal.js'
-import { checkHeader, contentTokens, headerAad, kindFromWire, sealContext, SerialWriter, sha256, signResult, tokensAad, toProtocolError, usageToWire, watchUpstream } from '../../inference/job-wire.js'
+import { InboundHop } from '../../jobs/inbound.js'
+import { checkHeader, contentTokens, headerAad, kindFromWire, sealContext, sha256, signResult, tokensAad, toProtocolError, usageToWire } from '../../jobs/wire.js'
 import { InferenceError } from '../../inference/types.js'
-import { ChannelError } from '../../errors.js'
 import { jobChannel, JobPayee } from '../../settlement/job-payments.js'
 import { DEFAULT_CACHED_BP, DEFAULT_REASONING_BP } from '../../settlement/pricing.js'
 import type { ChannelManager } from '../../settlement/channel-manager.js'
@@ -96,7 +96,6 @@ const TURN = Symbol('turn')
 async function nextTurn (): Promise<typeof TURN> {
   return new Promise(resolve => { setImmediate(() => { resolve(TURN) }) })
 }
-const CANCELLED = 'cancelled'
 
 export class WorkService {
   private readonly host: Host
@@ -136,9 +135,18 @@ export class WorkService {
     const controller = new AbortController()
     this.controllers.add(controller)
     let deadline: ReturnType<typeof setTimeout> | undefined
-    let finished = false
     let chunks = 0
-    let cancelledAtMs = 0
+    const hop = new InboundHop({
+      framed,
+      events: WorkEvent,
+      controller,
+      requester: 'proxy',
+      paid: false,
+      onUnpaid: (what) => {
+        this.counts.unpaid++
+        if (what === 'settlement') this.init.log('job %s ended with %s nanoTON unpaid on %s', header?.requestId, hop.payee?.unpaid, hop.payee?.channel)
+      }
+    })
     try {
       const request = await framed.read(WorkRequest, { signal: controller.signal })
       header = checkHeader(request.header, WORK_PROTOCOL)
@@ -151,43 +159,14 @@ export class WorkService {
       }
       const sealed = request.sealed
       if (sealed == null || sealed.worker !== this.init.peerId) throw new ProtocolError(ErrorCode.BAD_REQUEST, 'the job is not sealed to this worker')
-      const payee = this.payeeFor(header, connection.remotePeer.toString(), model)
+      hop.setPayee(this.payeeFor(header, connection.remotePeer.toString(), model))
       const { plaintext, sealer } = openRequest(this.init.jobKey.privateKey, this.init.jobKey.publicKey, sealed, sealContext(header.requestId), headerAad(header))
       const body = parseBody(plaintext)
 
       slot = model.name
       this.setRunning(slot, +1)
       deadline = setTimeout(() => { controller.abort(new InferenceError('timeout', `the job passed its ${header?.deadlineMs ?? 0} ms deadline on the worker`)) }, header.deadlineMs)
-      const writer = new SerialWriter()
-      watchUpstream(framed, controller.signal, header.deadlineMs + (this.init.payments?.settleWaitMs ?? 0) + 1_000, {
-        onCancel: () => {
-          if (finished) {
-            payee?.payerEnded()
-            return
-          }
-          cancelledAtMs = Date.now()
-          controller.abort(new InferenceError(CANCELLED, 'the requester cancelled the job'))
-        },
-        onPayment: async (payment) => {
-          if (payee == null) throw new ProtocolError(ErrorCode.PAYMENT_REFUSED, 'this job is not paid through a channel')
-          const payeeSignature = payee.accept(payment)
-          if (payeeSignature == null) return
-          await writer.run(async () => framed.write(WorkEvent, { countersign: { channel: payment.channel, seqno: payment.seqno, payeeSignature: new Uint8Array(payeeSignature) } }, { signal: controller.signal }))
-        },
-        onPaymentError: (err) => {
-          const reason = err instanceof ChannelError ? new ProtocolError(ErrorCode.PAYMENT_REFUSED, err.message) : err
-          controller.abort(reason)
-        }
-      })
-      const awaitPayment = async (tokens: number): Promise<void> => {
-        if (payee == null) return
-        try {
-          await payee.awaitCredit(tokens, this.init.payments?.paymentWaitMs ?? 0, controller.signal)
-        } catch (err) {
-          if (err instanceof ProtocolError) this.counts.unpaid++
-          throw err
-        }
-      }
+      hop.watch(header.deadlineMs + (this.init.payments?.settleWaitMs ?? 0) + 1_000)
 
       const queueMs = Math.round(performance.now() - startedMs)
       let firstChunkMs = 0
@@ -202,16 +181,14 @@ export class WorkService {
       const flush = async (): Promise<void> => {
         if (pending.length === 0) return
         const claimed = tokens + contentTokens(pending)
-        await awaitPayment(claimed)
-        if (chunks === 0) firstChunkMs = Math.round(performance.now() - startedMs)
-        const plaintext = encoder.encode(JSON.stringify(pending.length === 1 ? pending[0] : pending))
-        pending.length = 0
-        const ciphertext = sealer.seal(chunks, plaintext, tokensAad(claimed))
-        const seq = chunks
-        await writer.run(async () => framed.write(WorkEvent, { chunk: { seq, ciphertext: new Uint8Array(ciphertext), tokens: claimed } }, { signal: controller.signal }))
+        await hop.sendChunk(claimed, () => {
+          if (chunks === 0) firstChunkMs = Math.round(performance.now() - startedMs)
+          const plaintext = encoder.encode(JSON.stringify(pending.length === 1 ? pending[0] : pending))
+          pending.length = 0
+          return { seq: chunks, ciphertext: new Uint8Array(sealer.seal(chunks, plaintext, tokensAad(claimed))), tokens: claimed }
+        })
         chunks++
         tokens = claimed
-        payee?.delivered(claimed)
       }
       const events = this.init.backend.generate({
         kind: kindFromWire(header.kind),
@@ -243,7 +220,7 @@ export class WorkService {
       if (usage == null) throw new InferenceError('worker_failed', 'the backend ended without usage')
       // never below what was claimed while streaming: what was paid for stays paid for
       if (usage.completionTokens < tokens) usage = { ...usage, completionTokens: tokens }
-      payee?.final(usage)
+      hop.payee?.final(usage)
       const totalMs = Math.round(performance.now() - startedMs)
       const signed = await signResult(this.init.signer, {
         requestId: header.requestId,
@@ -257,13 +234,7 @@ export class WorkService {
         firstChunkMs,
         totalMs
       })
-      finished = true
-      await writer.run(async () => framed.write(WorkEvent, { final: signed }, { signal: controller.signal }))
-      if (payee != null && !(await payee.awaitSettled(this.init.payments?.settleWaitMs ?? 0, controller.signal))) {
-        this.counts.unpaid++
-        this.init.log('job %s ended with %s nanoTON unpaid on %s', header.requestId, payee.channel.unpaid, payee.channel.address)
-      }
-      await writer.run(async () => framed.close({ signal: AbortSignal.timeout(JOB_SETUP_DEADLINE_MS) })).catch(() => {})
+      await hop.finish({ final: signed })
       this.counts.completed++
       this.init.metrics?.jobs.inc({ side: 'worker', model: model.name, result: 'ok' })
       this.init.metrics?.jobSeconds.observe({ side: 'worker', phase: 'first_chunk' }, firstChunkMs / 1000)
@@ -271,21 +242,18 @@ export class WorkService {
       this.init.metrics?.jobTokens.inc({ side: 'worker', model: model.name, kind: 'prompt' }, usage.promptTokens)
       this.init.metrics?.jobTokens.inc({ side: 'worker', model: model.name, kind: 'completion' }, usage.completionTokens)
     } catch (err) {
-      const reason: unknown = controller.signal.aborted ? controller.signal.reason : err
-      if (reason instanceof InferenceError && reason.code === CANCELLED) {
+      const answer = await hop.fail(err, toAnswer)
+      if (answer == null) {
         this.counts.cancelled++
-        this.recordCancel({ requestId: header?.requestId ?? '', cancelledAtMs, stoppedAtMs: Date.now(), chunksSent: chunks })
+        this.recordCancel({ requestId: header?.requestId ?? '', cancelledAtMs: hop.cancelledAtMs, stoppedAtMs: Date.now(), chunksSent: chunks })
         this.init.metrics?.jobs.inc({ side: 'worker', model: header?.model ?? 'unknown', result: 'cancelled' })
         this.init.log('job %s cancelled by %p after %d chunks', header?.requestId, connection.remotePeer, chunks)
-        framed.abort(new Error('cancelled'))
         return
       }
-      const answer = toAnswer(reason)
       this.counts.failed++
       this.init.metrics?.jobs.inc({ side: 'worker', model: header?.model ?? 'unknown', result: ErrorCode[answer.errorCode] ?? 'error' })
       this.init.metrics?.protocolErrors.inc({ protocol: WORK_PROTOCOL, code: answer.errorCode })
       this.init.log('job %s from %p failed with %s: %s', header?.requestId, connection.remotePeer, answer.errorCode, answer.message)
-      await answerWithError(framed, answer.errorCode, answer)
     } finally {
       clearTimeout(deadline)
       this.controllers.delete(controller)
@@ -300,7 +268,7 @@ export class WorkService {
     const channel = jobChannel(payments?.manager, payments?.required ?? false, header.channel, proxy, 'worker')
     if (channel == null || payments == null) return undefined
     const price = { promptPerM: model.pricePromptPerM, completionPerM: model.priceCompletionPerM, cachedBp: DEFAULT_CACHED_BP, reasoningBp: DEFAULT_REASONING_BP }
-    return new JobPayee(channel, price, payments.manager.terms().creditWindow)
+    return new JobPayee(channel, price, payments.manager.terms().creditWindow, payments)
   }
 
   private setRunning (model: string, delta: number): void {

@@ -1,22 +1,20 @@
 /**
- * What the job protocols share: the clear header's checks and its
- * associated-data form (what the seal covers), error codes between the wire
- * and InferenceError, and the worker's signed job result.
+ * The job protocols' messages, as every hop reads them: the clear header's
+ * checks and its associated-data form (what the seal covers), error codes
+ * between the wire and InferenceError, the token count a sealed frame
+ * carries, and the worker's signed job result. Browser-safe.
  */
-import { createHash } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
+import { sha256 as sha256Digest } from '@noble/hashes/sha2.js'
 import { DeadlineError, FrameTooLargeError, MalformedMessageError, RemoteError, SealError, StreamClosedError } from '../errors.js'
 import { ProtocolError } from '../p2p/framing.js'
-import type { FramedStream, MessageCodec } from '../p2p/framing.js'
 import { ErrorCode } from '../p2p/protos/framing.js'
-import { JobKind, JobResult, JobUpstream } from '../p2p/protos/job.js'
-import { MODEL_NAME_PATTERN } from '../config/schema.js'
-import { JOB_CANCEL_GRACE_MS, JOB_MAX_DEADLINE_MS } from '../p2p/constants.js'
-import { InferenceError } from './types.js'
-import type { InferenceChunk, InferenceErrorCode, InferenceKind, Usage } from './types.js'
-import type { JobHeader, Payment, SignedResult, Usage as WireUsage } from '../p2p/protos/job.js'
+import { JobKind, JobResult } from '../p2p/protos/job.js'
+import { JOB_MAX_DEADLINE_MS, MODEL_NAME_PATTERN } from '../p2p/constants.js'
+import { InferenceError } from '../inference/types.js'
+import type { InferenceChunk, InferenceErrorCode, InferenceKind, Usage } from '../inference/types.js'
+import type { JobHeader, SignedResult, Usage as WireUsage } from '../p2p/protos/job.js'
 import type { PrivateKey } from '@libp2p/interface'
-import type { PayerChannel } from '../settlement/channels.js'
 
 const REQUEST_ID_PATTERN = /^[0-9a-f]{32}$/
 const RESULT_DOMAIN = new TextEncoder().encode('cocoon/job-result/v1\n')
@@ -117,7 +115,7 @@ export function usageFromWire (usage: WireUsage | undefined): Usage {
 }
 
 export function sha256 (bytes: Uint8Array): Uint8Array<ArrayBuffer> {
-  return new Uint8Array(createHash('sha256').update(bytes).digest())
+  return new Uint8Array(sha256Digest(bytes))
 }
 
 function signedBytes (result: Uint8Array): Uint8Array {
@@ -156,38 +154,6 @@ export async function verifyResult (signed: SignedResult | undefined, worker: st
 }
 
 /**
- * Watches the requester's side of a job stream once the job is under way:
- * payments go to `onPayment` (in order); a JobCancel, the requester closing
- * its side, or a reset all mean "stop": `onCancel` runs once for any of them,
- * unless `signal` (the job's own end) aborted first. A payment handler that
- * throws ends the watch with `onCancel` too, after `onPaymentError`.
- */
-export function watchUpstream (framed: FramedStream, signal: AbortSignal, deadlineMs: number, handlers: {
-  onCancel: () => void
-  onPayment?: (payment: Payment) => void | Promise<void>
-  onPaymentError?: (err: unknown) => void
-}): void {
-  void (async () => {
-    try {
-      while (!signal.aborted) {
-        const message = await framed.readOrEnd(JobUpstream, { signal, deadlineMs })
-        if (message?.payment == null) break
-        if (handlers.onPayment == null) break
-        try {
-          await handlers.onPayment(message.payment)
-        } catch (err) {
-          handlers.onPaymentError?.(err)
-          break
-        }
-      }
-    } catch {
-      // a reset or the deadline: the same as a cancel
-    }
-    if (!signal.aborted) handlers.onCancel()
-  })()
-}
-
-/**
  * The clear token count a sealed frame travels with, as the seal's
  * associated data: the client opens the frame only with the count the
  * worker sealed, so no hop can inflate what it bills.
@@ -208,44 +174,3 @@ export function contentTokens (chunks: InferenceChunk[]): number {
   }
   return n
 }
-
-/** Writes one frame at a time, in call order, on a stream that several tasks write to. */
-export class SerialWriter {
-  private tail: Promise<unknown> = Promise.resolve()
-
-  run<T> (write: () => Promise<T>): Promise<T> {
-    const next = this.tail.then(write, write)
-    this.tail = next.catch(() => {})
-    return next
-  }
-}
-
-/** Tells the other side to stop, then resets the stream: it must stop within 100 ms either way. */
-export async function cancelStream (framed: FramedStream | undefined, reason: string): Promise<void> {
-  if (framed == null) return
-  try {
-    await framed.write(JobUpstream, { cancel: { reason } }, { signal: AbortSignal.timeout(JOB_CANCEL_GRACE_MS) })
-  } catch {
-    // the reset below is what counts
-  }
-  framed.abort(new Error('cancelled'))
-}
-
-/**
- * After the final payment: the payee's countersignature of it arrives before
- * the payee closes; keep it, so both ends hold the same last both-signed
- * state. Reading to the end (rather than resetting) also lets the payment
- * itself land. Call after closing this side for writing.
- */
-export async function collectCountersigns (framed: FramedStream, codec: MessageCodec<{ countersign?: { seqno: bigint, payeeSignature: Uint8Array } }>, channel: PayerChannel | undefined): Promise<void> {
-  try {
-    for await (const event of framed.messages(codec, { deadlineMs: COUNTERSIGN_WAIT_MS })) {
-      if (event.countersign != null && channel != null) channel.countersigned(event.countersign.seqno, event.countersign.payeeSignature)
-    }
-  } catch {
-    // a late or missing countersignature only leaves an older both-signed state (the payer re-sends it later)
-  } finally {
-    if (framed.stream.status !== 'closed') framed.abort(new Error('job ended'))
-  }
-}
-const COUNTERSIGN_WAIT_MS = 5_000
