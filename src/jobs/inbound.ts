@@ -28,6 +28,9 @@ import type { FramedStream, MessageCodec } from '../p2p/framing.js'
 import type { Countersign, Payment, SealedChunk } from '../p2p/protos/job.js'
 
 /** What a serving side sends besides its own final event: chunks and countersignatures. */
+/** After the final result: how long the requester's remaining payments and its close may take. */
+const AFTER_FINAL_READ_MS = 10_000
+
 export interface InboundEvents {
   countersign?: Countersign
   chunk?: SealedChunk
@@ -91,28 +94,34 @@ export class InboundHop<E extends InboundEvents> {
    */
   watch (idleMs: number): void {
     const { framed, controller } = this.init
-    const signal = controller.signal
+    // Reading stops with the job, unless the job finished: payments and the
+    // requester's close still arrive after the final result, and they count.
+    const reading = new AbortController()
+    controller.signal.addEventListener('abort', () => { if (!this.lifecycle.finished) reading.abort(controller.signal.reason) }, { once: true })
     void (async () => {
       try {
-        while (!signal.aborted) {
-          const message = await framed.readOrEnd(JobUpstream, { signal, deadlineMs: idleMs })
+        while (true) {
+          const deadlineMs = this.lifecycle.finished ? Math.min(idleMs, AFTER_FINAL_READ_MS) : idleMs
+          const message = await framed.readOrEnd(JobUpstream, { signal: reading.signal, deadlineMs })
           if (message?.payment == null) break
           try {
             await this.takePayment(message.payment)
           } catch (err) {
-            if (!signal.aborted) controller.abort(err instanceof ChannelError ? new ProtocolError(ErrorCode.PAYMENT_REFUSED, err.message) : err)
+            if (this.lifecycle.finished) break
+            if (!controller.signal.aborted) controller.abort(err instanceof ChannelError ? new ProtocolError(ErrorCode.PAYMENT_REFUSED, err.message) : err)
             return
           }
         }
       } catch {
-        // a reset or silence past the deadline: the same as a cancel
+        // a reset or silence past the deadline: the same as a cancel (or, after the final result, as the requester's close)
       }
-      if (signal.aborted) return
       if (this.lifecycle.finished) {
         // after the final result, the requester closing its side is the end of a paid job, not a cancel
         this.payeeEnd?.payerEnded()
+        if (this.lifecycle.state === 'closed' && framed.stream.status !== 'closed') framed.abort(new Error('job ended'))
         return
       }
+      if (controller.signal.aborted) return
       this.cancelAt = Date.now()
       controller.abort(new InferenceError('cancelled', `the ${this.init.requester} cancelled the job`))
     })()
@@ -195,6 +204,12 @@ export class InboundHop<E extends InboundEvents> {
     if (payee == null) throw new ProtocolError(ErrorCode.PAYMENT_REFUSED, this.init.paid ? 'nothing is owed before the first chunk' : 'this job is not paid through a channel')
     const payeeSignature = payee.accept(payment)
     if (payeeSignature == null) return
-    await this.send({ countersign: { channel: payment.channel, seqno: payment.seqno, payeeSignature: new Uint8Array(payeeSignature) } } as Partial<E>)
+    const countersign = { countersign: { channel: payment.channel, seqno: payment.seqno, payeeSignature: new Uint8Array(payeeSignature) } } as Partial<E>
+    if (this.lifecycle.finished) {
+      // the state is stored either way; after our close the payer gets the countersignature when it syncs
+      if (this.lifecycle.state !== 'closed') await this.writer.run(async () => this.init.framed.write(this.init.events, countersign)).catch(() => {})
+      return
+    }
+    await this.send(countersign)
   }
 }

@@ -165,7 +165,7 @@ export class OutboundHop<E extends OutboundEvents> {
   private async pay (payment: HopPayment | null): Promise<void> {
     if (payment == null) return
     const { framed, signal } = this.init
-    await this.writer.run(async () => framed.write(JobUpstream, { payment: { ...payment, payerSignature: new Uint8Array(payment.payerSignature) } }, { signal }))
+    await this.writer.run(async () => framed.write(JobUpstream, { payment: { ...payment, payerSignature: new Uint8Array(payment.payerSignature), settles: payment.settles === true } }, { signal }))
   }
 
   private async collectCountersigns (): Promise<void> {

@@ -16,6 +16,8 @@ export interface HopPayment {
   /** nanoTON owed in all on the channel. */
   cumulative: bigint
   payerSignature: Uint8Array
+  /** The payer's last payment for this job, sent once it checked the final result. */
+  settles?: boolean
 }
 
 /** The requester's side: pays the next hop as frames arrive. */
@@ -26,7 +28,11 @@ export interface HopPayer {
   readonly cost: bigint
   /** A frame arrived claiming `tokens` completion tokens so far: the signed payment to send now, or null when none is due. */
   onTokens(tokens: number): HopPayment | null
-  /** The signed final usage arrived: the payment settling the job, or null when nothing is unpaid. */
+  /**
+   * The signed final usage arrived: the payment settling the job (a new
+   * state when something is unpaid, else the latest one again, so the payee
+   * knows the payer is done); null only when the channel has no state yet.
+   */
   onFinal(usage: Usage): HopPayment | null
   /** The payee's countersignature of a state we sent. */
   countersigned(seqno: bigint, payeeSignature: Uint8Array): void
@@ -40,7 +46,7 @@ export interface HopPayee {
   /**
    * Checks and stores a payment; returns the countersignature, or null for a
    * state a newer one already superseded. Throws ChannelError for a payment
-   * it refuses.
+   * it refuses. One marked `settles` after the final result settles the job.
    */
   accept(payment: HopPayment): Uint8Array | null
   /** Waits (bounded) until a frame bringing the job to `tokens` may go out; throws ProtocolError(PAYMENT_REQUIRED) when it may not. */

@@ -142,7 +142,8 @@ export class FramedStream {
       if (deadline.aborted && options.signal?.aborted !== true) {
         throw new DeadlineError(this.protocol, deadlineMs, { cause: err })
       }
-      if (err instanceof InvalidDataLengthError || err instanceof InvalidDataLengthLengthError) {
+      // a frame over the limit, or more bytes at once than a frame may hold (the read buffer overflowed)
+      if (err instanceof InvalidDataLengthError || err instanceof InvalidDataLengthLengthError || (err as Error).name === 'StreamBufferError') {
         throw new FrameTooLargeError(this.protocol, this.maxFrameBytes, { cause: err })
       }
       if (err instanceof InvalidMessageLengthError) {

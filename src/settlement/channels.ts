@@ -9,6 +9,7 @@
  * a payer that stops paying costs it at most one window.
  */
 import { CLOSE_RESERVE } from '../../contracts/payment-channel.js'
+import { equals } from 'uint8arrays/equals'
 import { ChannelError } from '../errors.js'
 import { checkStateSignature, signState } from './channel-state.js'
 import type { ChannelKey } from './channel-key.js'
@@ -26,6 +27,8 @@ export interface PaymentUpdate {
   seqno: bigint
   cumulative: bigint
   payerSignature: Uint8Array
+  /** On a job stream: the payer's settlement of that job. */
+  settles?: boolean
 }
 
 abstract class ChannelEnd {
@@ -187,6 +190,16 @@ export class PayeeChannel extends ChannelEnd {
     return this.earnedNanoTon + amount - this.received <= window
   }
 
+  /** Whether the payer signed `update` (a state this side need not store, e.g. one a newer one superseded). */
+  signedByPayer (update: PaymentUpdate): boolean {
+    try {
+      checkStateSignature(this.record, { channel: update.channel, seqno: update.seqno, cumulative: update.cumulative }, 'payer', update.payerSignature)
+      return true
+    } catch {
+      return false
+    }
+  }
+
   /**
    * Checks a payer's update and durably stores it with this side's
    * countersignature, which it returns. A repeat of the latest state is
@@ -198,6 +211,8 @@ export class PayeeChannel extends ChannelEnd {
     if (update.channel !== this.address) throw new ChannelError('wrong_channel', `an update for ${update.channel} arrived on ${this.address}`)
     const latest = this.latest()
     if (latest != null && update.seqno === latest.seqno && update.cumulative === latest.cumulative && latest.payeeSignature != null) {
+      // ed25519 signatures are deterministic: a true repeat carries the very bytes stored
+      if (!equals(update.payerSignature, latest.payerSignature)) throw new ChannelError('bad_signature', `a repeat of state ${update.seqno} on ${this.address} carries another signature`)
       return latest.payeeSignature
     }
     if (latest != null && update.seqno <= latest.seqno) throw new ChannelError('stale_state', `seqno ${update.seqno} is not newer than ${latest.seqno} on ${this.address}`)

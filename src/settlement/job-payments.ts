@@ -58,10 +58,20 @@ export class JobPayer implements HopPayer {
     return this.end.owe(this.increase(streamingCost(completionTokens, this.price)))
   }
 
-  /** The signed final usage arrived: the update settling everything owed (this job at its exact cost). */
+  /**
+   * The signed final usage arrived: the update settling everything owed
+   * (this job at its exact cost), or the latest state again when that is
+   * already paid, marked as this job's settlement.
+   */
   onFinal (usage: Usage): PaymentUpdate | null {
     this.end.owe(this.increase(costOf(usage, this.price)))
-    return this.end.settle()
+    const update = this.end.settle() ?? this.latestUpdate()
+    return update == null ? null : { ...update, settles: true }
+  }
+
+  private latestUpdate (): PaymentUpdate | null {
+    const latest = this.end.latest()
+    return latest == null ? null : { channel: this.end.address, seqno: latest.seqno, cumulative: latest.cumulative, payerSignature: latest.payerSignature }
   }
 
   private increase (total: bigint): bigint {
@@ -140,11 +150,13 @@ export class JobPayee implements HopPayee {
     if (update.channel !== this.end.address) throw new ChannelError('wrong_channel', `a payment for ${update.channel} arrived on a job paid through ${this.end.address}`)
     const latest = this.end.latest()
     if (latest != null && update.seqno < latest.seqno && update.cumulative <= latest.cumulative) {
+      // the payer's settlement counts even where a newer state (another job's) overtook it
+      if (this.finalized && update.settles === true && this.end.signedByPayer(update)) this.paidAfterFinal = true
       this.paid.wake()
       return null
     }
     const countersignature = this.end.accept(update)
-    if (this.finalized) this.paidAfterFinal = true
+    if (this.finalized && update.settles === true) this.paidAfterFinal = true
     this.paid.wake()
     return countersignature
   }
@@ -187,9 +199,11 @@ export class JobPayee implements HopPayee {
   }
 
   /**
-   * True once the payer paid after the final result (its settlement of this
-   * job, on this job's stream), or nothing on the channel is unpaid. Other
-   * jobs' frames still in flight on the channel do not hold this one up.
+   * True once the payer's settlement of this job arrived (the payment it
+   * marks `settles`, sent after it checked the final result; payments it
+   * sent earlier may still arrive after the final and do not count), or
+   * nothing on the channel is unpaid. Other jobs' frames still in flight on
+   * the channel do not hold this one up.
    */
   settled (): boolean {
     return this.paidAfterFinal || this.end.unpaid === 0n

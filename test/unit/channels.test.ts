@@ -76,6 +76,9 @@ describe('payment channel ends', () => {
     const lower = { ...two, seqno: 3n, cumulative: 100n }
     expect(refusal(() => payee.accept(lower)).reason).to.equal('decreasing')
     expect(payeeStore.latestState(ADDRESS)?.seqno).to.equal(2n)
+    // a "repeat" of the latest state under a random signature is no repeat: nothing is answered
+    const random = { ...two, payerSignature: new Uint8Array(64).fill(7) }
+    expect(refusal(() => payee.accept(random)).reason).to.equal('bad_signature')
   })
 
   it('refuses forged, misdirected and over-deposit updates, storing nothing', () => {

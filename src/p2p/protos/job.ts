@@ -1286,6 +1286,7 @@ export interface Payment {
   seqno: bigint
   cumulative: bigint
   payerSignature: Uint8Array<ArrayBuffer>
+  settles: boolean
 }
 
 export namespace Payment {
@@ -1318,6 +1319,11 @@ export namespace Payment {
           w.bytes(obj.payerSignature)
         }
 
+        if ((obj.settles != null && obj.settles !== false)) {
+          w.uint32(40)
+          w.bool(obj.settles)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -1326,7 +1332,8 @@ export namespace Payment {
           channel: '',
           seqno: 0n,
           cumulative: 0n,
-          payerSignature: uint8ArrayAlloc(0)
+          payerSignature: uint8ArrayAlloc(0),
+          settles: false
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -1349,6 +1356,10 @@ export namespace Payment {
             }
             case 4: {
               obj.payerSignature = reader.bytes()
+              break
+            }
+            case 5: {
+              obj.settles = reader.bool()
               break
             }
             default: {
@@ -1394,6 +1405,13 @@ export namespace Payment {
               }
               break
             }
+            case 5: {
+              yield {
+                field: `${prefix}.settles`,
+                value: reader.bool()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -1426,6 +1444,11 @@ export namespace Payment {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface PaymentSettlesFieldEvent {
+    field: '$.settles'
+    value: boolean
+  }
+
   export function encode (obj: Partial<Payment>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Payment.codec())
   }
@@ -1434,7 +1457,7 @@ export namespace Payment {
     return decodeMessage(buf, Payment.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Payment>): Generator<PaymentChannelFieldEvent | PaymentSeqnoFieldEvent | PaymentCumulativeFieldEvent | PaymentPayerSignatureFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Payment>): Generator<PaymentChannelFieldEvent | PaymentSeqnoFieldEvent | PaymentCumulativeFieldEvent | PaymentPayerSignatureFieldEvent | PaymentSettlesFieldEvent> {
     return streamMessage(buf, Payment.codec(), opts)
   }
 }
@@ -1707,6 +1730,11 @@ export namespace JobUpstream {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface JobUpstreamPaymentSettlesFieldEvent {
+    field: '$.payment.settles'
+    value: boolean
+  }
+
   export function encode (obj: Partial<JobUpstream>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, JobUpstream.codec())
   }
@@ -1715,7 +1743,7 @@ export namespace JobUpstream {
     return decodeMessage(buf, JobUpstream.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<JobUpstream>): Generator<JobUpstreamCancelReasonFieldEvent | JobUpstreamPaymentChannelFieldEvent | JobUpstreamPaymentSeqnoFieldEvent | JobUpstreamPaymentCumulativeFieldEvent | JobUpstreamPaymentPayerSignatureFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<JobUpstream>): Generator<JobUpstreamCancelReasonFieldEvent | JobUpstreamPaymentChannelFieldEvent | JobUpstreamPaymentSeqnoFieldEvent | JobUpstreamPaymentCumulativeFieldEvent | JobUpstreamPaymentPayerSignatureFieldEvent | JobUpstreamPaymentSettlesFieldEvent> {
     return streamMessage(buf, JobUpstream.codec(), opts)
   }
 }
