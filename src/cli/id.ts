@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util'
 import { ConfigError } from '../errors.js'
 import { checkValue, defaultDataDir } from '../config/load.js'
 import { loadOrCreateIdentity } from '../p2p/identity.js'
-import type { CliIO } from './main.js'
+import type { CliIO } from './io.js'
 
 /** `cocoon id`: create (if needed) and show the identity of a data dir. */
 export async function runId (args: string[], io: CliIO): Promise<number> {

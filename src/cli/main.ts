@@ -3,30 +3,18 @@
  * 2 bad usage or configuration (with a one-line message naming the problem).
  */
 import '../polyfills.js'
-import { basename } from 'node:path'
 import { parseArgs } from 'node:util'
 import { CocoonError, ConfigError } from '../errors.js'
-import { coerce, DEFAULT_MODEL, loadConfig } from '../config/load.js'
+import { loadConfig } from '../config/load.js'
 import { packageVersion } from '../package-info.js'
 import { startNode } from '../roles/runtime.js'
 import { runDevnet } from './devnet.js'
+import { flagsToConfig } from './flags.js'
+import { defaultIO, waitForShutdown } from './io.js'
 import { runId } from './id.js'
 import { runStatus } from './status.js'
 import { runChain, runChannel, runWallet } from './settlement.js'
-import type { RawConfig } from '../config/load.js'
-import type { RunningNode } from '../roles/runtime.js'
-
-export interface CliIO {
-  out(line: string): void
-  err(line: string): void
-  env: NodeJS.ProcessEnv
-}
-
-const defaultIO: CliIO = {
-  out: line => { process.stdout.write(line + '\n') },
-  err: line => { process.stderr.write(line + '\n') },
-  env: process.env
-}
+import type { CliIO } from './io.js'
 
 export const USAGE = `cocoon - a peer-to-peer network for confidential AI inference
 
@@ -157,49 +145,6 @@ export function reportError (err: unknown, io: CliIO): number {
 }
 
 /** A model name from a weights file name: `Llama-3.2-1B-Instruct-Q4_K_M.gguf` → `Llama-3.2-1B-Instruct-Q4_K_M`. */
-function modelNameFromPath (path: string): string {
-  const name = basename(path).replace(/\.gguf$/i, '').replace(/[^A-Za-z0-9._:/+-]/g, '-').slice(0, 128)
-  return /^[A-Za-z0-9]/.test(name) ? name : `model-${name}`
-}
-
-/** Turns parsed flags into a raw config layer (only the keys that were given). */
-export function flagsToConfig (values: Record<string, string | boolean | string[] | undefined>): RawConfig {
-  const raw: RawConfig = {}
-  if (values.role !== undefined) raw.role = values.role
-  if (values.network !== undefined) raw.network = values.network
-  if (values['data-dir'] !== undefined) raw.dataDir = values['data-dir']
-  if (values.listen !== undefined) raw.listen = values.listen
-  if (values.announce !== undefined) raw.announce = values.announce
-  if (values.bootstrap !== undefined) raw.bootstrap = values.bootstrap
-  if (values['no-default-bootstrap'] === true) raw.useDefaultBootstrap = false
-  if (values['log-level'] !== undefined) raw.logLevel = values['log-level']
-  const admin: RawConfig = {}
-  if (values['admin-port'] !== undefined) admin.port = coerce(values['admin-port'] as string, 'number')
-  if (values['no-admin'] === true) admin.enabled = false
-  if (Object.keys(admin).length > 0) raw.admin = admin
-  if (values.attestation !== undefined) raw.attestation = { provider: values.attestation }
-  const worker: RawConfig = {}
-  if (values['no-gossip'] === true) worker.gossip = false
-  if (values.backend !== undefined) worker.backend = values.backend
-  if (values.upstream !== undefined) {
-    worker.upstream = { url: values.upstream }
-    if (values.backend === undefined) worker.backend = 'openai'
-  }
-  if (values.model !== undefined) {
-    const path = values.model as string
-    worker.models = [{ ...DEFAULT_MODEL, name: modelNameFromPath(path), path }]
-  }
-  if (Object.keys(worker).length > 0) raw.worker = worker
-  if (values['api-port'] !== undefined) raw.client = { api: { port: coerce(values['api-port'] as string, 'number') } }
-  const settlement: RawConfig = {}
-  if (values.settlement === true) settlement.enabled = true
-  if (values.chain !== undefined) settlement.chain = values.chain
-  if (values['chain-endpoint'] !== undefined) settlement.endpoint = values['chain-endpoint']
-  if (values['mnemonic-file'] !== undefined) settlement.mnemonicFile = values['mnemonic-file']
-  if (Object.keys(settlement).length > 0) raw.settlement = settlement
-  return raw
-}
-
 async function runNodeCommand (args: string[], io: CliIO): Promise<number> {
   const { values } = parseArgs({ args, options: NODE_OPTIONS, strict: true, allowPositionals: false })
   if (values.help === true) {
@@ -210,24 +155,4 @@ async function runNodeCommand (args: string[], io: CliIO): Promise<number> {
   const node = await startNode(config, { consoleWrite: io.err })
   await waitForShutdown(node, io)
   return 0
-}
-
-/** Resolves once the node has stopped after SIGINT/SIGTERM; a second signal exits at once. */
-export async function waitForShutdown (node: Pick<RunningNode, 'stop'>, io: CliIO): Promise<void> {
-  await new Promise<void>(resolve => {
-    let signals = 0
-    const onSignal = (signal: NodeJS.Signals): void => {
-      signals++
-      if (signals > 1) {
-        io.err(`cocoon: ${signal} again, exiting now`)
-        process.exit(130)
-      }
-      node.stop().then(resolve, err => {
-        io.err(`cocoon: shutdown failed: ${(err as Error).message}`)
-        resolve()
-      })
-    }
-    process.on('SIGINT', onSignal)
-    process.on('SIGTERM', onSignal)
-  })
 }

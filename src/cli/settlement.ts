@@ -16,7 +16,7 @@ import { readSecretFile } from '../p2p/secret-file.js'
 import { fromNano, toNano } from '@ton/core'
 import { isLoopbackName } from '../ops/loopback-host.js'
 import { resolveDataDir } from './id.js'
-import type { CliIO } from './main.js'
+import type { CliIO } from './io.js'
 import type { SettlementStatus } from '../settlement/node-settlement.js'
 
 const TARGET_OPTIONS = {
