@@ -1,10 +1,10 @@
 #!/bin/sh
-# Regenerates the protons code in src/p2p/protos/ from protos/*.proto.
+# Regenerates the protons code in src/gen/ from protos/*.proto.
 #   scripts/gen-protos.sh          write the generated files
 #   scripts/gen-protos.sh --check  fail when the checked-in files are stale
 set -eu
 cd "$(dirname "$0")/.."
-out=src/p2p/protos
+out=src/gen
 check=0
 [ "${1:-}" = "--check" ] && check=1
 tmp=$(mktemp -d)
@@ -19,13 +19,13 @@ for f in protos/*.proto; do
     cat "$tmp/$base.ts"
   } > "$tmp/$base.gen.ts"
   if [ $check = 1 ]; then
-    if ! cmp -s "$tmp/$base.gen.ts" "$out/$base.ts"; then
-      echo "stale generated code: $out/$base.ts differs from protos/$base.proto; run npm run protos" >&2
+    if ! cmp -s "$tmp/$base.gen.ts" "$out/$base.pb.ts"; then
+      echo "stale generated code: $out/$base.pb.ts differs from protos/$base.proto; run npm run protos" >&2
       exit 1
     fi
   else
     mkdir -p "$out"
-    cp "$tmp/$base.gen.ts" "$out/$base.ts"
+    cp "$tmp/$base.gen.ts" "$out/$base.pb.ts"
   fi
 done
 [ $check = 1 ] && echo "generated protobuf code is current"

@@ -27,7 +27,7 @@ import type { ClientRole } from '../roles/client/client-role.js'
 import type { ProxyRole } from '../roles/proxy/proxy-role.js'
 import type { CliIO } from './io.js'
 import type { NodeConfig } from '../config/schema.js'
-import type { RoleName } from '../roles/names.js'
+import type { RoleName } from '../config/role-names.js'
 import type { RunningNode } from '../roles/runtime.js'
 
 const MEET_TIMEOUT_MS = 30_000

@@ -14,8 +14,8 @@ import { readNodeFile } from '../ops/node-file.js'
 import { NodeConfigSchema } from './schema.js'
 import type { NodeConfig } from './schema.js'
 import type { NetworkId } from '../p2p/networks.js'
-import { ROLE_NAMES } from '../roles/names.js'
-import type { RoleName } from '../roles/names.js'
+import { ROLE_NAMES } from './role-names.js'
+import type { RoleName } from './role-names.js'
 import type { z } from 'zod'
 
 /** A partial, unvalidated configuration from one source. */

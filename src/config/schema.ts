@@ -5,12 +5,11 @@
  */
 import { multiaddr } from '@multiformats/multiaddr'
 import { z } from 'zod'
-import { ROLE_NAMES } from '../roles/names.js'
+import { ROLE_NAMES } from './role-names.js'
 import { NETWORK_IDS } from '../p2p/networks.js'
 import { MODEL_NAME_PATTERN } from '../p2p/constants.js'
+import { LOG_LEVELS } from '../ops/console-log.js'
 
-export const LOG_LEVELS = ['silent', 'error', 'warn', 'info', 'debug', 'trace'] as const
-export type LogLevel = typeof LOG_LEVELS[number]
 
 function isMultiaddr (value: string): boolean {
   try {

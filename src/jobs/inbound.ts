@@ -20,12 +20,12 @@ import { ChannelError } from '../errors.js'
 import { InferenceError } from '../inference/types.js'
 import { answerWithError, ErrorCode, ProtocolError } from '../p2p/framing.js'
 import { JOB_SETUP_DEADLINE_MS } from '../p2p/constants.js'
-import { JobUpstream } from '../p2p/protos/job.js'
+import { JobUpstream } from '../gen/job.pb.js'
 import { JobLifecycle } from './lifecycle.js'
 import { SerialWriter } from './serial-writer.js'
 import type { HopPayee } from './payments.js'
 import type { FramedStream, MessageCodec } from '../p2p/framing.js'
-import type { Countersign, Payment, SealedChunk } from '../p2p/protos/job.js'
+import type { Countersign, Payment, SealedChunk } from '../gen/job.pb.js'
 
 /** What a serving side sends besides its own final event: chunks and countersignatures. */
 /** After the final result: how long the requester's remaining payments and its close may take. */

@@ -19,7 +19,7 @@
  */
 import { InferenceError } from '../inference/types.js'
 import { JOB_CANCEL_GRACE_MS } from '../p2p/constants.js'
-import { JobUpstream } from '../p2p/protos/job.js'
+import { JobUpstream } from '../gen/job.pb.js'
 import { JobLifecycle } from './lifecycle.js'
 import { SerialWriter } from './serial-writer.js'
 import { usageFromWire, verifyResult } from './wire.js'
@@ -27,7 +27,7 @@ import type { InboundEvents } from './inbound.js'
 import type { HopPayer, HopPayment } from './payments.js'
 import type { Usage } from '../inference/types.js'
 import type { FramedStream, MessageCodec } from '../p2p/framing.js'
-import type { JobResult, JobRouted, SealedChunk, SignedResult } from '../p2p/protos/job.js'
+import type { JobResult, JobRouted, SealedChunk, SignedResult } from '../gen/job.pb.js'
 
 /** What comes back on a job stream: chunks, countersignatures, a routing notice, a final event. */
 export interface OutboundEvents extends InboundEvents {

@@ -4,7 +4,9 @@
  * instead (DEBUG=cocoon:* or --log-level debug).
  */
 import { enable } from '@libp2p/logger'
-import type { LogLevel } from '../config/schema.js'
+
+export const LOG_LEVELS = ['silent', 'error', 'warn', 'info', 'debug', 'trace'] as const
+export type LogLevel = typeof LOG_LEVELS[number]
 
 const ORDER: Record<LogLevel, number> = { silent: 0, error: 1, warn: 2, info: 3, debug: 4, trace: 5 }
 

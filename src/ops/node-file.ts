@@ -4,9 +4,10 @@
  * local node find the local bootstrap node without flags.
  */
 import { randomBytes } from 'node:crypto'
-import { readFile, rename, unlink, writeFile } from 'node:fs/promises'
+import { readFile, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
-import { createSecretFile, readSecretFile } from '../p2p/secret-file.js'
+import { writeFileAtomic } from './atomic-write.js'
+import { createSecretFile, readSecretFile } from './secret-file.js'
 
 export const NODE_FILE = 'node.json'
 /** The token the admin endpoint's actions need (mode 0600, readable by the node's user only). */
@@ -41,10 +42,7 @@ export interface NodeFile {
 }
 
 export async function writeNodeFile (dataDir: string, info: NodeFile): Promise<void> {
-  const path = join(dataDir, NODE_FILE)
-  const tmp = `${path}.${process.pid}.tmp`
-  await writeFile(tmp, JSON.stringify(info, null, 2) + '\n', { mode: 0o644 })
-  await rename(tmp, path)
+  await writeFileAtomic(join(dataDir, NODE_FILE), JSON.stringify(info, null, 2) + '\n')
 }
 
 export async function removeNodeFile (dataDir: string, pid = process.pid): Promise<void> {

@@ -6,7 +6,7 @@
  */
 import { lpStream, InvalidDataLengthError, InvalidDataLengthLengthError, InvalidMessageLengthError, UnexpectedEOFError } from '@libp2p/utils'
 import { ABSOLUTE_MAX_FRAME_BYTES, DEFAULT_MESSAGE_DEADLINE_MS, ERROR_FRAME_GRACE_MS } from './constants.js'
-import { ErrorCode, Frame } from './protos/framing.js'
+import { ErrorCode, Frame } from '../gen/framing.pb.js'
 import {
   CocoonError, DeadlineError, FrameTooLargeError, MalformedMessageError, RemoteError, StreamClosedError
 } from '../errors.js'

@@ -2,7 +2,7 @@ import { join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { IdentityError } from '../errors.js'
-import { createSecretFile, readSecretFile } from './secret-file.js'
+import { createSecretFile, readSecretFile } from '../ops/secret-file.js'
 import type { PrivateKey, PeerId } from '@libp2p/interface'
 
 /** File name of the node's private key inside its data dir. */

@@ -8,7 +8,7 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import { INFO_DEADLINE_MS, INFO_MAX_FRAME_BYTES, INFO_PROTOCOL } from './constants.js'
 import { handleRequests, request } from './framing.js'
-import { InfoRequest, NodeInfo, Role } from './protos/node.js'
+import { InfoRequest, NodeInfo, Role } from '../gen/node.pb.js'
 import type { ProtocolHost } from './framing.js'
 import type { NodeMetrics } from './metrics.js'
 import type { PeerDirectory } from './peer-directory.js'

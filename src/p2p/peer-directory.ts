@@ -5,7 +5,7 @@
  */
 import { TypedEventEmitter } from 'main-event'
 import { PRESENCE_EXPIRY_INTERVALS, PRESENCE_EXPIRY_MS, PRESENCE_INTERVAL_MS } from './constants.js'
-import { Role } from './protos/node.js'
+import { Role } from '../gen/node.pb.js'
 
 export { Role }
 

@@ -26,7 +26,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { DIAL_TIMEOUT_MS, P2P_MULTIADDR_CODE } from './constants.js'
 import type { CocoonLibp2p } from './node.js'
 import type { PeerDirectory, PeerRecord } from './peer-directory.js'
-import type { Role } from './protos/node.js'
+import type { Role } from '../gen/node.pb.js'
 import type { Logger, PeerId, PeerInfo } from '@libp2p/interface'
 
 /** Bursts of directory updates and disconnects are handled in one pass. */

@@ -18,7 +18,7 @@ import {
   PRESENCE_COALESCE_MS, PRESENCE_MAX_BYTES, PRESENCE_MAX_CLOCK_SKEW_MS, PRESENCE_FIRST_MAX_DELAY_MS, PRESENCE_PER_PEER_MS, PRESENCE_REACHED_PEERS, PRESENCE_TOPIC
 } from './constants.js'
 import { TopicValidatorResult } from './gossip.js'
-import { Presence, Role } from './protos/node.js'
+import { Presence, Role } from '../gen/node.pb.js'
 import type { GossipSub } from './gossip.js'
 import type { NodeMetrics } from './metrics.js'
 import type { PeerDirectory } from './peer-directory.js'

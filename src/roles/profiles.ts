@@ -1,5 +1,5 @@
-import { Role } from '../p2p/protos/node.js'
-import type { RoleName } from './names.js'
+import { Role } from '../gen/node.pb.js'
+import type { RoleName } from '../config/role-names.js'
 
 /** What each role needs from the node core. */
 export interface RoleProfile {

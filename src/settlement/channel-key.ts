@@ -8,7 +8,7 @@
 import { createPrivateKey, createPublicKey, randomBytes, sign, verify } from 'node:crypto'
 import { join } from 'node:path'
 import { IdentityError } from '../errors.js'
-import { createSecretFile, readSecretFile } from '../p2p/secret-file.js'
+import { createSecretFile, readSecretFile } from '../ops/secret-file.js'
 import type { KeyObject } from 'node:crypto'
 
 export const CHANNEL_KEY_FILE = 'channel.key'

@@ -15,7 +15,7 @@
  */
 import { ChannelError } from '../errors.js'
 import { ProtocolError } from '../p2p/framing.js'
-import { ErrorCode } from '../p2p/protos/framing.js'
+import { ErrorCode } from '../gen/framing.pb.js'
 import { costOf } from './pricing.js'
 import type { ChannelManager } from './channel-manager.js'
 import type { PayeeChannel, PayerChannel, PaymentUpdate } from './channels.js'

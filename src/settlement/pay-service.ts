@@ -8,15 +8,15 @@
  */
 import { PAY_DEADLINE_MS, PAY_MAX_FRAME_BYTES, PAY_PROTOCOL } from '../p2p/constants.js'
 import { handleRequests, ProtocolError, request } from '../p2p/framing.js'
-import { ErrorCode } from '../p2p/protos/framing.js'
-import { PayRequest, PayResponse } from '../p2p/protos/pay.js'
+import { ErrorCode } from '../gen/framing.pb.js'
+import { PayRequest, PayResponse } from '../gen/pay.pb.js'
 import { ChannelError } from '../errors.js'
 import type { ChannelManager, PaymentTerms } from './channel-manager.js'
 import type { PayeeChannel } from './channels.js'
 import type { ChannelRecord, StoredState } from './types.js'
 import type { ProtocolHost } from '../p2p/framing.js'
 import type { NodeMetrics } from '../p2p/metrics.js'
-import type { ChannelState as WireState, ChannelView } from '../p2p/protos/pay.js'
+import type { ChannelState as WireState, ChannelView } from '../gen/pay.pb.js'
 import type { Logger, PeerId } from '@libp2p/interface'
 
 export interface PayServiceInit {

@@ -13,13 +13,13 @@ import {
   ATTEST_DEADLINE_MS, ATTEST_MAX_CONCURRENT, ATTEST_MAX_FRAME_BYTES, ATTEST_PROTOCOL
 } from '../p2p/constants.js'
 import { handleRequests, ProtocolError, request } from '../p2p/framing.js'
-import { ErrorCode } from '../p2p/protos/framing.js'
-import { AttestRequest, AttestResponse, EvidenceKind as WireEvidenceKind } from '../p2p/protos/capacity.js'
+import { ErrorCode } from '../gen/framing.pb.js'
+import { AttestRequest, AttestResponse, EvidenceKind as WireEvidenceKind } from '../gen/capacity.pb.js'
 import { epochAt, NONCE_MAX_BYTES, NONCE_MIN_BYTES } from './binding.js'
 import type { Evidence, EvidenceKind, Freshness } from './types.js'
 import type { ProtocolHost } from '../p2p/framing.js'
 import type { NodeMetrics } from '../p2p/metrics.js'
-import type { Evidence as WireEvidence } from '../p2p/protos/capacity.js'
+import type { Evidence as WireEvidence } from '../gen/capacity.pb.js'
 import type { AbortOptions, Logger, PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 

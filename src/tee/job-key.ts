@@ -16,7 +16,7 @@ import { join } from 'node:path'
 import { x25519 } from '@noble/curves/ed25519.js'
 import { equalBytes } from '@noble/curves/utils.js'
 import { IdentityError } from '../errors.js'
-import { createSecretFile, readSecretFile } from '../p2p/secret-file.js'
+import { createSecretFile, readSecretFile } from '../ops/secret-file.js'
 
 export const JOB_KEY_FILE = 'job.key'
 

@@ -11,11 +11,11 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import { CAPACITY_MAX_ADDRS, CAPACITY_MAX_BYTES, CAPACITY_MAX_CLOCK_SKEW_MS, MODEL_NAME_PATTERN } from '../../p2p/constants.js'
 import { TopicValidatorResult } from '../../p2p/gossip.js'
-import { CapacityAnnouncement } from '../../p2p/protos/capacity.js'
+import { CapacityAnnouncement } from '../../gen/capacity.pb.js'
 import {
   MAX_CONCURRENT_JOBS, MAX_CONTEXT_LENGTH, MAX_MODELS_PER_WORKER, MAX_PRICE_NANOTON_PER_M
 } from '../../config/schema.js'
-import type { ModelOffer } from '../../p2p/protos/capacity.js'
+import type { ModelOffer } from '../../gen/capacity.pb.js'
 
 export const MAX_ACCELERATORS = 16
 /** The announcement intervals a worker may use (the config allows the same range). */

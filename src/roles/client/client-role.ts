@@ -3,7 +3,7 @@
  * and serves the OpenAI-compatible HTTP API on loopback.
  */
 import { ConfigError } from '../../errors.js'
-import { PeerAttestations } from '../proxy/peer-attestations.js'
+import { PeerAttestations } from '../../tee/peer-attestations.js'
 import { startApiServer } from './http-api.js'
 import { JobClient } from './job-client.js'
 import { ProxyFinder } from './proxy-finder.js'

@@ -23,8 +23,8 @@ import {
   MODELS_MAX_FRAME_BYTES, MODELS_PROTOCOL
 } from '../../p2p/constants.js'
 import { FramedStream, request } from '../../p2p/framing.js'
-import { Evidence as WireEvidence } from '../../p2p/protos/capacity.js'
-import { JobBody, JobEvent, JobOffer, JobRequest, ModelsRequest, ModelsResponse } from '../../p2p/protos/job.js'
+import { Evidence as WireEvidence } from '../../gen/capacity.pb.js'
+import { JobBody, JobEvent, JobOffer, JobRequest, ModelsRequest, ModelsResponse } from '../../gen/job.pb.js'
 import { evidenceFromWire } from '../../tee/attest-service.js'
 import { randomRequestId, sealRequest } from '../../tee/seal.js'
 import { OutboundHop } from '../../jobs/outbound.js'
@@ -42,7 +42,7 @@ import type { ProxyPool } from './proxy-pool.js'
 import type { NodeMetrics } from '../../p2p/metrics.js'
 import type { CocoonLibp2p } from '../../p2p/node.js'
 import type { FinishReason, InferenceChunk } from '../../inference/types.js'
-import type { JobFinal, JobHeader, ModelInfo, SealedChunk, WorkerCandidate } from '../../p2p/protos/job.js'
+import type { JobFinal, JobHeader, ModelInfo, SealedChunk, WorkerCandidate } from '../../gen/job.pb.js'
 import type { Logger } from '@libp2p/interface'
 
 export interface JobClientInit {

@@ -8,11 +8,11 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { P2P_MULTIADDR_CODE } from '../../p2p/constants.js'
-import { Role } from '../../p2p/protos/node.js'
+import { Role } from '../../gen/node.pb.js'
 import { InferenceError } from '../../inference/types.js'
 import type { ProxyFinder } from './proxy-finder.js'
 import type { PeerDirectory } from '../../p2p/peer-directory.js'
-import type { PeerAttestations } from '../proxy/peer-attestations.js'
+import type { PeerAttestations } from '../../tee/peer-attestations.js'
 import type { Connection, Logger, PeerId, PeerStore } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 

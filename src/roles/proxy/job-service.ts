@@ -25,8 +25,8 @@ import {
   JOB_PROTOCOL, JOB_SETUP_DEADLINE_MS, MODELS_MAX_FRAME_BYTES, MODELS_PROTOCOL, WORK_PROTOCOL
 } from '../../p2p/constants.js'
 import { answerWithError, errorCodeFor, FramedStream, handleRequests, ProtocolError } from '../../p2p/framing.js'
-import { ErrorCode } from '../../p2p/protos/framing.js'
-import { JobBody, JobEvent, JobOffer, JobRequest, ModelsRequest, ModelsResponse, WorkEvent, WorkRequest } from '../../p2p/protos/job.js'
+import { ErrorCode } from '../../gen/framing.pb.js'
+import { JobBody, JobEvent, JobOffer, JobRequest, ModelsRequest, ModelsResponse, WorkEvent, WorkRequest } from '../../gen/job.pb.js'
 import { RemoteError } from '../../errors.js'
 import { InboundHop } from '../../jobs/inbound.js'
 import { OutboundHop } from '../../jobs/outbound.js'
@@ -45,7 +45,7 @@ import type { WorkerRegistry } from './worker-registry.js'
 import type { WorkerLookup } from './worker-lookup.js'
 import type { NodeMetrics } from '../../p2p/metrics.js'
 import type { CocoonLibp2p } from '../../p2p/node.js'
-import type { JobCost, JobHeader, ModelInfo, SealedRequest, WorkerCandidate } from '../../p2p/protos/job.js'
+import type { JobCost, JobHeader, ModelInfo, SealedRequest, WorkerCandidate } from '../../gen/job.pb.js'
 import type { Connection, Logger, Stream } from '@libp2p/interface'
 
 export interface ProxyJobServiceInit {

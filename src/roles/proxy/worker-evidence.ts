@@ -4,7 +4,7 @@
  * the worker it seals to without ever connecting to it. Kept until the epoch
  * turns; a worker whose job key differs from the attested one is not offered.
  */
-import { Evidence as EvidenceWire } from '../../p2p/protos/capacity.js'
+import { Evidence as EvidenceWire } from '../../gen/capacity.pb.js'
 import { JOB_EVIDENCE_TIMEOUT_MS } from '../../p2p/constants.js'
 import { epochAt } from '../../tee/binding.js'
 import { evidenceToWire, fetchEvidence } from '../../tee/attest-service.js'

@@ -10,8 +10,8 @@
 import { toString as toHex } from 'uint8arrays/to-string'
 import { TypedEventEmitter } from 'main-event'
 import { CAPACITY_INTERVAL_MS, CAPACITY_MIN_TTL_MS, CAPACITY_MAX_CLOCK_SKEW_MS, CAPACITY_TTL_INTERVALS } from '../../p2p/constants.js'
-import { AcceleratorKind } from '../../p2p/protos/capacity.js'
-import type { CapacityAnnouncement } from '../../p2p/protos/capacity.js'
+import { AcceleratorKind } from '../../gen/capacity.pb.js'
+import type { CapacityAnnouncement } from '../../gen/capacity.pb.js'
 import type { EvidenceKind, VerifiedAttestation } from '../../tee/types.js'
 
 export interface WorkerOffer {

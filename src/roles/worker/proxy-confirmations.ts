@@ -10,7 +10,7 @@
  * such a challenger is held, and counted when its record arrives as a proxy's
  * (the worker asks for it again, in case the first request failed).
  */
-import { Role } from '../../p2p/protos/node.js'
+import { Role } from '../../gen/node.pb.js'
 import type { PeerRecord } from '../../p2p/peer-directory.js'
 
 /** Proxies remembered, and challengers held; more than the announcer asks for (8). */

@@ -5,9 +5,10 @@
  */
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { readFile, rename, stat, writeFile } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { ConfigError } from '../../errors.js'
+import { writeFileAtomic } from '../../ops/atomic-write.js'
 import { MAX_DESCRIPTION } from '../capacity/announcement.js'
 import type { ServedModel } from './capacity-announcer.js'
 import type { BackendModel } from '../../inference/types.js'
@@ -59,9 +60,7 @@ export async function servedModels (models: NodeConfig['worker']['models'], data
     })
   }
   if (changed) {
-    const tmp = `${cachePath}.${process.pid}.tmp`
-    await writeFile(tmp, JSON.stringify(cache, null, 2))
-    await rename(tmp, cachePath)
+    await writeFileAtomic(cachePath, JSON.stringify(cache, null, 2))
   }
   return out
 }

@@ -17,8 +17,8 @@
  */
 import { JOB_MAX_FRAME_BYTES, JOB_MAX_STREAMS_PER_CONNECTION, JOB_SETUP_DEADLINE_MS, WORK_PROTOCOL } from '../../p2p/constants.js'
 import { errorCodeFor, FramedStream, ProtocolError } from '../../p2p/framing.js'
-import { ErrorCode } from '../../p2p/protos/framing.js'
-import { WorkEvent, WorkRequest } from '../../p2p/protos/job.js'
+import { ErrorCode } from '../../gen/framing.pb.js'
+import { WorkEvent, WorkRequest } from '../../gen/job.pb.js'
 import { SealError } from '../../errors.js'
 import { openRequest } from '../../tee/seal.js'
 import { InboundHop } from '../../jobs/inbound.js'
@@ -29,7 +29,7 @@ import { DEFAULT_CACHED_BP, DEFAULT_REASONING_BP } from '../../settlement/pricin
 import type { ChannelManager } from '../../settlement/channel-manager.js'
 import type { NodeMetrics } from '../../p2p/metrics.js'
 import type { InferenceBackend, InferenceChunk, Usage } from '../../inference/types.js'
-import type { JobHeader } from '../../p2p/protos/job.js'
+import type { JobHeader } from '../../gen/job.pb.js'
 import type { Connection, Logger, PrivateKey, Stream } from '@libp2p/interface'
 
 export interface WorkServiceInit {

@@ -8,8 +8,8 @@ import { WORKER_PROXY_LINKS, WORKER_SWARM_SIZE_REFRESH_MAX_MS, WORKER_SWARM_SIZE
 import { peerIdFromString } from '@libp2p/peer-id'
 import { proxyKey } from '../../p2p/dht-keys.js'
 import { PeerLinks } from '../../p2p/peer-links.js'
-import { Role } from '../../p2p/protos/node.js'
-import { configuredAccelerators, discoverAccelerators } from '../../tee/gpu.js'
+import { Role } from '../../gen/node.pb.js'
+import { configuredAccelerators, discoverAccelerators } from './gpu.js'
 import { CapacityAnnouncer } from './capacity-announcer.js'
 import { ProxyConfirmations } from './proxy-confirmations.js'
 import { servedModels } from './served-models.js'
@@ -22,7 +22,7 @@ import type { AnnouncerStatus } from './capacity-announcer.js'
 import type { RoleBehaviour, RoleContext } from '../role.js'
 import type { PeerRecord } from '../../p2p/peer-directory.js'
 import type { NodeTee } from '../tee-setup.js'
-import type { Accelerator, DiscoveryResult } from '../../tee/gpu.js'
+import type { Accelerator, DiscoveryResult } from './gpu.js'
 
 /** The worker's part of /status. */
 export interface WorkerRoleStatus {

@@ -18,13 +18,13 @@
  * - Faucet: `fund(address, amount)` from a sandbox treasury, bounce off, so
  *   an undeployed wallet keeps the money.
  */
-import { randomBytes } from 'node:crypto'
 import { constants as fsConstants } from 'node:fs'
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises'
+import { mkdir, open, readFile, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Blockchain, GetMethodError, snapshotFromSerializable, snapshotToSerializable } from '@ton/sandbox'
 import { Cell, comment, external, loadMessage, loadTransaction, openContract, toNano, TupleReader } from '@ton/core'
 import { ChainError } from '../../errors.js'
+import { writeFileAtomic } from '../../ops/atomic-write.js'
 import { describeError, parseAddress, WalletChainAdapter } from './adapter.js'
 import { loadWalletKey, MNEMONIC_FILE } from './wallet.js'
 import type { Address, Contract, ContractProvider, ContractState, Message, OpenedContract, Sender, SenderArguments, StateInit, Transaction, TupleItem } from '@ton/core'
@@ -328,7 +328,7 @@ export class Devnet {
       chain: snapshotToSerializable(snapshot),
       txs: Object.fromEntries(this.txs)
     }
-    await writeAtomically(this.dir, this.path, JSON.stringify(file))
+    await writeAtomically(this.path, JSON.stringify(file))
   }
 
   private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -387,26 +387,11 @@ async function readDevnetFile (path: string): Promise<DevnetFile | null> {
   return file
 }
 
-/** Writes `path` via a temp file in `dir`: fsync, rename, fsync of the dir. */
-async function writeAtomically (dir: string, path: string, text: string): Promise<void> {
-  const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`
+/** Writes `path` whole or not at all (the chain state must survive a crash). */
+async function writeAtomically (path: string, text: string): Promise<void> {
   try {
-    const handle = await open(tmp, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, 0o600)
-    try {
-      await handle.writeFile(text)
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
-    await rename(tmp, path)
-    const d = await open(dir, 'r')
-    try {
-      await d.sync()
-    } finally {
-      await d.close()
-    }
+    await writeFileAtomic(path, text, { mode: 0o600 })
   } catch (err) {
-    await unlink(tmp).catch(() => {})
     throw new ChainError(`devnet ${path}: cannot be written (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err })
   }
 }

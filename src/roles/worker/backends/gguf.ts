@@ -8,11 +8,11 @@
  * The same options always give byte-identical files: the weights come from a
  * seeded PRNG and nothing depends on the time or the machine.
  */
-import { randomBytes } from 'node:crypto'
-import { access, mkdir, open, rename, rm } from 'node:fs/promises'
+import { access, mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { bytesToHex } from '@noble/hashes/utils.js'
+import { writeFileAtomic } from '../../../ops/atomic-write.js'
 
 export interface SyntheticModelOptions {
   /** PRNG seed for the weights (a 32-bit unsigned integer). */
@@ -391,27 +391,9 @@ export function buildSyntheticGguf (options: SyntheticModelOptions = {}): { byte
   return { bytes: out, parameters, options: o }
 }
 
-/** Writes `path` atomically (temp file in the same directory, then rename). */
-async function writeAtomically (path: string, bytes: Buffer): Promise<void> {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
-  try {
-    const fh = await open(tmp, 'wx', 0o644)
-    try {
-      await fh.writeFile(bytes)
-      await fh.sync()
-    } finally {
-      await fh.close()
-    }
-    await rename(tmp, path)
-  } catch (err) {
-    await rm(tmp, { force: true })
-    throw err
-  }
-}
-
 export async function writeSyntheticGguf (path: string, options: SyntheticModelOptions = {}): Promise<{ path: string, bytes: number, parameters: number }> {
   const built = buildSyntheticGguf(options)
-  await writeAtomically(path, built.bytes)
+  await writeFileAtomic(path, built.bytes)
   return { path, bytes: built.bytes.length, parameters: built.parameters }
 }
 

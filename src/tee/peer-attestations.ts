@@ -27,13 +27,13 @@ import { toString as toHex } from 'uint8arrays/to-string'
 import {
   ATTEST_PARALLEL, ATTEST_QUEUE_MAX, ATTEST_RETRY_BACKOFF_MAX_MS, ATTEST_RETRY_BACKOFF_MS, ATTESTATION_FAILURE_TTL_MS, ATTESTATION_TTL_MS,
   CAPACITY_ATTEST_TIMEOUT_MS
-} from '../../p2p/constants.js'
-import { AttestationError } from '../../errors.js'
-import { fetchEvidence } from '../../tee/attest-service.js'
-import type { ProtocolHost } from '../../p2p/framing.js'
-import type { NodeMetrics } from '../../p2p/metrics.js'
-import type { EvidenceVerifier } from '../../tee/attestor.js'
-import type { Evidence, VerifiedAttestation } from '../../tee/types.js'
+} from '../p2p/constants.js'
+import { AttestationError } from '../errors.js'
+import { fetchEvidence } from './attest-service.js'
+import type { ProtocolHost } from '../p2p/framing.js'
+import type { NodeMetrics } from '../p2p/metrics.js'
+import type { EvidenceVerifier } from './attestor.js'
+import type { Evidence, VerifiedAttestation } from './types.js'
 import type { Logger, PeerId } from '@libp2p/interface'
 
 /** The checking side of attestation, as this cache needs it. */

@@ -11,7 +11,7 @@
  */
 import { execFile } from 'node:child_process'
 import { availableParallelism, cpus, freemem, loadavg, totalmem } from 'node:os'
-import { CocoonError } from '../errors.js'
+import { CocoonError } from '../../errors.js'
 
 /** One device a worker can run inference on. Unknown values are '' or 0. */
 export interface Accelerator {
