@@ -15,7 +15,7 @@ import { createLibp2p } from 'libp2p'
 import { knowThePublishers, startNode } from '../src/roles/runtime.js'
 import { heartbeatArrivals, plainLoopbackNode, testConfig, waitFor } from '../test/helpers.js'
 import { median, quantile, round, settle, writeResult } from './stats.js'
-import type { RoleName } from '../src/roles/names.js'
+import type { RoleName } from '../src/config/role-names.js'
 import type { RunningNode } from '../src/roles/runtime.js'
 
 const NODES = Number(process.env.BENCH_NODES ?? 20)

@@ -13,7 +13,7 @@ import type { NodeConfig } from '../src/config/schema.js'
 import type { PeerRecord } from '../src/p2p/peer-directory.js'
 import type { RunningNode } from '../src/roles/runtime.js'
 import type { Libp2pOptions } from 'libp2p'
-import type { RoleName } from '../src/roles/names.js'
+import type { RoleName } from '../src/config/role-names.js'
 
 /** A fresh temporary directory; `cleanup()` removes every one made. */
 const made: string[] = []

@@ -6,7 +6,7 @@ import { INFO_MAX_FRAME_BYTES, INFO_PROTOCOL, PRESENCE_TOPIC } from '../../src/p
 import { request } from '../../src/p2p/framing.js'
 import { SCORE_THRESHOLDS } from '../../src/p2p/gossip.js'
 import { createCocoonNode } from '../../src/p2p/node.js'
-import { InfoRequest, NodeInfo, Presence, Role } from '../../src/p2p/protos/node.js'
+import { InfoRequest, NodeInfo, Presence, Role } from '../../src/gen/node.pb.js'
 import { startNode } from '../../src/roles/runtime.js'
 import { cleanupTempDirs, tempDir, testConfig, waitFor } from '../helpers.js'
 import type { CocoonLibp2p } from '../../src/p2p/node.js'

@@ -14,7 +14,7 @@ import { createLibp2p } from 'libp2p'
 import { AMINO_KAD_PROTOCOL, COCOON_KAD_PROTOCOL } from '../../src/p2p/constants.js'
 import { knowThePublishers, startNode } from '../../src/roles/runtime.js'
 import { cleanupTempDirs, plainLoopbackNode, tempDir, testConfig, waitFor } from '../helpers.js'
-import type { RoleName } from '../../src/roles/names.js'
+import type { RoleName } from '../../src/config/role-names.js'
 import type { RunningNode } from '../../src/roles/runtime.js'
 import type { Libp2p } from '@libp2p/interface'
 

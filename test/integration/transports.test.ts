@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import { expect } from 'chai'
-import { Role } from '../../src/p2p/protos/node.js'
+import { Role } from '../../src/gen/node.pb.js'
 import { startNode } from '../../src/roles/runtime.js'
 import { cleanupTempDirs, tempDir, testConfig } from '../helpers.js'
 import type { RunningNode } from '../../src/roles/runtime.js'

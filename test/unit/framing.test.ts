@@ -6,7 +6,7 @@ import { expect } from 'chai'
 import * as varint from 'uint8-varint'
 import { DeadlineError, FrameTooLargeError, MalformedMessageError, RemoteError, StreamClosedError } from '../../src/errors.js'
 import { ErrorCode, FramedStream, ProtocolError, handleRequests, request } from '../../src/p2p/framing.js'
-import { InfoRequest, NodeInfo, Role } from '../../src/p2p/protos/node.js'
+import { InfoRequest, NodeInfo, Role } from '../../src/gen/node.pb.js'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 
 const PROTOCOL = '/cocoon/test/1.0.0'

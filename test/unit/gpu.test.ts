@@ -22,7 +22,7 @@ import {
   NVIDIA_SMI_FIELDS,
   configuredAccelerators,
   parseNvidiaSmiCsv
-} from '../../src/tee/gpu.js'
+} from '../../src/roles/worker/gpu.js'
 import { cleanupTempDirs, tempDir } from '../helpers.js'
 import { defaults, merge, validate } from '../../src/config/load.js'
 import type { NodeConfig } from '../../src/config/schema.js'

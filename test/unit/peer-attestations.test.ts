@@ -2,10 +2,10 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { defaultLogger } from '@libp2p/logger'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { expect } from 'chai'
-import { PeerAttestations } from '../../src/roles/proxy/peer-attestations.js'
+import { PeerAttestations } from '../../src/tee/peer-attestations.js'
 import { statedWorkers } from '../../src/roles/proxy/proxy-role.js'
 import { waitFor } from '../helpers.js'
-import type { EvidenceChecker } from '../../src/roles/proxy/peer-attestations.js'
+import type { EvidenceChecker } from '../../src/tee/peer-attestations.js'
 
 describe('peer attestations', () => {
   it('counts the peers being challenged or queued, which a proxy states as workers it knows', async () => {

@@ -8,7 +8,7 @@ import { SCORE_THRESHOLDS, TOPIC_PROFILES, TopicValidatorResult, peerScoreParams
 import { PeerDirectory } from '../../src/p2p/peer-directory.js'
 import { PresenceService } from '../../src/p2p/presence.js'
 import type { PresenceHost } from '../../src/p2p/presence.js'
-import { Presence, Role } from '../../src/p2p/protos/node.js'
+import { Presence, Role } from '../../src/gen/node.pb.js'
 import type { Message } from '@libp2p/gossipsub'
 import type { Logger, PeerId } from '@libp2p/interface'
 

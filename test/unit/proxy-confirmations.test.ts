@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import { Role } from '../../src/p2p/protos/node.js'
+import { Role } from '../../src/gen/node.pb.js'
 import { PROXIES_SEEN_MAX, ProxyConfirmations } from '../../src/roles/worker/proxy-confirmations.js'
 
 describe('a worker\'s count of the proxies that challenged it', () => {

@@ -1,10 +1,10 @@
 import { expect } from 'chai'
 import { CAPACITY_MIN_TTL_MS } from '../../src/p2p/constants.js'
 import { TopicValidatorResult } from '../../src/p2p/gossip.js'
-import { AcceleratorKind, EvidenceKind } from '../../src/p2p/protos/capacity.js'
+import { AcceleratorKind, EvidenceKind } from '../../src/gen/capacity.pb.js'
 import { checkFields } from '../../src/roles/capacity/announcement.js'
 import { WorkerRegistry } from '../../src/roles/proxy/worker-registry.js'
-import type { CapacityAnnouncement, ModelOffer } from '../../src/p2p/protos/capacity.js'
+import type { CapacityAnnouncement, ModelOffer } from '../../src/gen/capacity.pb.js'
 import type { VerifiedAttestation } from '../../src/tee/types.js'
 
 const NOW = 1_750_000_000_000
