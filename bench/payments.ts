@@ -36,6 +36,7 @@ import { median, quantile, round, settle, writeResult } from './stats.js'
 import type { ChannelRecord } from '../src/settlement/types.js'
 import type { SendMessageResult } from '@ton/sandbox'
 
+
 const { values } = parseArgs({ options: { updates: { type: 'string', default: '3000' }, jobs: { type: 'string', default: '150' } } })
 const UPDATES = Number(values.updates)
 const JOBS = Number(values.jobs)
@@ -141,7 +142,7 @@ async function onChain (): Promise<Record<string, string>> {
     const payerKey = ChannelKey.generate()
     const payeeKey = ChannelKey.generate()
     const channel = chain.openContract(PaymentChannel.createFromConfig({
-      networkId: -239, channelId: 1n, disputeWindowS: 3600, payerKey: payerKey.publicKey, payeeKey: payeeKey.publicKey, payer: payer.address, payee: payee.address
+      networkId: -239, channelId: 1n, disputeWindowS: 3600, payerKey: Buffer.from(payerKey.publicKey), payeeKey: Buffer.from(payeeKey.publicKey), payer: payer.address, payee: payee.address
     }))
     const rec = { address: channel.address.toRawString(), networkId: -239, channelId: 1n }
     const signed = (seqno: bigint, cumulative: bigint, tag: 'state' | 'cooperative' = 'state'): { seqno: bigint, cumulative: bigint, payerSignature: Buffer, payeeSignature: Buffer } => {

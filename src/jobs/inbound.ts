@@ -44,8 +44,8 @@ export interface InboundHopInit<E extends InboundEvents> {
   controller: AbortController
   /** Who sends the job, for messages: "client", "proxy". */
   requester: string
-  /** The job names a channel: payments are expected once it is routed. */
-  paid: boolean
+  /** The job names a channel: payments are expected once it is routed (settable later with `setPaid`). */
+  paid?: boolean
   /** A frame waited for credit in vain, or the job ended unpaid beyond the window. */
   onUnpaid?: (what: 'credit' | 'settlement') => void
 }
@@ -56,11 +56,13 @@ export class InboundHop<E extends InboundEvents> {
   private readonly init: InboundHopInit<E>
   private readonly writer = new SerialWriter()
   private payeeEnd: HopPayee | undefined
+  private paid: boolean
   private cancelAt = 0
 
   constructor (init: InboundHopInit<E>) {
     this.init = init
     this.framed = init.framed
+    this.paid = init.paid ?? false
   }
 
   get signal (): AbortSignal {
@@ -75,6 +77,11 @@ export class InboundHop<E extends InboundEvents> {
   /** Epoch ms the requester's cancel arrived; 0 when it did not cancel. */
   get cancelledAtMs (): number {
     return this.cancelAt
+  }
+
+  /** The job names a channel (known once the header is read): payments are expected once it is routed. */
+  setPaid (paid: boolean): void {
+    this.paid = paid
   }
 
   /** Sets who pays this job (the proxy sets it when it routes, since the price is the worker's). */
@@ -201,7 +208,7 @@ export class InboundHop<E extends InboundEvents> {
   private async takePayment (payment: Payment): Promise<void> {
     const payee = this.payeeEnd
     // nothing is owed before the job is routed and a frame went out
-    if (payee == null) throw new ProtocolError(ErrorCode.PAYMENT_REFUSED, this.init.paid ? 'nothing is owed before the first chunk' : 'this job is not paid through a channel')
+    if (payee == null) throw new ProtocolError(ErrorCode.PAYMENT_REFUSED, this.paid ? 'nothing is owed before the first chunk' : 'this job is not paid through a channel')
     const payeeSignature = payee.accept(payment)
     if (payeeSignature == null) return
     const countersign = { countersign: { channel: payment.channel, seqno: payment.seqno, payeeSignature: new Uint8Array(payeeSignature) } } as Partial<E>

@@ -22,6 +22,7 @@ import { startAdminServer } from '../ops/admin-server.js'
 import { createConsoleLog, enableDebugLogs } from '../ops/console-log.js'
 import { loadOrCreateAdminToken, removeNodeFile, writeNodeFile } from '../ops/node-file.js'
 import { ClientRole } from './client/client-role.js'
+import { useNodeCrypto } from './node-crypto.js'
 import { ROLE_PROFILES, roleName } from './profiles.js'
 import { ProxyRole } from './proxy/proxy-role.js'
 import { setupTee, setupVerifier } from './tee-setup.js'
@@ -33,9 +34,12 @@ import type { CocoonLibp2p } from '../p2p/node.js'
 import type { AdminServer } from '../ops/admin-server.js'
 import type { ConsoleLog } from '../ops/console-log.js'
 import type { RoleBehaviour, RoleContext } from './role.js'
+
 import type { Devnet } from '../settlement/chain/index.js'
 import { NodeSettlement } from '../settlement/node-settlement.js'
 import type { ComponentLogger, Logger, PeerId } from '@libp2p/interface'
+
+useNodeCrypto()
 
 export interface StartNodeOptions {
   /** Where lifecycle lines go (stderr by default). */

@@ -1,84 +1,70 @@
 /**
- * The ed25519 key a node signs channel states with (`channel.key` in the
- * data dir, 32-byte seed, mode 0600). It is neither the libp2p identity nor
- * the wallet key: a leaked channel key can sign states for this node's open
- * channels only, never move its wallet's funds. Signing runs through
- * OpenSSL (node:crypto), an order of magnitude faster than a JS ed25519.
+ * The ed25519 key a node signs channel states with. It is neither the libp2p
+ * identity nor the wallet key: a leaked channel key can sign states for this
+ * node's open channels only, never move its wallet's funds.
+ *
+ * Portable (browsers included): the primitives default to `@noble/curves`;
+ * on Node, `channel-key-node.ts` puts OpenSSL's in their place (an order of
+ * magnitude faster) and keeps the key in the data dir.
  */
-import { createPrivateKey, createPublicKey, randomBytes, sign, verify } from 'node:crypto'
-import { join } from 'node:path'
-import { IdentityError } from '../errors.js'
-import { createSecretFile, readSecretFile } from '../ops/secret-file.js'
-import type { KeyObject } from 'node:crypto'
+import { ed25519 } from '@noble/curves/ed25519.js'
 
-export const CHANNEL_KEY_FILE = 'channel.key'
+/** Ed25519 over raw 32-byte keys and 64-byte signatures. */
+export interface Ed25519Primitives {
+  /** The raw public key of `seed` and a function that signs with it. */
+  signer(seed: Uint8Array): { publicKey: Uint8Array, sign(message: Uint8Array): Uint8Array }
+  /** False (never throws) for a bad signature or any malformed input. */
+  verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean
+}
 
-// DER prefixes that wrap a raw ed25519 seed (PKCS#8) and public key (SPKI)
-const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex')
-const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
+export const portableEd25519: Ed25519Primitives = {
+  signer (seed) {
+    const secret = Uint8Array.from(seed)
+    return { publicKey: ed25519.getPublicKey(secret), sign: (message) => ed25519.sign(message, secret) }
+  },
+  verify (publicKey, message, signature) {
+    if (publicKey.length !== 32 || signature.length !== 64) return false
+    try {
+      return ed25519.verify(signature, message, publicKey)
+    } catch {
+      return false
+    }
+  }
+}
+
+let primitives: Ed25519Primitives = portableEd25519
+
+/** Puts faster primitives (the same algorithm) in place of the portable ones, for keys made from now on. */
+export function useEd25519Primitives (p: Ed25519Primitives): void {
+  primitives = p
+}
 
 export class ChannelKey {
-  readonly publicKey: Buffer
-  private readonly privateKey: KeyObject
+  readonly publicKey: Uint8Array
+  private readonly signWith: (message: Uint8Array) => Uint8Array
 
-  private constructor (privateKey: KeyObject) {
-    this.privateKey = privateKey
-    const spki = createPublicKey(privateKey).export({ format: 'der', type: 'spki' })
-    this.publicKey = Buffer.from(spki.subarray(SPKI_ED25519_PREFIX.length))
+  private constructor (seed: Uint8Array) {
+    const signer = primitives.signer(seed)
+    this.publicKey = signer.publicKey
+    this.signWith = signer.sign
   }
 
   static fromSeed (seed: Uint8Array): ChannelKey {
     if (seed.length !== 32) throw new RangeError(`an ed25519 seed is 32 bytes, not ${seed.length}`)
-    return new ChannelKey(createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: 'der', type: 'pkcs8' }))
+    return new ChannelKey(seed)
   }
 
   static generate (): ChannelKey {
-    return ChannelKey.fromSeed(randomBytes(32))
+    return ChannelKey.fromSeed(globalThis.crypto.getRandomValues(new Uint8Array(32)))
   }
 
   /** A 64-byte ed25519 signature over `message` (for states: the 32-byte cell hash). */
-  sign (message: Uint8Array): Buffer {
-    return sign(null, message, this.privateKey)
+  sign (message: Uint8Array): Uint8Array {
+    return this.signWith(message)
   }
-}
-
-// A node checks the keys of its few channel partners over and over: keep their parsed form.
-const PUBLIC_KEY_CACHE_SIZE = 1024
-const publicKeys = new Map<string, KeyObject>()
-
-function publicKeyObject (publicKey: Uint8Array): KeyObject {
-  const hex = Buffer.from(publicKey).toString('hex')
-  let key = publicKeys.get(hex)
-  if (key == null) {
-    key = createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, publicKey]), format: 'der', type: 'spki' })
-    if (publicKeys.size >= PUBLIC_KEY_CACHE_SIZE) publicKeys.delete(publicKeys.keys().next().value as string)
-    publicKeys.set(hex, key)
-  }
-  return key
 }
 
 /** Checks an ed25519 signature by a raw 32-byte public key; false (never throws) for any malformed input. */
 export function verifySignature (publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
-  if (publicKey.length !== 32 || signature.length !== 64) return false
-  try {
-    return verify(null, message, publicKeyObject(publicKey), signature)
-  } catch {
-    return false
-  }
-}
-
-/** The node's channel key, created on first use. */
-export async function loadOrCreateChannelKey (dataDir: string): Promise<ChannelKey> {
-  const path = join(dataDir, CHANNEL_KEY_FILE)
-  for (let attempt = 0; attempt < 2; attempt++) {
-    const existing = await readSecretFile(path)
-    if (existing != null) {
-      if (existing.length !== 32) throw new IdentityError(path, `holds ${existing.length} bytes, not a 32-byte ed25519 seed; move it away to create a new key (open channels need the old one)`)
-      return ChannelKey.fromSeed(existing)
-    }
-    const seed = randomBytes(32)
-    if (await createSecretFile(dataDir, path, seed)) return ChannelKey.fromSeed(seed)
-    // another process created it meanwhile: read theirs
-  }
-  throw new IdentityError(path, 'could not be created or read')
+  return primitives.verify(publicKey, message, signature)
 }

@@ -126,7 +126,7 @@ export class ChannelManager {
       // unique per pair and time, so reopening after a close gets a fresh address
       channelId: BigInt(nowMs) * 1000n + BigInt(Math.floor(Math.random() * 1000)),
       disputeWindowS,
-      payerKey: this.init.key.publicKey,
+      payerKey: Buffer.from(this.init.key.publicKey),
       payeeKey: Buffer.from(terms.channelKey),
       payer: Address.parseRaw(this.init.wallet),
       payee: Address.parseRaw(rawAddress(terms.wallet))
@@ -188,7 +188,7 @@ export class ChannelManager {
       channelId: req.channelId,
       disputeWindowS: req.disputeWindowS,
       payerKey: Buffer.from(req.payerKey),
-      payeeKey: this.init.key.publicKey,
+      payeeKey: Buffer.from(this.init.key.publicKey),
       payer: Address.parseRaw(rawAddress(req.payerWallet)),
       payee: Address.parseRaw(this.init.wallet)
     }

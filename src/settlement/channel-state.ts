@@ -27,7 +27,7 @@ export function stateDigest (record: Pick<ChannelRecord, 'address' | 'networkId'
 }
 
 export function signState (key: ChannelKey, record: Pick<ChannelRecord, 'address' | 'networkId' | 'channelId'>, state: ChannelState, tag: SignatureTag = 'state'): Buffer {
-  return key.sign(stateDigest(record, state, tag))
+  return Buffer.from(key.sign(stateDigest(record, state, tag)))
 }
 
 /** Throws ChannelError('bad_signature') unless `signature` is `side`'s over this state. */

@@ -13,10 +13,12 @@
  * them: the only secrets are the ephemeral private key (client memory) and
  * the job key (the worker's TEE).
  */
-import { createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes } from 'node:crypto'
 import { SealError } from '../errors.js'
+import { portableSealPrimitives } from './seal-portable.js'
+import type { SealPrimitives } from './seal-primitives.js'
 
 const SUITE = 'cocoon/seal/v1 x25519 hkdf-sha256 chacha20-poly1305'
+const SUITE_BYTES = new TextEncoder().encode(SUITE)
 const KEY_BYTES = 32
 const TAG_BYTES = 16
 const NONCE_BYTES = 12
@@ -40,66 +42,51 @@ export interface ResponseSealer {
   seal(seq: number, plaintext: Uint8Array, aad?: Uint8Array): Uint8Array
 }
 
-interface Keys { request: Buffer, response: Buffer }
+let primitives: SealPrimitives = portableSealPrimitives
+
+/** Puts faster primitives (the same algorithms) in place of the portable ones. */
+export function useSealPrimitives (p: SealPrimitives): void {
+  primitives = p
+}
+
+interface Keys { request: Uint8Array, response: Uint8Array }
 
 function deriveKeys (shared: Uint8Array, enc: Uint8Array, recipient: Uint8Array, context: Uint8Array): Keys {
   if (shared.every(b => b === 0)) throw new SealError('the job key is a low-order point')
-  const info = Buffer.concat([Buffer.from(SUITE), enc, recipient, context])
-  const okm = Buffer.from(hkdfSync('sha256', shared, Buffer.from(SUITE), info, KEY_BYTES * 2))
+  const info = concat([SUITE_BYTES, enc, recipient, context])
+  const okm = primitives.hkdfSha256(shared, SUITE_BYTES, info, KEY_BYTES * 2)
   return { request: okm.subarray(0, KEY_BYTES), response: okm.subarray(KEY_BYTES) }
 }
 
-function nonceFor (seq: number): Buffer {
+function nonceFor (seq: number): Uint8Array {
   if (!Number.isInteger(seq) || seq < 0 || seq > MAX_SEQ) throw new SealError(`sequence number ${seq} out of range`)
-  const nonce = Buffer.alloc(NONCE_BYTES)
-  nonce.writeUInt32BE(seq, NONCE_BYTES - 4)
+  const nonce = new Uint8Array(NONCE_BYTES)
+  new DataView(nonce.buffer).setUint32(NONCE_BYTES - 4, seq)
   return nonce
 }
 
-function encrypt (key: Buffer, seq: number, plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
-  const cipher = createCipheriv('chacha20-poly1305', key, nonceFor(seq), { authTagLength: TAG_BYTES })
-  cipher.setAAD(aad, { plaintextLength: plaintext.byteLength })
-  const body = cipher.update(plaintext)
-  cipher.final()
-  return Buffer.concat([body, cipher.getAuthTag()])
+function encrypt (key: Uint8Array, seq: number, plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
+  return primitives.seal(key, nonceFor(seq), plaintext, aad)
 }
 
-function decrypt (key: Buffer, seq: number, ciphertext: Uint8Array, aad: Uint8Array, what: string): Uint8Array {
+function decrypt (key: Uint8Array, seq: number, ciphertext: Uint8Array, aad: Uint8Array, what: string): Uint8Array {
   if (ciphertext.byteLength < TAG_BYTES) throw new SealError(`${what} is shorter than its tag`)
-  const decipher = createDecipheriv('chacha20-poly1305', key, nonceFor(seq), { authTagLength: TAG_BYTES })
-  const body = ciphertext.subarray(0, ciphertext.byteLength - TAG_BYTES)
-  decipher.setAAD(aad, { plaintextLength: body.byteLength })
-  decipher.setAuthTag(ciphertext.subarray(ciphertext.byteLength - TAG_BYTES))
-  const plaintext = decipher.update(body)
-  try {
-    decipher.final()
-  } catch (err) {
-    throw new SealError(`${what} failed authentication (tampered, out of order, or sealed to another key)`, { cause: err })
-  }
+  const plaintext = primitives.open(key, nonceFor(seq), ciphertext, aad)
+  if (plaintext == null) throw new SealError(`${what} failed authentication (tampered, out of order, or sealed to another key)`)
   return plaintext
 }
 
+function concat (parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.byteLength
+  }
+  return out
+}
+
 const EMPTY = new Uint8Array(0)
-
-// X25519 through node:crypto (OpenSSL): ~25x faster than a pure-JS ladder,
-// which matters on every job. Raw 32-byte keys travel as JWK.
-function publicKeyObject (raw: Uint8Array, what: string): ReturnType<typeof createPublicKey> {
-  try {
-    return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' })
-  } catch (err) {
-    throw new SealError(`${what} is not a valid X25519 public key`, { cause: err })
-  }
-}
-
-function agree (privateKey: ReturnType<typeof createPrivateKey>, publicKey: Uint8Array, what: string): Uint8Array {
-  try {
-    return diffieHellman({ privateKey, publicKey: publicKeyObject(publicKey, what) })
-  } catch (err) {
-    if (err instanceof SealError) throw err
-    // OpenSSL refuses an all-zero result: a low-order point
-    throw new SealError(`${what} is a low-order point`, { cause: err })
-  }
-}
 
 /**
  * Seals `plaintext` to `recipient` (the worker's X25519 job key).
@@ -108,9 +95,9 @@ function agree (privateKey: ReturnType<typeof createPrivateKey>, publicKey: Uint
  */
 export function sealRequest (recipient: Uint8Array, plaintext: Uint8Array, context: Uint8Array, aad: Uint8Array): { sealed: Sealed, opener: ResponseOpener } {
   if (recipient.byteLength !== 32) throw new SealError(`a job key is 32 bytes (got ${recipient.byteLength})`)
-  const ephemeral = generateKeyPairSync('x25519')
-  const enc = Buffer.from(ephemeral.publicKey.export({ format: 'jwk' }).x as string, 'base64url')
-  const shared = agree(ephemeral.privateKey, recipient, 'the job key')
+  const ephemeral = primitives.x25519KeyPair()
+  const enc = ephemeral.publicKey
+  const shared = primitives.x25519(ephemeral.privateKey, recipient, 'the job key')
   const keys = deriveKeys(shared, enc, recipient, context)
   const ciphertext = encrypt(keys.request, 0, plaintext, aad)
   let next = 0
@@ -132,11 +119,7 @@ export function sealRequest (recipient: Uint8Array, plaintext: Uint8Array, conte
 export function openRequest (privateKey: Uint8Array, publicKey: Uint8Array, sealed: Sealed, context: Uint8Array, aad: Uint8Array): { plaintext: Uint8Array, sealer: ResponseSealer } {
   if (sealed.enc.byteLength !== 32) throw new SealError(`the ephemeral key is 32 bytes (got ${sealed.enc.byteLength})`)
   if (privateKey.byteLength !== 32 || publicKey.byteLength !== 32) throw new SealError('the job key pair must be 32-byte X25519 keys')
-  const ownKey = createPrivateKey({
-    key: { kty: 'OKP', crv: 'X25519', d: Buffer.from(privateKey).toString('base64url'), x: Buffer.from(publicKey).toString('base64url') },
-    format: 'jwk'
-  })
-  const shared = agree(ownKey, sealed.enc, 'the ephemeral key')
+  const shared = primitives.x25519(privateKey, sealed.enc, 'the ephemeral key')
   const keys = deriveKeys(shared, sealed.enc, publicKey, context)
   const plaintext = decrypt(keys.request, 0, sealed.ciphertext, aad, 'the sealed request')
   return {
@@ -145,7 +128,8 @@ export function openRequest (privateKey: Uint8Array, publicKey: Uint8Array, seal
   }
 }
 
-/** Random bytes for request ids. */
+/** A random request id: 32 hex digits. */
 export function randomRequestId (): string {
-  return randomBytes(16).toString('hex')
+  const bytes = globalThis.crypto.getRandomValues(new Uint8Array(16))
+  return Array.from(bytes, b => b.toString(16).padStart(2, '0')).join('')
 }

@@ -305,7 +305,7 @@ describe('payment-channel contract (sandbox)', function () {
     const w = await world({ payerSeed, payeeSeed })
     const payerKey = ChannelKey.fromSeed(payerSeed)
     const payeeKey = ChannelKey.fromSeed(payeeSeed)
-    expect(payerKey.publicKey.equals(w.payerKeys.publicKey)).to.equal(true)
+    expect(Buffer.from(payerKey.publicKey).equals(w.payerKeys.publicKey)).to.equal(true)
     const record = { address: w.channel.address.toRawString(), networkId: NETWORK_ID, channelId: 1n }
     const state = { channel: record.address, seqno: 4n, cumulative: toNano('1.5') }
     const close = await w.channel.sendCooperativeClose(w.payer.getSender(), {

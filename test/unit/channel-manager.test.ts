@@ -64,7 +64,7 @@ describe('channel manager', () => {
   })
   const terms = { chain: 'devnet' as const, networkId: 7, wallet: PAYEE_WALLET, channelKey: payeeKey.publicKey, minDisputeWindowS: 600, minDeposit: 1_000_000_000n, creditWindow: 1_000n }
   const config = (over: Partial<PaymentChannelConfig> = {}): PaymentChannelConfig => ({
-    networkId: 7, channelId: 5n, disputeWindowS: 3_600, payerKey: payerKey.publicKey, payeeKey: payeeKey.publicKey,
+    networkId: 7, channelId: 5n, disputeWindowS: 3_600, payerKey: Buffer.from(payerKey.publicKey), payeeKey: Buffer.from(payeeKey.publicKey),
     payer: Address.parseRaw(PAYER_WALLET), payee: Address.parseRaw(PAYEE_WALLET), ...over
   })
   const openRequest = (c: PaymentChannelConfig): { channel: string, channelId: bigint, payerKey: Uint8Array, payerWallet: string, disputeWindowS: number } =>

@@ -3,10 +3,11 @@ import { expect } from 'chai'
 import { toNano } from '@ton/core'
 import { CLOSE_RESERVE } from '../../contracts/payment-channel.js'
 import { ChannelError } from '../../src/errors.js'
-import { ChannelKey } from '../../src/settlement/channel-key.js'
+import { ChannelKey, portableEd25519 } from '../../src/settlement/channel-key.js'
 import { PayeeChannel, PayerChannel, spendable } from '../../src/settlement/channels.js'
 import { openChannelStore } from '../../src/settlement/store.js'
 import { CHANNEL_ADDRESS, channelRecord, openChannelPair } from '../channel-fixtures.js'
+import { nodeEd25519 } from '../../src/settlement/channel-key-node.js'
 import { cleanupTempDirs, tempDir } from '../helpers.js'
 import type { ChannelRecord, ChannelStore } from '../../src/settlement/types.js'
 
@@ -160,5 +161,24 @@ describe('payment channel ends', () => {
     payer.update({ status: 'closing' })
     expect(refusal(() => payer.payUpTo(1n)).reason).to.equal('not_open')
     expect(payerStore.getChannel(ADDRESS)?.status).to.equal('closing')
+  })
+})
+
+describe('channel keys on every platform', () => {
+  it('the portable ed25519 (browsers) and OpenSSL (Node) give the same keys and signatures and accept each other\'s', () => {
+    const seed = new Uint8Array(32).fill(9)
+    const message = new Uint8Array(32).fill(4)
+    const portable = portableEd25519.signer(seed)
+    const openssl = nodeEd25519.signer(seed)
+    expect(Buffer.from(portable.publicKey).equals(Buffer.from(openssl.publicKey))).to.equal(true)
+    const signature = portable.sign(message)
+    expect(Buffer.from(signature).equals(Buffer.from(openssl.sign(message))), 'ed25519 is deterministic').to.equal(true)
+    expect(nodeEd25519.verify(portable.publicKey, message, signature)).to.equal(true)
+    expect(portableEd25519.verify(openssl.publicKey, message, openssl.sign(message))).to.equal(true)
+    const forged = Uint8Array.from(signature, (b, i) => i === 0 ? b ^ 1 : b)
+    for (const p of [portableEd25519, nodeEd25519]) {
+      expect(p.verify(portable.publicKey, message, forged)).to.equal(false)
+      expect(p.verify(new Uint8Array(31), message, signature), 'a malformed key never throws').to.equal(false)
+    }
   })
 })

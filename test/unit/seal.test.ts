@@ -1,9 +1,17 @@
 import { expect } from 'chai'
 import { x25519 } from '@noble/curves/ed25519.js'
 import { SealError } from '../../src/errors.js'
-import { openRequest, sealRequest } from '../../src/tee/seal.js'
+import { openRequest, sealRequest, useSealPrimitives } from '../../src/tee/seal.js'
+import { nodeSealPrimitives } from '../../src/tee/seal-node.js'
+import { portableSealPrimitives } from '../../src/tee/seal-portable.js'
+import type { SealPrimitives } from '../../src/tee/seal-primitives.js'
 
-describe('job sealing', () => {
+const PRIMITIVES: Array<[string, SealPrimitives]> = [['OpenSSL (Node)', nodeSealPrimitives], ['@noble (portable, browsers)', portableSealPrimitives]]
+
+for (const [name, primitives] of PRIMITIVES) describe(`job sealing with ${name} primitives`, () => {
+  before(() => { useSealPrimitives(primitives) })
+  after(() => { useSealPrimitives(nodeSealPrimitives) })
+
   const workerPrivate = x25519.utils.randomSecretKey()
   const workerPublic = x25519.getPublicKey(workerPrivate)
   const context = new TextEncoder().encode('cocoon/job/0123')
@@ -58,5 +66,34 @@ describe('job sealing', () => {
   it('refuses keys that are not X25519 points or are low-order', () => {
     expect(() => sealRequest(new Uint8Array(31), body, context, aad)).to.throw(SealError, /32 bytes/)
     expect(() => sealRequest(new Uint8Array(32), body, context, aad)).to.throw(SealError, /low-order/)
+  })
+})
+
+describe('job sealing across implementations', () => {
+  after(() => { useSealPrimitives(nodeSealPrimitives) })
+
+  it('a browser client and a Node worker understand each other both ways, with the same bytes', () => {
+    const workerPrivate = x25519.utils.randomSecretKey()
+    const workerPublic = x25519.getPublicKey(workerPrivate)
+    const context = new TextEncoder().encode('cocoon/job/0123')
+    const aad = new TextEncoder().encode('header')
+    const body = new TextEncoder().encode('{"messages":[]}')
+    for (const [sealWith, openWith] of [[portableSealPrimitives, nodeSealPrimitives], [nodeSealPrimitives, portableSealPrimitives]]) {
+      useSealPrimitives(sealWith)
+      const { sealed, opener } = sealRequest(workerPublic, body, context, aad)
+      useSealPrimitives(openWith)
+      const { plaintext, sealer } = openRequest(workerPrivate, workerPublic, sealed, context, aad)
+      expect(new TextDecoder().decode(plaintext)).to.equal('{"messages":[]}')
+      const chunk = sealer.seal(0, new TextEncoder().encode('hello'), aad)
+      useSealPrimitives(sealWith)
+      expect(new TextDecoder().decode(opener.open(0, chunk, aad))).to.equal('hello')
+    }
+    // the primitives agree byte for byte
+    const key = new Uint8Array(32).fill(1)
+    const nonce = new Uint8Array(12).fill(2)
+    expect(Buffer.from(portableSealPrimitives.seal(key, nonce, body, aad)).equals(Buffer.from(nodeSealPrimitives.seal(key, nonce, body, aad)))).to.equal(true)
+    const a = portableSealPrimitives.x25519KeyPair()
+    const b = nodeSealPrimitives.x25519KeyPair()
+    expect(Buffer.from(portableSealPrimitives.x25519(a.privateKey, b.publicKey, 'b')).equals(Buffer.from(nodeSealPrimitives.x25519(b.privateKey, a.publicKey, 'a')))).to.equal(true)
   })
 })

@@ -14,10 +14,11 @@
  * tokens the worker sealed into that frame (so no hop can inflate them), and
  * settles the exact cost from the worker's signed usage at the end.
  */
-import { createHash } from 'node:crypto'
 import { publicKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromString } from '@libp2p/peer-id'
+import { concat } from 'uint8arrays/concat'
 import { equals } from 'uint8arrays/equals'
+import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
 import {
   JOB_MAX_BODY_BYTES, JOB_MAX_CANDIDATES, JOB_MAX_FRAME_BYTES, JOB_PROTOCOL, JOB_SETUP_DEADLINE_MS,
   MODELS_MAX_FRAME_BYTES, MODELS_PROTOCOL
@@ -242,7 +243,7 @@ export class JobClient implements CompletionService {
             request_id: requestId,
             proxy,
             worker,
-            signed_result: Buffer.from(final.result?.result ?? new Uint8Array(0)).toString('base64'),
+            signed_result: uint8ArrayToString(final.result?.result ?? new Uint8Array(0), 'base64pad'),
             ...(cost == null || payer == null ? {} : { cost_nanoton: { paid: cost.client, worker: cost.worker, commission: cost.commission, channel: payer.channel } }),
             timings_ms: {
               worker: { queue: result.queueMs, first_chunk: result.firstChunkMs, total: result.totalMs },
@@ -287,7 +288,7 @@ export class JobClient implements CompletionService {
   /** Why a candidate cannot be trusted, or undefined when its evidence checks out. */
   private async checkCandidate (candidate: WorkerCandidate): Promise<string | undefined> {
     if (candidate.pricePromptPerM > this.init.maxPricePromptPerM || candidate.priceCompletionPerM > this.init.maxPriceCompletionPerM) return 'it asks more than the price cap'
-    const key = createHash('sha256').update(candidate.peerId).update(candidate.evidence).digest('hex')
+    const key = uint8ArrayToString(sha256(concat([new TextEncoder().encode(candidate.peerId), candidate.evidence])), 'base16')
     const hit = this.verified.get(key)
     let attestation = hit != null && hit.expiresAtMs > Date.now() ? hit.attestation : undefined
     if (attestation == null) {

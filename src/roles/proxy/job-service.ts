@@ -24,7 +24,7 @@ import {
   JOB_HOP_MARGIN_MS, JOB_MAX_CANDIDATES, JOB_MAX_FRAME_BYTES, JOB_MAX_STREAMS_PER_CONNECTION,
   JOB_PROTOCOL, JOB_SETUP_DEADLINE_MS, MODELS_MAX_FRAME_BYTES, MODELS_PROTOCOL, WORK_PROTOCOL
 } from '../../p2p/constants.js'
-import { answerWithError, errorCodeFor, FramedStream, handleRequests, ProtocolError } from '../../p2p/framing.js'
+import { errorCodeFor, FramedStream, handleRequests, ProtocolError } from '../../p2p/framing.js'
 import { ErrorCode } from '../../gen/framing.pb.js'
 import { JobBody, JobEvent, JobOffer, JobRequest, ModelsRequest, ModelsResponse, WorkEvent, WorkRequest } from '../../gen/job.pb.js'
 import { RemoteError } from '../../errors.js'
@@ -165,7 +165,16 @@ export class ProxyJobService {
     let header: JobHeader | undefined
     let admitted = false
     this.controllers.add(controller)
-    let hop: InboundHop<JobEvent> | undefined
+    const hop: InboundHop<JobEvent> = new InboundHop({
+      framed,
+      events: JobEvent,
+      controller,
+      requester: 'client',
+      onUnpaid: (what) => {
+        this.counts.unpaid++
+        if (what === 'settlement') this.init.log('job %s ended with %s nanoTON unpaid on %s', header?.requestId, hop.payee?.unpaid, hop.payee?.channel)
+      }
+    })
     try {
       const request = await framed.read(JobRequest, { signal: controller.signal })
       header = checkHeader(request.header, JOB_PROTOCOL)
@@ -177,18 +186,7 @@ export class ProxyJobService {
       admitted = true
       this.admit(client, +1)
       const clientChannel = this.clientChannel(header, client)
-      const job = header
-      hop = new InboundHop({
-        framed,
-        events: JobEvent,
-        controller,
-        requester: 'client',
-        paid: clientChannel != null,
-        onUnpaid: (what) => {
-          this.counts.unpaid++
-          if (what === 'settlement') this.init.log('job %s ended with %s nanoTON unpaid on %s', job.requestId, hop?.payee?.unpaid, hop?.payee?.channel)
-        }
-      })
+      hop.setPaid(clientChannel != null)
 
       const ranked = await this.rank(header, controller.signal)
       const wanted = Math.max(1, Math.min(request.candidates, JOB_MAX_CANDIDATES))
@@ -208,7 +206,7 @@ export class ProxyJobService {
       hop.watch(Math.max(1, deadlineAtMs - performance.now()) + (this.init.payments?.settleWaitMs ?? 0) + 1_000)
       await this.relay({ hop, header, deadlineAtMs, controller, startedMs, clientChannel }, attempts.map(a => ({ ranked: a.ranked, sealed: sealedFor.get(a.wire.peerId) as SealedRequest })))
     } catch (err) {
-      const answer = hop != null ? await hop.fail(err, toAnswer) : await failSetup(framed, controller, err)
+      const answer = await hop.fail(err, toAnswer)
       if (answer == null) {
         this.counts.cancelled++
         this.init.metrics?.jobs.inc({ side: 'proxy', model: header?.model ?? 'unknown', result: 'cancelled' })
@@ -412,13 +410,6 @@ function toAnswer (reason: unknown): ProtocolError {
   if (reason instanceof ProtocolError) return reason
   if (reason instanceof InferenceError) return toProtocolError(reason)
   return new ProtocolError(errorCodeFor(reason), (reason as Error).message)
-}
-
-/** A failure before the job's hop exists (a bad or refused request): its error frame. */
-async function failSetup (framed: FramedStream, controller: AbortController, err: unknown): Promise<ProtocolError> {
-  const answer = toAnswer(controller.signal.aborted ? controller.signal.reason : err)
-  await answerWithError(framed, answer.errorCode, answer)
-  return answer
 }
 
 function workerPrice (r: RankedWorker): ModelPrice {

@@ -141,7 +141,6 @@ export class WorkService {
       events: WorkEvent,
       controller,
       requester: 'proxy',
-      paid: false,
       onUnpaid: (what) => {
         this.counts.unpaid++
         if (what === 'settlement') this.init.log('job %s ended with %s nanoTON unpaid on %s', header?.requestId, hop.payee?.unpaid, hop.payee?.channel)

@@ -1,0 +1,66 @@
+/**
+ * The seal's primitives through node:crypto (OpenSSL): X25519 about 25 times
+ * faster than a pure-JavaScript ladder, which matters on every job. Node
+ * entry points call `useNodeSealPrimitives()`; the bytes on the wire are the
+ * same as the portable primitives'.
+ */
+import { createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync } from 'node:crypto'
+import { SealError } from '../errors.js'
+import { useSealPrimitives } from './seal.js'
+import type { SealPrimitives } from './seal-primitives.js'
+
+const TAG_BYTES = 16
+/** PKCS#8 DER prefix of a raw 32-byte X25519 private key. */
+const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex')
+
+function publicKeyObject (raw: Uint8Array, what: string): ReturnType<typeof createPublicKey> {
+  try {
+    return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' })
+  } catch (err) {
+    throw new SealError(`${what} is not a valid X25519 public key`, { cause: err })
+  }
+}
+
+export const nodeSealPrimitives: SealPrimitives = {
+  x25519KeyPair () {
+    const pair = generateKeyPairSync('x25519')
+    const jwk = pair.privateKey.export({ format: 'jwk' })
+    return { privateKey: Buffer.from(jwk.d as string, 'base64url'), publicKey: Buffer.from(jwk.x as string, 'base64url') }
+  },
+  x25519 (privateKey, publicKey, what) {
+    const own = createPrivateKey({ key: Buffer.concat([X25519_PKCS8_PREFIX, privateKey]), format: 'der', type: 'pkcs8' })
+    const peer = publicKeyObject(publicKey, what)
+    try {
+      return diffieHellman({ privateKey: own, publicKey: peer })
+    } catch (err) {
+      // OpenSSL refuses an all-zero result: a low-order point
+      throw new SealError(`${what} is a low-order point`, { cause: err })
+    }
+  },
+  hkdfSha256: (ikm, salt, info, length) => new Uint8Array(hkdfSync('sha256', ikm, salt, info, length)),
+  seal (key, nonce, plaintext, aad) {
+    const cipher = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG_BYTES })
+    cipher.setAAD(aad, { plaintextLength: plaintext.byteLength })
+    const body = cipher.update(plaintext)
+    cipher.final()
+    return Buffer.concat([body, cipher.getAuthTag()])
+  },
+  open (key, nonce, ciphertext, aad) {
+    const decipher = createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG_BYTES })
+    const body = ciphertext.subarray(0, ciphertext.byteLength - TAG_BYTES)
+    decipher.setAAD(aad, { plaintextLength: body.byteLength })
+    decipher.setAuthTag(ciphertext.subarray(ciphertext.byteLength - TAG_BYTES))
+    const plaintext = decipher.update(body)
+    try {
+      decipher.final()
+    } catch {
+      return null
+    }
+    return plaintext
+  }
+}
+
+/** Seals and opens with OpenSSL from now on. */
+export function useNodeSealPrimitives (): void {
+  useSealPrimitives(nodeSealPrimitives)
+}
