@@ -150,8 +150,9 @@ export class OutboundHop<E extends OutboundEvents> {
    */
   async close (): Promise<void> {
     const { framed } = this.init
-    await this.writer.run(async () => framed.close({ signal: AbortSignal.timeout(JOB_CANCEL_GRACE_MS * 10) })).catch(() => {})
+    // from here on the stream ends on its own: dispose() leaves it alone
     this.closed = true
+    await this.writer.run(async () => framed.close({ signal: AbortSignal.timeout(JOB_CANCEL_GRACE_MS * 10) })).catch(() => {})
     this.lifecycle.tryTo('closed')
     void this.collectCountersigns()
   }

@@ -13,6 +13,26 @@ const TAG_BYTES = 16
 /** PKCS#8 DER prefix of a raw 32-byte X25519 private key. */
 const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex')
 
+type KeyObject = ReturnType<typeof createPrivateKey>
+/** Ephemeral keys made here, by their raw bytes: no re-import (a DER import costs about 0.4 ms). */
+const ephemeral = new WeakMap<Uint8Array, KeyObject>()
+/** Long-lived keys (a worker's job key), imported once. */
+const imported = new Map<string, KeyObject>()
+const IMPORTED_MAX = 64
+
+function privateKeyObject (raw: Uint8Array): KeyObject {
+  const made = ephemeral.get(raw)
+  if (made != null) return made
+  const hex = Buffer.from(raw).toString('hex')
+  let key = imported.get(hex)
+  if (key == null) {
+    key = createPrivateKey({ key: Buffer.concat([X25519_PKCS8_PREFIX, raw]), format: 'der', type: 'pkcs8' })
+    if (imported.size >= IMPORTED_MAX) imported.delete(imported.keys().next().value as string)
+    imported.set(hex, key)
+  }
+  return key
+}
+
 function publicKeyObject (raw: Uint8Array, what: string): ReturnType<typeof createPublicKey> {
   try {
     return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' })
@@ -25,10 +45,12 @@ export const nodeSealPrimitives: SealPrimitives = {
   x25519KeyPair () {
     const pair = generateKeyPairSync('x25519')
     const jwk = pair.privateKey.export({ format: 'jwk' })
-    return { privateKey: Buffer.from(jwk.d as string, 'base64url'), publicKey: Buffer.from(jwk.x as string, 'base64url') }
+    const privateKey = new Uint8Array(Buffer.from(jwk.d as string, 'base64url'))
+    ephemeral.set(privateKey, pair.privateKey)
+    return { privateKey, publicKey: new Uint8Array(Buffer.from(jwk.x as string, 'base64url')) }
   },
   x25519 (privateKey, publicKey, what) {
-    const own = createPrivateKey({ key: Buffer.concat([X25519_PKCS8_PREFIX, privateKey]), format: 'der', type: 'pkcs8' })
+    const own = privateKeyObject(privateKey)
     const peer = publicKeyObject(publicKey, what)
     try {
       return diffieHellman({ privateKey: own, publicKey: peer })

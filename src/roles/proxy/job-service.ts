@@ -353,7 +353,8 @@ export class ProxyJobService {
             ? undefined
             : (() => { const c = (hop.payee as JobPayee).final(event.usage); return { client: c, worker: payer.cost, commission: c - payer.cost } })()
           const totalMs = Math.round(performance.now() - startedMs)
-          await toWorker.close()
+          // the worker's side ends in the background: the final goes to the client without waiting on it
+          void toWorker.close()
           this.init.registry.recordResult(worker, { ok: true, latencyMs: event.result.totalMs })
           this.counts.relayed++
           this.init.metrics?.jobs.inc({ side: 'proxy', model: header.model, result: 'ok' })

@@ -1,0 +1,277 @@
+/**
+ * The three job roles end to end without a network: the client's JobClient,
+ * the proxy's ProxyJobService and two workers' WorkService, joined by
+ * in-memory stream pairs, with real sealing, simulated attestation and the
+ * synthetic backend. What the proxy knows of the workers (its registry and
+ * their evidence) is given directly.
+ */
+import '../../src/polyfills.js'
+import { generateKeyPair, publicKeyToProtobuf } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { streamPair } from '@libp2p/utils'
+import { x25519 } from '@noble/curves/ed25519.js'
+import { expect } from 'chai'
+import { InferenceError } from '../../src/inference/types.js'
+import { Evidence as WireEvidence } from '../../src/gen/capacity.pb.js'
+import { JobClient } from '../../src/roles/client/job-client.js'
+import { ProxyJobService } from '../../src/roles/proxy/job-service.js'
+import { SyntheticBackend } from '../../src/roles/worker/backends/synthetic.js'
+import { WorkService } from '../../src/roles/worker/work-service.js'
+import { Attestor, EvidenceVerifier } from '../../src/tee/attestor.js'
+import { evidenceToWire } from '../../src/tee/attest-service.js'
+import { epochAt } from '../../src/tee/binding.js'
+import { policyFor } from '../../src/tee/policy.js'
+import { buildDigest, SimulatedProvider, SimulatedVerifier, simulatedMeasurements } from '../../src/tee/simulated.js'
+import type { ApiEvent } from '../../src/roles/client/http-api.js'
+import type { ProxyPool } from '../../src/roles/client/proxy-pool.js'
+import type { WorkerEntry, WorkerOffer, WorkerRegistry } from '../../src/roles/proxy/worker-registry.js'
+import type { WorkerEvidence } from '../../src/roles/proxy/worker-evidence.js'
+import type { WorkerLookup } from '../../src/roles/proxy/worker-lookup.js'
+import type { CocoonLibp2p } from '../../src/p2p/node.js'
+import type { SyntheticBackendInit } from '../../src/roles/worker/backends/synthetic.js'
+import type { Connection, PeerId, PrivateKey, Stream } from '@libp2p/interface'
+
+const MODEL = 'synthetic-1'
+const MEASUREMENTS = simulatedMeasurements({ buildDigest: buildDigest(), configDigest: new TextEncoder().encode('job roles test') })
+const log = Object.assign(() => {}, { error: () => {}, trace: () => {}, enabled: false, newScope: () => log }) as never
+
+type Handler = (stream: Stream, connection: Connection) => void | Promise<void>
+
+/** Hosts that reach each other through in-memory stream pairs; a crashed host is unreachable and its streams reset. */
+class MemoryNet {
+  readonly hosts = new Map<string, MemoryHost>()
+
+  add (peerId: PeerId): MemoryHost {
+    const host = new MemoryHost(this, peerId)
+    this.hosts.set(peerId.toString(), host)
+    return host
+  }
+}
+
+class MemoryHost {
+  readonly peerId: PeerId
+  private readonly net: MemoryNet
+  private readonly handlers = new Map<string, Handler>()
+  private readonly streams = new Set<Stream>()
+  down = false
+
+  constructor (net: MemoryNet, peerId: PeerId) {
+    this.net = net
+    this.peerId = peerId
+  }
+
+  async handle (protocol: string, handler: Handler): Promise<void> {
+    this.handlers.set(protocol, handler)
+  }
+
+  async unhandle (protocol: string): Promise<void> {
+    this.handlers.delete(protocol)
+  }
+
+  async dialProtocol (peer: PeerId, protocol: string): Promise<Stream> {
+    const target = this.net.hosts.get(peer.toString())
+    if (target == null || target.down) throw new Error(`${peer.toString()} cannot be reached`)
+    const handler = target.handlers.get(protocol)
+    if (handler == null) throw new Error(`${peer.toString()} does not speak ${protocol}`)
+    const [outbound, inbound] = await streamPair({ protocol })
+    this.streams.add(outbound)
+    target.streams.add(inbound)
+    void Promise.resolve(handler(inbound, { remotePeer: this.peerId } as unknown as Connection)).catch(() => {})
+    return outbound
+  }
+
+  crash (): void {
+    this.down = true
+    for (const s of this.streams) s.abort(new Error('crashed'))
+  }
+}
+
+interface Worker {
+  id: string
+  host: MemoryHost
+  service: WorkService
+  backend: SyntheticBackend
+  evidence: Uint8Array
+  jobPublicKey: Uint8Array
+}
+
+async function startWorker (net: MemoryNet, tuning: Partial<SyntheticBackendInit> = {}): Promise<Worker> {
+  const key: PrivateKey = await generateKeyPair('Ed25519')
+  const peerId = peerIdFromPrivateKey(key)
+  const jobPrivate = x25519.utils.randomSecretKey()
+  const jobPublicKey = x25519.getPublicKey(jobPrivate)
+  const host = net.add(peerId)
+  const backend = new SyntheticBackend({ models: [{ name: MODEL, contextLength: 4096 }], chunks: 8, chunkBytes: 16, ...tuning })
+  await backend.start()
+  const service = new WorkService(host, {
+    backend,
+    jobKey: { privateKey: jobPrivate, publicKey: jobPublicKey },
+    signer: key,
+    peerId: peerId.toString(),
+    models: [{ name: MODEL, maxConcurrent: 4, contextLength: 4096, pricePromptPerM: 0n, priceCompletionPerM: 1_000n }],
+    log
+  })
+  await service.start()
+  const attestor = new Attestor({ provider: new SimulatedProvider(MEASUREMENTS), libp2pPublicKey: publicKeyToProtobuf(key.publicKey), jobPublicKey })
+  const evidence = WireEvidence.encode(evidenceToWire(await attestor.evidence({ kind: 'epoch', epoch: epochAt(Date.now()) })))
+  return { id: peerId.toString(), host, service, backend, evidence, jobPublicKey }
+}
+
+/** The proxy's view of a worker, as its registry would hold it. */
+function listed (w: Worker, priceCompletionPerM: bigint): { entry: WorkerEntry, offer: WorkerOffer } {
+  const offer: WorkerOffer = { model: MODEL, weightsHash: '', contextLength: 4096, pricePromptPerM: 0n, priceCompletionPerM, maxConcurrent: 4, freeSlots: 4, synthetic: true, description: '' }
+  const now = Date.now()
+  return {
+    offer,
+    entry: {
+      peerId: w.id, offers: [offer], accelerators: [], seq: 1n, announcedAtMs: now, lastSeenMs: now, ttlMs: 60_000, state: 'up', source: 'gossip', successRate: 1, jobs: { ok: 0, failed: 0 },
+      attestation: { kind: 0, digest: '', imageHash: '', tcbStatus: 'UpToDate', jobPublicKey: w.jobPublicKey, verifiedAtMs: now }
+    } as unknown as WorkerEntry
+  }
+}
+
+interface Swarm {
+  client: JobClient
+  proxy: ProxyJobService
+  /** The worker the proxy ranks first, and the one after it. */
+  first: Worker
+  second: Worker
+  results: Array<{ worker: string, ok: boolean }>
+}
+
+async function swarm (firstTuning: Partial<SyntheticBackendInit> = {}, requestTimeoutMs = 10_000): Promise<Swarm> {
+  const net = new MemoryNet()
+  const first = await startWorker(net, firstTuning)
+  const second = await startWorker(net)
+  const proxyId = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+  const proxyHost = net.add(proxyId)
+  const results: Array<{ worker: string, ok: boolean }> = []
+  // the first worker is much cheaper: it ranks first whatever the routing jitter
+  const offers = [listed(first, 1_000n), listed(second, 16_000n)]
+  const registry = {
+    offersFor: (model: string) => model === MODEL ? offers : [],
+    models: () => [],
+    recordResult: (worker: string, r: { ok: boolean }) => { results.push({ worker, ok: r.ok }) }
+  } as unknown as WorkerRegistry
+  const workers = new Map([first, second].map(w => [w.id, w]))
+  const evidence = {
+    get: async (peer: PeerId) => new Uint8Array(workers.get(peer.toString())?.evidence ?? new Uint8Array(0)),
+    forget: () => {}
+  } as unknown as WorkerEvidence
+  const proxy = new ProxyJobService(proxyHost as unknown as CocoonLibp2p, {
+    registry, evidence, lookup: { find: async () => {} } as unknown as WorkerLookup, maxJobs: 16, maxJobsPerClient: 8, log
+  })
+  await proxy.start()
+  const clientHost = net.add(peerIdFromPrivateKey(await generateKeyPair('Ed25519')))
+  const pool = {
+    pick: async () => proxyId.toString(),
+    attested: async () => [proxyId.toString()],
+    jobStarted: () => {},
+    jobEnded: () => {},
+    demote: () => {}
+  } as unknown as ProxyPool
+  const client = new JobClient(clientHost as unknown as CocoonLibp2p, {
+    proxies: pool,
+    verifier: new EvidenceVerifier({ policy: policyFor('local'), verifiers: [new SimulatedVerifier()] }),
+    maxPricePromptPerM: 1_000_000n,
+    maxPriceCompletionPerM: 1_000_000n,
+    defaultMaxTokens: 64,
+    requestTimeoutMs,
+    log
+  })
+  return { client, proxy, first, second, results }
+}
+
+const job = { requestId: 'cd'.repeat(16), kind: 'chat' as const, model: MODEL, body: { messages: [{ role: 'user', content: 'hello' }] }, maxTokens: null }
+
+async function collect (run: AsyncGenerator<ApiEvent>, onChunk?: (n: number) => void): Promise<{ chunks: number, done?: Extract<ApiEvent, { type: 'done' }>, error?: unknown }> {
+  let chunks = 0
+  try {
+    for await (const event of run) {
+      if (event.type !== 'chunk') return { chunks, done: event }
+      chunks++
+      onChunk?.(chunks)
+    }
+    return { chunks }
+  } catch (error) {
+    return { chunks, error }
+  }
+}
+
+describe('job roles over in-memory streams', () => {
+  it('answers through the proxy and the worker it ranks first, with a result the client checked', async () => {
+    const s = await swarm()
+    const { chunks, done, error } = await collect(s.client.run(job, new AbortController().signal))
+    expect(error).to.equal(undefined)
+    expect(chunks, 'eight chunks of text and the one that carries finish_reason').to.equal(9)
+    expect(done?.cocoon?.worker).to.equal(s.first.id)
+    expect(done?.usage.completionTokens).to.equal(8)
+    expect(s.first.service.status().completed).to.equal(1)
+    expect(s.proxy.status().relayed).to.equal(1)
+    expect(s.results).to.deep.equal([{ worker: s.first.id, ok: true }])
+  })
+
+  it('fails over to the next worker when the first dies before its first chunk; the client sees one clean answer', async () => {
+    const s = await swarm()
+    s.first.host.crash()
+    const { chunks, done, error } = await collect(s.client.run(job, new AbortController().signal))
+    expect(error).to.equal(undefined)
+    expect(chunks, 'eight chunks of text and the one that carries finish_reason').to.equal(9)
+    expect(done?.cocoon?.worker).to.equal(s.second.id)
+    expect(s.proxy.status().retried).to.equal(1)
+    expect(s.results).to.deep.equal([{ worker: s.first.id, ok: false }, { worker: s.second.id, ok: true }])
+  })
+
+  it('fails over when the first worker\'s backend fails before anything was sent', async () => {
+    const s = await swarm({ failAfterChunks: 0 })
+    const { done, error } = await collect(s.client.run(job, new AbortController().signal))
+    expect(error).to.equal(undefined)
+    expect(done?.cocoon?.worker).to.equal(s.second.id)
+    expect(s.first.service.status().failed).to.equal(1)
+  })
+
+  it('ends with a typed error, and no second worker, when the worker fails after its first chunk', async () => {
+    const s = await swarm({ failAfterChunks: 3, intervalMs: 15 })
+    const { chunks, done, error } = await collect(s.client.run(job, new AbortController().signal))
+    expect(done).to.equal(undefined)
+    expect(chunks, 'what arrived before the failure was delivered').to.be.within(1, 3)
+    expect(error).to.be.instanceOf(InferenceError)
+    expect((error as InferenceError).code).to.equal('worker_failed')
+    // one chunk per frame here (the backend paces them): the proxy counts the frames it relayed
+    expect((error as Error).message).to.include(`failed after ${chunks} chunk`)
+    expect(s.proxy.status().retried).to.equal(0)
+    expect(s.second.service.status().completed).to.equal(0)
+  })
+
+  it('carries a cancel from the client to the worker within 100 ms, which stops generating', async () => {
+    const s = await swarm({ chunks: 200, intervalMs: 20 })
+    const controller = new AbortController()
+    let abortedAtMs = 0
+    const { error } = await collect(s.client.run(job, controller.signal), (n) => {
+      if (n === 3) {
+        abortedAtMs = Date.now()
+        controller.abort()
+      }
+    })
+    expect((error as InferenceError).code).to.equal('cancelled')
+    const deadline = Date.now() + 2_000
+    while (s.first.service.status().recentCancels.length === 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 5))
+    const [cancel] = s.first.service.status().recentCancels
+    expect(cancel, 'the worker recorded the cancel').to.not.equal(undefined)
+    expect(cancel.cancelledAtMs - abortedAtMs, 'client abort → worker').to.be.within(0, 100)
+    expect(cancel.stoppedAtMs - cancel.cancelledAtMs, 'cancel → generation stopped').to.be.within(0, 100)
+    expect(cancel.chunksSent).to.be.below(200)
+  })
+
+  it('answers a job that outlives its deadline with a timeout at the client, and stops the worker', async () => {
+    const s = await swarm({ firstChunkDelayMs: 5_000 }, 400)
+    const started = Date.now()
+    const { error } = await collect(s.client.run(job, new AbortController().signal))
+    expect((error as InferenceError).code).to.equal('timeout')
+    // each hop hands the next one its deadline less a margin, so the worker's ends first and is what the client hears
+    expect(Date.now() - started).to.be.within(100, 1_500)
+    const deadline = Date.now() + 2_000
+    while (s.first.backend.status().running > 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 10))
+    expect(s.first.backend.status().running, 'the worker stopped generating').to.equal(0)
+  })
+})
