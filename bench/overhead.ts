@@ -25,7 +25,7 @@ import { readNodeFile } from '../src/ops/node-file.js'
 import { waitFor } from '../src/ops/wait-for.js'
 import { packageRoot } from '../src/package-info.js'
 import { median, quantile, round, settle, writeResult } from './stats.js'
-import type { ApiEvent, ApiJob, CompletionService } from '../src/roles/client/http-api.js'
+import type { ApiEvent, ApiJob, CompletionService } from '../src/roles/client/api-types.js'
 import type { ChildProcess } from 'node:child_process'
 
 const { values } = parseArgs({

@@ -5,7 +5,8 @@ import { parseChatRequest, parseCompletionRequest } from '../../src/inference/op
 import { InferenceError } from '../../src/inference/types.js'
 import { startApiServer } from '../../src/roles/client/http-api.js'
 import type { ChatChoiceDelta, CompletionChoiceDelta, FinishReason, InferenceErrorCode } from '../../src/inference/types.js'
-import type { ApiEvent, ApiJob, ApiModel, ApiServer, CompletionService } from '../../src/roles/client/http-api.js'
+import type { ApiEvent, ApiJob, ApiModel, CompletionService } from '../../src/roles/client/api-types.js'
+import type { ApiServer } from '../../src/roles/client/http-api.js'
 
 const PIECES = ['Hello', ', ', 'world', '!']
 const TEXT = PIECES.join('')

@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect } from 'chai'
 import type { Llama, LlamaModel } from 'node-llama-cpp'
-import { LlamaBackend, StopScanner } from '../../src/roles/worker/backends/llama.js'
+import { LlamaBackend } from '../../src/roles/worker/backends/llama.js'
+import { StopScanner } from '../../src/roles/worker/backends/llama-request.js'
 import {
   type BackendEvent,
   type ChatChoiceDelta,
