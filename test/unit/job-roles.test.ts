@@ -17,11 +17,16 @@ import { JobClient } from '../../src/roles/client/job-client.js'
 import { ProxyJobService } from '../../src/roles/proxy/job-service.js'
 import { SyntheticBackend } from '../../src/roles/worker/backends/synthetic.js'
 import { WorkService } from '../../src/roles/worker/work-service.js'
+import type { WorkPayments } from '../../src/roles/worker/work-service.js'
 import { Attestor, EvidenceVerifier } from '../../src/tee/attestor.js'
 import { evidenceToWire } from '../../src/tee/attest-service.js'
 import { epochAt } from '../../src/tee/binding.js'
 import { policyFor } from '../../src/tee/policy.js'
 import { buildDigest, SimulatedProvider, SimulatedVerifier, simulatedMeasurements } from '../../src/tee/simulated.js'
+import { openChannelPair } from '../channel-fixtures.js'
+import { cleanupTempDirs, tempDir } from '../helpers.js'
+import type { ChannelPair } from '../channel-fixtures.js'
+import type { ChannelManager } from '../../src/settlement/channel-manager.js'
 import type { ApiEvent } from '../../src/roles/client/api-types.js'
 import type { ProxyPool } from '../../src/roles/client/proxy-pool.js'
 import type { WorkerEntry, WorkerOffer, WorkerRegistry } from '../../src/roles/proxy/worker-registry.js'
@@ -95,7 +100,7 @@ interface Worker {
   jobPublicKey: Uint8Array
 }
 
-async function startWorker (net: MemoryNet, tuning: Partial<SyntheticBackendInit> = {}): Promise<Worker> {
+async function startWorker (net: MemoryNet, tuning: Partial<SyntheticBackendInit> = {}, priceCompletionPerM = 1_000n, payments?: WorkPayments): Promise<Worker> {
   const key: PrivateKey = await generateKeyPair('Ed25519')
   const peerId = peerIdFromPrivateKey(key)
   const jobPrivate = x25519.utils.randomSecretKey()
@@ -108,7 +113,8 @@ async function startWorker (net: MemoryNet, tuning: Partial<SyntheticBackendInit
     jobKey: { privateKey: jobPrivate, publicKey: jobPublicKey },
     signer: key,
     peerId: peerId.toString(),
-    models: [{ name: MODEL, maxConcurrent: 4, contextLength: 4096, pricePromptPerM: 0n, priceCompletionPerM: 1_000n }],
+    models: [{ name: MODEL, maxConcurrent: 4, contextLength: 4096, pricePromptPerM: 0n, priceCompletionPerM }],
+    ...(payments == null ? {} : { payments }),
     log
   })
   await service.start()
@@ -130,7 +136,14 @@ function listed (w: Worker, priceCompletionPerM: bigint): { entry: WorkerEntry, 
   }
 }
 
+/** Both legs' channels of a paid swarm. */
+interface Channels {
+  clientToProxy: ChannelPair
+  proxyToWorker: Map<string, ChannelPair>
+}
+
 interface Swarm {
+  channels?: Channels
   client: JobClient
   proxy: ProxyJobService
   /** The worker the proxy ranks first, and the one after it. */
@@ -139,15 +152,40 @@ interface Swarm {
   results: Array<{ worker: string, ok: boolean }>
 }
 
-async function swarm (firstTuning: Partial<SyntheticBackendInit> = {}, requestTimeoutMs = 10_000): Promise<Swarm> {
+/** Worker price per completion token, nanoTON (1e9 per 1M tokens). */
+const PAID_PRICE_PER_TOKEN = 1_000n
+const open: ChannelPair[] = []
+
+/** The payee side's view of its channels, as the settlement's manager would give it. */
+function manager (pairs: ChannelPair[], creditWindow: bigint): ChannelManager {
+  return {
+    payee: (address: string) => pairs.find(p => p.payee.address === address)?.payee,
+    terms: () => ({ creditWindow })
+  } as unknown as ChannelManager
+}
+
+async function swarm (firstTuning: Partial<SyntheticBackendInit> = {}, requestTimeoutMs = 10_000, paid?: { creditWindow: bigint }): Promise<Swarm> {
   const net = new MemoryNet()
-  const first = await startWorker(net, firstTuning)
-  const second = await startWorker(net)
+  const workerPrice = paid == null ? 1_000n : PAID_PRICE_PER_TOKEN * 1_000_000n
   const proxyId = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+  const clientId = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+  const pair = async (payeeSeesPeer: string, address: string): Promise<ChannelPair> => {
+    const p = openChannelPair(await tempDir(), { peerId: payeeSeesPeer, address })
+    p.payer.payThreshold = 0n // a state for every chunk: what was paid is exactly what arrived
+    open.push(p)
+    return p
+  }
+  const legs = paid == null ? undefined : { client: await pair(clientId.toString(), '0:' + '01'.repeat(32)), first: await pair(proxyId.toString(), '0:' + '02'.repeat(32)), second: await pair(proxyId.toString(), '0:' + '03'.repeat(32)) }
+  const workerPayments = (leg: ChannelPair | undefined): WorkPayments | undefined => leg == null || paid == null
+    ? undefined
+    : { manager: manager([leg], paid.creditWindow), required: true, paymentWaitMs: 2_000, settleWaitMs: 500 }
+  const first = await startWorker(net, firstTuning, workerPrice, workerPayments(legs?.first))
+  const second = await startWorker(net, {}, workerPrice * 16n, workerPayments(legs?.second))
   const proxyHost = net.add(proxyId)
+  const channels: Channels | undefined = legs == null ? undefined : { clientToProxy: legs.client, proxyToWorker: new Map([[first.id, legs.first], [second.id, legs.second]]) }
   const results: Array<{ worker: string, ok: boolean }> = []
   // the first worker is much cheaper: it ranks first whatever the routing jitter
-  const offers = [listed(first, 1_000n), listed(second, 16_000n)]
+  const offers = [listed(first, workerPrice), listed(second, workerPrice * 16n)]
   const registry = {
     offersFor: (model: string) => model === MODEL ? offers : [],
     models: () => [],
@@ -159,10 +197,27 @@ async function swarm (firstTuning: Partial<SyntheticBackendInit> = {}, requestTi
     forget: () => {}
   } as unknown as WorkerEvidence
   const proxy = new ProxyJobService(proxyHost as unknown as CocoonLibp2p, {
-    registry, evidence, lookup: { find: async () => {} } as unknown as WorkerLookup, maxJobs: 16, maxJobsPerClient: 8, log
+    registry,
+    evidence,
+    lookup: { find: async () => {} } as unknown as WorkerLookup,
+    maxJobs: 16,
+    maxJobsPerClient: 8,
+    log,
+    ...(channels == null || paid == null
+      ? {}
+      : {
+          payments: {
+            manager: manager([channels.clientToProxy], paid.creditWindow),
+            required: true,
+            commissionBp: 0,
+            payerFor: async (worker: string) => (channels as Channels).proxyToWorker.get(worker)?.payer ?? (() => { throw new Error(`no channel to ${worker}`) })(),
+            paymentWaitMs: 2_000,
+            settleWaitMs: 500
+          }
+        })
   })
   await proxy.start()
-  const clientHost = net.add(peerIdFromPrivateKey(await generateKeyPair('Ed25519')))
+  const clientHost = net.add(clientId)
   const pool = {
     pick: async () => proxyId.toString(),
     attested: async () => [proxyId.toString()],
@@ -174,12 +229,13 @@ async function swarm (firstTuning: Partial<SyntheticBackendInit> = {}, requestTi
     proxies: pool,
     verifier: new EvidenceVerifier({ policy: policyFor('local'), verifiers: [new SimulatedVerifier()] }),
     maxPricePromptPerM: 1_000_000n,
-    maxPriceCompletionPerM: 1_000_000n,
+    maxPriceCompletionPerM: 10n ** 12n,
     defaultMaxTokens: 64,
     requestTimeoutMs,
-    log
+    log,
+    ...(channels == null ? {} : { payments: { payerFor: async () => (channels as Channels).clientToProxy.payer } })
   })
-  return { client, proxy, first, second, results }
+  return { channels, client, proxy, first, second, results }
 }
 
 const job = { requestId: 'cd'.repeat(16), kind: 'chat' as const, model: MODEL, body: { messages: [{ role: 'user', content: 'hello' }] }, maxTokens: null }
@@ -199,6 +255,11 @@ async function collect (run: AsyncGenerator<ApiEvent>, onChunk?: (n: number) => 
 }
 
 describe('job roles over in-memory streams', () => {
+  afterEach(() => {
+    for (const p of open.splice(0)) { p.payerStore.close(); p.payeeStore.close() }
+  })
+  after(cleanupTempDirs)
+
   it('answers through the proxy and the worker it ranks first, with a result the client checked', async () => {
     const s = await swarm()
     const { chunks, done, error } = await collect(s.client.run(job, new AbortController().signal))
@@ -273,5 +334,34 @@ describe('job roles over in-memory streams', () => {
     const deadline = Date.now() + 2_000
     while (s.first.backend.status().running > 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 10))
     expect(s.first.backend.status().running, 'the worker stopped generating').to.equal(0)
+  })
+
+  it('pays as it streams on both legs: the client pays exactly the tokens it received, and the worker gets the same', async () => {
+    const s = await swarm({}, 10_000, { creditWindow: 5_000n })
+    const { chunks, done, error } = await collect(s.client.run(job, new AbortController().signal))
+    expect(error).to.equal(undefined)
+    expect(chunks).to.equal(9)
+    const { clientToProxy, proxyToWorker } = s.channels as Channels
+    const toWorker = proxyToWorker.get(s.first.id) as ChannelPair
+    expect(done?.cost?.client).to.equal('8000')
+    expect(clientToProxy.payer.paid, 'client paid 8 tokens').to.equal(8_000n)
+    const landed = Date.now() + 2_000
+    while ((clientToProxy.payee.received < 8_000n || toWorker.payee.received < 8_000n) && Date.now() < landed) await new Promise(resolve => setTimeout(resolve, 10))
+    expect(clientToProxy.payee.received, 'the proxy stored it').to.equal(8_000n)
+    expect(toWorker.payer.paid, 'the proxy paid the worker the same (no commission here)').to.equal(8_000n)
+    expect(toWorker.payee.received).to.equal(8_000n)
+  })
+
+  it('when the worker fails after some chunks, the client pays only for what it received', async () => {
+    const s = await swarm({ failAfterChunks: 3, intervalMs: 15 }, 10_000, { creditWindow: 5_000n })
+    const { chunks, error } = await collect(s.client.run(job, new AbortController().signal))
+    expect((error as InferenceError).code).to.equal('worker_failed')
+    expect(chunks).to.be.within(1, 3)
+    const { clientToProxy, proxyToWorker } = s.channels as Channels
+    const toWorker = proxyToWorker.get(s.first.id) as ChannelPair
+    expect(clientToProxy.payer.paid, 'one token per chunk received, at 1 000 nanoTON').to.equal(BigInt(chunks) * PAID_PRICE_PER_TOKEN)
+    // the proxy paid the worker for the frames the worker delivered, never more than the client paid it
+    expect(toWorker.payer.paid <= clientToProxy.payer.paid, `worker paid ${toWorker.payer.paid}, client paid ${clientToProxy.payer.paid}`).to.equal(true)
+    expect((proxyToWorker.get(s.second.id) as ChannelPair).payer.paid, 'nothing for the other worker').to.equal(0n)
   })
 })
