@@ -1,12 +1,12 @@
 import { join } from 'node:path'
 import { expect } from 'chai'
 import { Address } from '@ton/core'
-import { PaymentChannel } from '../../contracts/payment-channel.js'
 import { ChannelError } from '../../src/errors.js'
 import { ChannelKey } from '../../src/settlement/channel-key.js'
 import { ChannelManager } from '../../src/settlement/channel-manager.js'
 import { signState } from '../../src/settlement/channel-state.js'
 import { openChannelStore } from '../../src/settlement/store.js'
+import { FakeChain } from '../fake-chain.js'
 import { cleanupTempDirs, tempDir } from '../helpers.js'
 import type { ChannelInfo, PaymentChannelConfig } from '../../contracts/payment-channel.js'
 import type { ChainAdapter, ChannelStore } from '../../src/settlement/types.js'
@@ -15,34 +15,6 @@ import type { Logger } from '@libp2p/interface'
 const noLog = Object.assign(() => {}, { error: () => {}, trace: () => {}, enabled: false, newScope: () => noLog }) as unknown as Logger
 const PAYER_WALLET = '0:' + '11'.repeat(32)
 const PAYEE_WALLET = '0:' + '22'.repeat(32)
-
-/** A chain that keeps channels in a map: enough to drive the manager's decisions. */
-class FakeChain {
-  readonly name = 'devnet' as const
-  readonly networkId = 7
-  readonly channels = new Map<string, ChannelInfo>()
-  nowS = 1_000
-  failOpen: 'no' | 'lost' | 'landed' = 'no'
-  readonly calls: string[] = []
-
-  channelAddress (config: PaymentChannelConfig): string {
-    return PaymentChannel.createFromConfig(config).address.toRawString()
-  }
-
-  async openChannel (config: PaymentChannelConfig, amount: bigint): Promise<{ address: string }> {
-    const address = this.channelAddress(config)
-    this.calls.push(`open ${address}`)
-    if (this.failOpen !== 'lost') this.channels.set(address, { ...config, status: 'open', deposited: amount, seqno: 0n, cumulative: 0n, closingSince: 0, balance: amount })
-    if (this.failOpen !== 'no') throw new Error('timed out waiting for the channel')
-    return { address }
-  }
-
-  async getChannel (address: string): Promise<ChannelInfo | null> { return this.channels.get(address) ?? null }
-  async challenge (address: string): Promise<void> { this.calls.push(`challenge ${address}`) }
-  async finishClose (address: string): Promise<void> { this.calls.push(`finish ${address}`) }
-  async startClose (address: string): Promise<void> { this.calls.push(`start ${address}`) }
-  async now (): Promise<number> { return this.nowS }
-}
 
 describe('channel manager', () => {
   let store: ChannelStore

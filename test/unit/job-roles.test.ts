@@ -8,7 +8,6 @@
 import '../../src/polyfills.js'
 import { generateKeyPair, publicKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { streamPair } from '@libp2p/utils'
 import { x25519 } from '@noble/curves/ed25519.js'
 import { expect } from 'chai'
 import { InferenceError } from '../../src/inference/types.js'
@@ -24,6 +23,8 @@ import { epochAt } from '../../src/tee/binding.js'
 import { policyFor } from '../../src/tee/policy.js'
 import { buildDigest, SimulatedProvider, SimulatedVerifier, simulatedMeasurements } from '../../src/tee/simulated.js'
 import { openChannelPair } from '../channel-fixtures.js'
+import { MemoryNet } from '../memory-net.js'
+import type { MemoryHost } from '../memory-net.js'
 import { cleanupTempDirs, tempDir } from '../helpers.js'
 import type { ChannelPair } from '../channel-fixtures.js'
 import type { ChannelManager } from '../../src/settlement/channel-manager.js'
@@ -34,62 +35,11 @@ import type { WorkerEvidence } from '../../src/roles/proxy/worker-evidence.js'
 import type { WorkerLookup } from '../../src/roles/proxy/worker-lookup.js'
 import type { CocoonLibp2p } from '../../src/p2p/node.js'
 import type { SyntheticBackendInit } from '../../src/roles/worker/backends/synthetic.js'
-import type { Connection, PeerId, PrivateKey, Stream } from '@libp2p/interface'
+import type { PeerId, PrivateKey } from '@libp2p/interface'
 
 const MODEL = 'synthetic-1'
 const MEASUREMENTS = simulatedMeasurements({ buildDigest: buildDigest(), configDigest: new TextEncoder().encode('job roles test') })
 const log = Object.assign(() => {}, { error: () => {}, trace: () => {}, enabled: false, newScope: () => log }) as never
-
-type Handler = (stream: Stream, connection: Connection) => void | Promise<void>
-
-/** Hosts that reach each other through in-memory stream pairs; a crashed host is unreachable and its streams reset. */
-class MemoryNet {
-  readonly hosts = new Map<string, MemoryHost>()
-
-  add (peerId: PeerId): MemoryHost {
-    const host = new MemoryHost(this, peerId)
-    this.hosts.set(peerId.toString(), host)
-    return host
-  }
-}
-
-class MemoryHost {
-  readonly peerId: PeerId
-  private readonly net: MemoryNet
-  private readonly handlers = new Map<string, Handler>()
-  private readonly streams = new Set<Stream>()
-  down = false
-
-  constructor (net: MemoryNet, peerId: PeerId) {
-    this.net = net
-    this.peerId = peerId
-  }
-
-  async handle (protocol: string, handler: Handler): Promise<void> {
-    this.handlers.set(protocol, handler)
-  }
-
-  async unhandle (protocol: string): Promise<void> {
-    this.handlers.delete(protocol)
-  }
-
-  async dialProtocol (peer: PeerId, protocol: string): Promise<Stream> {
-    const target = this.net.hosts.get(peer.toString())
-    if (target == null || target.down) throw new Error(`${peer.toString()} cannot be reached`)
-    const handler = target.handlers.get(protocol)
-    if (handler == null) throw new Error(`${peer.toString()} does not speak ${protocol}`)
-    const [outbound, inbound] = await streamPair({ protocol })
-    this.streams.add(outbound)
-    target.streams.add(inbound)
-    void Promise.resolve(handler(inbound, { remotePeer: this.peerId } as unknown as Connection)).catch(() => {})
-    return outbound
-  }
-
-  crash (): void {
-    this.down = true
-    for (const s of this.streams) s.abort(new Error('crashed'))
-  }
-}
 
 interface Worker {
   id: string
