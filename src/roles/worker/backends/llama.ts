@@ -25,19 +25,11 @@ import {
   type Usage
 } from '../../../inference/types.js'
 import { ensureSyntheticModel, SYNTHETIC_MODEL_NAME } from './gguf.js'
-import { cancelled, commonOptions, parsePrompt, parseSampling, PieceStream, StopScanner, toChatHistory } from './llama-request.js'
-import type { RunOptions, RunResult } from './llama-request.js'
-import type {
-  ChatWrapper,
-  Llama,
-  LlamaChat,
-  LlamaChatResponseChunk,
-  LlamaCompletion,
-  LlamaContext,
-  LlamaContextSequence,
-  LlamaModel,
-  Token
-} from 'node-llama-cpp'
+import { prepareChat, prepareCompletion } from './llama-jobs.js'
+import type { LoadedModel, Slot, Waiter } from './llama-jobs.js'
+import { cancelled, parseSampling, PieceStream, StopScanner } from './llama-request.js'
+import type { RunResult } from './llama-request.js'
+import type { Llama } from 'node-llama-cpp'
 
 type NodeLlamaCpp = typeof import('node-llama-cpp')
 
@@ -53,33 +45,6 @@ export interface LlamaBackendInit {
   gpu?: boolean
   /** Diagnostics (llama.cpp warnings, GPU fallback). */
   log?: (line: string) => void
-}
-
-interface Slot {
-  sequence: LlamaContextSequence
-  chat: LlamaChat
-  completion: LlamaCompletion
-}
-
-interface Waiter {
-  resolve: (slot: Slot) => void
-  reject: (err: Error) => void
-}
-
-interface LoadedModel {
-  info: BackendModel
-  model: LlamaModel
-  context: LlamaContext
-  chatWrapper: ChatWrapper
-  free: Slot[]
-  waiters: Waiter[]
-}
-
-interface Prepared {
-  promptTokens: number
-  /** The field a too-long prompt is blamed on. */
-  param: 'messages' | 'prompt'
-  run: (slot: Slot, options: RunOptions) => Promise<RunResult>
 }
 
 type Outcome = 'completed' | 'failed' | 'cancelled'
@@ -281,7 +246,7 @@ export class LlamaBackend extends EventTarget implements InferenceBackend {
       throw new InferenceError('bad_request', `max_tokens must be a whole number ≥ 1 (got ${request.maxTokens})`, { param: 'max_tokens' })
     }
     const sampling = parseSampling(request.body)
-    const prepared = request.kind === 'chat' ? this.prepareChat(entry, request.body) : this.prepareCompletion(entry, request.body)
+    const prepared = request.kind === 'chat' ? prepareChat(entry, request.body) : prepareCompletion(entry, request.body)
     const limit = entry.info.contextLength
     // node-llama-cpp needs at least one free cell after the prompt; the
     // generation then fits without a context shift (which would silently drop
@@ -436,51 +401,5 @@ export class LlamaBackend extends EventTarget implements InferenceBackend {
     const next = entry.waiters.shift()
     if (next !== undefined) next.resolve(slot)
     else entry.free.push(slot)
-  }
-
-  private prepareChat (entry: LoadedModel, body: Record<string, unknown>): Prepared {
-    const history = toChatHistory(body.messages)
-    let promptTokens: number
-    try {
-      promptTokens = entry.chatWrapper.generateContextState({ chatHistory: history }).contextText.tokenize(entry.model.tokenizer).length
-    } catch (err) {
-      throw new InferenceError('bad_request', `the messages cannot be formatted with the chat template of ${entry.info.name}: ${err instanceof Error ? err.message : String(err)}`, { param: 'messages', cause: err })
-    }
-    return {
-      promptTokens,
-      param: 'messages',
-      run: async (slot, o) => {
-        const res = await slot.chat.generateResponse(history, {
-          ...commonOptions(o),
-          onResponseChunk: (chunk: LlamaChatResponseChunk) => {
-            o.onPiece(chunk.text, chunk.type === 'segment' && chunk.segmentType === 'thought', chunk.tokens.length)
-          }
-        })
-        return { stopReason: res.metadata.stopReason }
-      }
-    }
-  }
-
-  private prepareCompletion (entry: LoadedModel, body: Record<string, unknown>): Prepared {
-    const prompt = parsePrompt(body.prompt)
-    const model = entry.model
-    // LlamaCompletion prepends the BOS token itself and then expects the text
-    // tokenized without the leading space SentencePiece would add.
-    const bos = model.tokens.shouldPrependBosToken ? model.tokens.bos : null
-    const tokens: Token[] = model.tokenize(prompt, false, bos !== null ? 'trimLeadingSpace' : undefined)
-    return {
-      promptTokens: tokens.length + (bos !== null ? 1 : 0),
-      param: 'prompt',
-      run: async (slot, o) => {
-        const res = await slot.completion.generateCompletionWithMeta(tokens, {
-          ...commonOptions(o),
-          onTextChunk: (text: string) => { o.onPiece(text, false, 0) },
-          // The prompt was checked to fit; never let node-llama-cpp cut it or shift the context.
-          contextShiftSize: 1,
-          disableContextShift: true
-        })
-        return { stopReason: res.metadata.stopReason }
-      }
-    }
   }
 }
