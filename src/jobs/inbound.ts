@@ -101,10 +101,10 @@ export class InboundHop<E extends InboundEvents> {
    */
   watch (idleMs: number): void {
     const { framed, controller } = this.init
-    // Reading stops with the job, unless the job finished: payments and the
-    // requester's close still arrive after the final result, and they count.
+    // Reading stops with the job, unless a paid job finished: its last
+    // payments still arrive after the final result, and they count.
     const reading = new AbortController()
-    controller.signal.addEventListener('abort', () => { if (!this.lifecycle.finished) reading.abort(controller.signal.reason) }, { once: true })
+    controller.signal.addEventListener('abort', () => { if (!this.lifecycle.finished || this.payeeEnd == null) reading.abort(controller.signal.reason) }, { once: true })
     void (async () => {
       try {
         while (true) {
@@ -125,7 +125,8 @@ export class InboundHop<E extends InboundEvents> {
       if (this.lifecycle.finished) {
         // after the final result, the requester closing its side is the end of a paid job, not a cancel
         this.payeeEnd?.payerEnded()
-        if (this.lifecycle.state === 'closed' && framed.stream.status !== 'closed') framed.abort(new Error('job ended'))
+        // a requester that never closed after the final result (and its last payments) is cut off; one we stopped reading is left to close
+        if (!reading.signal.aborted && this.lifecycle.state === 'closed' && framed.stream.status !== 'closed') framed.abort(new Error('job ended'))
         return
       }
       if (controller.signal.aborted) return

@@ -5,10 +5,10 @@
  * carries, and the worker's signed job result. Browser-safe.
  */
 import { peerIdFromString } from '@libp2p/peer-id'
-import { sha256 as sha256Digest } from '@noble/hashes/sha2.js'
 import { DeadlineError, FrameTooLargeError, MalformedMessageError, RemoteError, SealError, StreamClosedError } from '../errors.js'
 import { ProtocolError } from '../p2p/framing.js'
 import { ErrorCode } from '../gen/framing.pb.js'
+import { sha256 as digest } from '../tee/seal.js'
 import { JobKind, JobResult } from '../gen/job.pb.js'
 import { JOB_MAX_DEADLINE_MS, MODEL_NAME_PATTERN } from '../p2p/constants.js'
 import { InferenceError } from '../inference/types.js'
@@ -115,7 +115,7 @@ export function usageFromWire (usage: WireUsage | undefined): Usage {
 }
 
 export function sha256 (bytes: Uint8Array): Uint8Array<ArrayBuffer> {
-  return new Uint8Array(sha256Digest(bytes))
+  return new Uint8Array(digest(bytes))
 }
 
 function signedBytes (result: Uint8Array): Uint8Array {

@@ -4,7 +4,7 @@
  * entry points call `useNodeSealPrimitives()`; the bytes on the wire are the
  * same as the portable primitives'.
  */
-import { createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHash, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync } from 'node:crypto'
 import { SealError } from '../errors.js'
 import { useSealPrimitives } from './seal.js'
 import type { SealPrimitives } from './seal-primitives.js'
@@ -14,15 +14,11 @@ const TAG_BYTES = 16
 const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex')
 
 type KeyObject = ReturnType<typeof createPrivateKey>
-/** Ephemeral keys made here, by their raw bytes: no re-import (a DER import costs about 0.4 ms). */
-const ephemeral = new WeakMap<Uint8Array, KeyObject>()
-/** Long-lived keys (a worker's job key), imported once. */
+/** Long-lived keys (a worker's job key), imported once: a DER import costs about 0.4 ms. */
 const imported = new Map<string, KeyObject>()
 const IMPORTED_MAX = 64
 
 function privateKeyObject (raw: Uint8Array): KeyObject {
-  const made = ephemeral.get(raw)
-  if (made != null) return made
   const hex = Buffer.from(raw).toString('hex')
   let key = imported.get(hex)
   if (key == null) {
@@ -31,6 +27,16 @@ function privateKeyObject (raw: Uint8Array): KeyObject {
     imported.set(hex, key)
   }
   return key
+}
+
+function agree (privateKey: KeyObject, publicKey: Uint8Array, what: string): Uint8Array {
+  const peer = publicKeyObject(publicKey, what)
+  try {
+    return diffieHellman({ privateKey, publicKey: peer })
+  } catch (err) {
+    // OpenSSL refuses an all-zero result: a low-order point
+    throw new SealError(`${what} is a low-order point`, { cause: err })
+  }
 }
 
 function publicKeyObject (raw: Uint8Array, what: string): ReturnType<typeof createPublicKey> {
@@ -42,24 +48,14 @@ function publicKeyObject (raw: Uint8Array, what: string): ReturnType<typeof crea
 }
 
 export const nodeSealPrimitives: SealPrimitives = {
-  x25519KeyPair () {
+  ephemeralAgreement (recipient, what) {
     const pair = generateKeyPairSync('x25519')
-    const jwk = pair.privateKey.export({ format: 'jwk' })
-    const privateKey = new Uint8Array(Buffer.from(jwk.d as string, 'base64url'))
-    ephemeral.set(privateKey, pair.privateKey)
-    return { privateKey, publicKey: new Uint8Array(Buffer.from(jwk.x as string, 'base64url')) }
+    const enc = new Uint8Array(Buffer.from(pair.publicKey.export({ format: 'jwk' }).x as string, 'base64url'))
+    return { enc, shared: agree(pair.privateKey, recipient, what) }
   },
-  x25519 (privateKey, publicKey, what) {
-    const own = privateKeyObject(privateKey)
-    const peer = publicKeyObject(publicKey, what)
-    try {
-      return diffieHellman({ privateKey: own, publicKey: peer })
-    } catch (err) {
-      // OpenSSL refuses an all-zero result: a low-order point
-      throw new SealError(`${what} is a low-order point`, { cause: err })
-    }
-  },
+  x25519: (privateKey, publicKey, what) => agree(privateKeyObject(privateKey), publicKey, what),
   hkdfSha256: (ikm, salt, info, length) => new Uint8Array(hkdfSync('sha256', ikm, salt, info, length)),
+  sha256: (bytes) => createHash('sha256').update(bytes).digest(),
   seal (key, nonce, plaintext, aad) {
     const cipher = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG_BYTES })
     cipher.setAAD(aad, { plaintextLength: plaintext.byteLength })

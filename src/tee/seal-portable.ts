@@ -7,9 +7,9 @@ import { SealError } from '../errors.js'
 import type { SealPrimitives } from './seal-primitives.js'
 
 export const portableSealPrimitives: SealPrimitives = {
-  x25519KeyPair () {
+  ephemeralAgreement (recipient, what) {
     const privateKey = x25519.utils.randomSecretKey()
-    return { privateKey, publicKey: x25519.getPublicKey(privateKey) }
+    return { enc: x25519.getPublicKey(privateKey), shared: portableSealPrimitives.x25519(privateKey, recipient, what) }
   },
   x25519 (privateKey, publicKey, what) {
     if (publicKey.byteLength !== 32) throw new SealError(`${what} is not a valid X25519 public key`)
@@ -21,6 +21,7 @@ export const portableSealPrimitives: SealPrimitives = {
     }
   },
   hkdfSha256: (ikm, salt, info, length) => hkdf(sha256, ikm, salt, info, length),
+  sha256: (bytes) => sha256(bytes),
   seal: (key, nonce, plaintext, aad) => chacha20poly1305(key, nonce, aad).encrypt(plaintext),
   open (key, nonce, ciphertext, aad) {
     try {

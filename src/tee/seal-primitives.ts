@@ -4,7 +4,13 @@
  * their place (X25519 about 25 times faster), with the same bytes on the wire.
  */
 export interface SealPrimitives {
-  x25519KeyPair(): { privateKey: Uint8Array, publicKey: Uint8Array }
+  /**
+   * A fresh ephemeral X25519 key agreed with `recipient`: its public key
+   * (`enc`, sent in clear) and the shared secret; the private key never
+   * leaves. Throws SealError (naming `what`) for a recipient key that is not
+   * a valid public key.
+   */
+  ephemeralAgreement(recipient: Uint8Array, what: string): { enc: Uint8Array, shared: Uint8Array }
   /** The shared secret of `privateKey` and `publicKey`; throws SealError (naming `what`) for a key that is not a valid public key. */
   x25519(privateKey: Uint8Array, publicKey: Uint8Array, what: string): Uint8Array
   hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Uint8Array
@@ -12,4 +18,5 @@ export interface SealPrimitives {
   seal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array
   /** The plaintext, or null when the tag does not verify. */
   open(key: Uint8Array, nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Uint8Array | null
+  sha256(bytes: Uint8Array): Uint8Array
 }

@@ -95,9 +95,7 @@ const EMPTY = new Uint8Array(0)
  */
 export function sealRequest (recipient: Uint8Array, plaintext: Uint8Array, context: Uint8Array, aad: Uint8Array): { sealed: Sealed, opener: ResponseOpener } {
   if (recipient.byteLength !== 32) throw new SealError(`a job key is 32 bytes (got ${recipient.byteLength})`)
-  const ephemeral = primitives.x25519KeyPair()
-  const enc = ephemeral.publicKey
-  const shared = primitives.x25519(ephemeral.privateKey, recipient, 'the job key')
+  const { enc, shared } = primitives.ephemeralAgreement(recipient, 'the job key')
   const keys = deriveKeys(shared, enc, recipient, context)
   const ciphertext = encrypt(keys.request, 0, plaintext, aad)
   let next = 0
@@ -126,6 +124,11 @@ export function openRequest (privateKey: Uint8Array, publicKey: Uint8Array, seal
     plaintext,
     sealer: { seal: (seq, chunk, aad = EMPTY) => encrypt(keys.response, seq, chunk, aad) }
   }
+}
+
+/** SHA-256, through the same primitives (OpenSSL on Node). */
+export function sha256 (bytes: Uint8Array): Uint8Array {
+  return primitives.sha256(bytes)
 }
 
 /** A random request id: 32 hex digits. */
