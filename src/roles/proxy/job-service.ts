@@ -34,10 +34,11 @@ import { checkHeader, toInferenceError, toProtocolError } from '../../jobs/wire.
 import { InferenceError } from '../../inference/types.js'
 import { ChannelError } from '../../errors.js'
 import { jobChannel, JobPayee, JobPayer } from '../../settlement/job-payments.js'
-import { addCommission, DEFAULT_CACHED_BP, DEFAULT_REASONING_BP, removeCommission, withCommission } from '../../settlement/pricing.js'
+import { addCommission, removeCommission, withCommission } from '../../settlement/pricing.js'
 import type { ChannelManager } from '../../settlement/channel-manager.js'
 import type { PayerChannel } from '../../settlement/channels.js'
 import type { ModelPrice } from '../../settlement/pricing.js'
+import { offerCandidates, workerPrice } from './job-offer.js'
 import { rankWorkers } from './job-router.js'
 import type { RankedWorker } from './job-router.js'
 import type { WorkerEvidence } from './worker-evidence.js'
@@ -45,7 +46,7 @@ import type { WorkerRegistry } from './worker-registry.js'
 import type { WorkerLookup } from './worker-lookup.js'
 import type { NodeMetrics } from '../../p2p/metrics.js'
 import type { CocoonLibp2p } from '../../p2p/node.js'
-import type { JobCost, JobHeader, ModelInfo, SealedRequest, WorkerCandidate } from '../../gen/job.pb.js'
+import type { JobCost, JobHeader, ModelInfo, SealedRequest } from '../../gen/job.pb.js'
 import type { Connection, Logger, Stream } from '@libp2p/interface'
 
 export interface ProxyJobServiceInit {
@@ -190,7 +191,7 @@ export class ProxyJobService {
 
       const ranked = await this.rank(header, controller.signal)
       const wanted = Math.max(1, Math.min(request.candidates, JOB_MAX_CANDIDATES))
-      const candidates = await this.candidates(ranked, wanted)
+      const candidates = await offerCandidates(ranked, wanted, { evidence: this.init.evidence, clientPrice: (p) => this.clientPrice(p), log: this.init.log })
       if (candidates.length === 0) throw new ProtocolError(ErrorCode.NO_CAPACITY, `no worker for ${header.model} could present evidence; retry shortly`, 1_000)
       await framed.write(JobOffer, { candidates: candidates.map(c => c.wire) }, { signal: controller.signal })
 
@@ -271,37 +272,6 @@ export class ProxyJobService {
     payments.payerFor(worker, AbortSignal.timeout(BACKGROUND_OPEN_TIMEOUT_MS))
       .catch(err => { this.init.log('no channel to worker %s yet - %s', worker, (err as Error).message) })
       .finally(() => { this.opening.delete(worker) })
-  }
-
-  /** The first `wanted` ranked workers whose epoch evidence we have or can get now. */
-  private async candidates (ranked: RankedWorker[], wanted: number): Promise<Array<{ ranked: RankedWorker, wire: WorkerCandidate }>> {
-    const out: Array<{ ranked: RankedWorker, wire: WorkerCandidate }> = []
-    for (let i = 0; i < ranked.length && out.length < wanted;) {
-      const batch = ranked.slice(i, i + wanted - out.length)
-      i += batch.length
-      const results = await Promise.allSettled(batch.map(async r => this.init.evidence.get(peerIdFromString(r.entry.peerId), r.entry.attestation.jobPublicKey)))
-      for (const [j, result] of results.entries()) {
-        const r = batch[j]
-        if (result.status === 'rejected') {
-          this.init.log('no epoch evidence from %s - %s', r.entry.peerId, (result.reason as Error).message)
-          continue
-        }
-        const client = this.clientPrice(workerPrice(r))
-        out.push({
-          ranked: r,
-          wire: {
-            peerId: r.entry.peerId,
-            evidence: result.value,
-            jobPublicKey: new Uint8Array(r.entry.attestation.jobPublicKey),
-            pricePromptPerM: client.promptPerM,
-            priceCompletionPerM: client.completionPerM,
-            workerPricePromptPerM: r.offer.pricePromptPerM,
-            workerPriceCompletionPerM: r.offer.priceCompletionPerM
-          }
-        })
-      }
-    }
-    return out
   }
 
   /** Runs the job on the first candidate, on the next if it fails before its first chunk; relays to the client. */
@@ -413,9 +383,6 @@ function toAnswer (reason: unknown): ProtocolError {
   return new ProtocolError(errorCodeFor(reason), (reason as Error).message)
 }
 
-function workerPrice (r: RankedWorker): ModelPrice {
-  return { promptPerM: r.offer.pricePromptPerM, completionPerM: r.offer.priceCompletionPerM, cachedBp: DEFAULT_CACHED_BP, reasoningBp: DEFAULT_REASONING_BP }
-}
 
 function bump (map: Map<string, number>, key: string, delta: number): void {
   const next = (map.get(key) ?? 0) + delta
