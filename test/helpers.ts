@@ -12,6 +12,7 @@ import { yamux } from '@libp2p/yamux'
 import type { NodeConfig } from '../src/config/schema.js'
 import type { PeerRecord } from '../src/p2p/peer-directory.js'
 import type { RunningNode } from '../src/roles/runtime.js'
+import type { Logger } from '@libp2p/interface'
 import type { Libp2pOptions } from 'libp2p'
 import type { RoleName } from '../src/config/role-names.js'
 
@@ -102,3 +103,6 @@ export function reasonOfSync (fn: () => unknown): string {
   }
   expect.fail('expected an AttestationError')
 }
+
+/** A logger that drops everything, for pieces under test that take one. */
+export const noLog: Logger = Object.assign(() => {}, { error: () => {}, trace: () => {}, enabled: false, newScope: () => noLog }) as unknown as Logger

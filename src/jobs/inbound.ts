@@ -44,29 +44,20 @@ export interface InboundHopInit<E extends InboundEvents> {
   controller: AbortController
   /** Who sends the job, for messages: "client", "proxy". */
   requester: string
-  /** The job names a channel: payments are expected once it is routed (settable later with `setPaid`). */
-  paid?: boolean
   /** A frame waited for credit in vain, or the job ended unpaid beyond the window. */
   onUnpaid?: (what: 'credit' | 'settlement') => void
 }
 
 export class InboundHop<E extends InboundEvents> {
   readonly lifecycle = new JobLifecycle()
-  readonly framed: FramedStream
   private readonly init: InboundHopInit<E>
   private readonly writer = new SerialWriter()
   private payeeEnd: HopPayee | undefined
-  private paid: boolean
+  private paid = false
   private cancelAt = 0
 
   constructor (init: InboundHopInit<E>) {
     this.init = init
-    this.framed = init.framed
-    this.paid = init.paid ?? false
-  }
-
-  get signal (): AbortSignal {
-    return this.init.controller.signal
   }
 
   /** The requester's side of this job's payments; undefined for an unpaid job (or before routing). */

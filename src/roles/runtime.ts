@@ -34,7 +34,6 @@ import type { CocoonLibp2p } from '../p2p/node.js'
 import type { AdminServer } from '../ops/admin-server.js'
 import type { ConsoleLog } from '../ops/console-log.js'
 import type { RoleBehaviour, RoleContext } from './role.js'
-
 import type { Devnet } from '../settlement/chain/index.js'
 import { NodeSettlement } from '../settlement/node-settlement.js'
 import type { ComponentLogger, Logger, PeerId } from '@libp2p/interface'

@@ -13,6 +13,7 @@ import { equals } from 'uint8arrays/equals'
 import { ChannelError } from '../errors.js'
 import { checkStateSignature, signState } from './channel-state.js'
 import type { ChannelKey } from './channel-key.js'
+import type { HopPayment } from '../jobs/payments.js'
 import type { ChannelRecord, ChannelStore, StoredState } from './types.js'
 
 /** The most a payer may ever owe on a channel: the deposit less what a close keeps for fees. */
@@ -22,14 +23,8 @@ export function spendable (record: ChannelRecord): bigint {
 }
 
 /** A payer's update, as it travels to the payee. */
-export interface PaymentUpdate {
-  channel: string
-  seqno: bigint
-  cumulative: bigint
-  payerSignature: Uint8Array
-  /** On a job stream: the payer's settlement of that job. */
-  settles?: boolean
-}
+/** A payer-signed state on its way to the payee (on a job stream, possibly marked as the job's settlement). */
+export type PaymentUpdate = HopPayment
 
 abstract class ChannelEnd {
   protected readonly store: ChannelStore

@@ -7,12 +7,10 @@ import { ChannelManager } from '../../src/settlement/channel-manager.js'
 import { signState } from '../../src/settlement/channel-state.js'
 import { openChannelStore } from '../../src/settlement/store.js'
 import { FakeChain } from '../fake-chain.js'
-import { cleanupTempDirs, tempDir } from '../helpers.js'
+import { cleanupTempDirs, noLog, tempDir } from '../helpers.js'
 import type { ChannelInfo, PaymentChannelConfig } from '../../contracts/payment-channel.js'
 import type { ChainAdapter, ChannelStore } from '../../src/settlement/types.js'
-import type { Logger } from '@libp2p/interface'
 
-const noLog = Object.assign(() => {}, { error: () => {}, trace: () => {}, enabled: false, newScope: () => noLog }) as unknown as Logger
 const PAYER_WALLET = '0:' + '11'.repeat(32)
 const PAYEE_WALLET = '0:' + '22'.repeat(32)
 

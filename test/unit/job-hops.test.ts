@@ -79,7 +79,8 @@ async function hopPair<E extends OutboundEvents> (events: MessageCodec<E>, resul
   const serverStream = new FramedStream(b, { protocol: PROTOCOL, maxFrameBytes: MAX_FRAME, deadlineMs: 5_000 })
   const server = new AbortController()
   const job = new AbortController()
-  const inbound = new InboundHop<E>({ framed: serverStream, events, controller: server, requester: 'proxy', paid: options.paid ?? options.payer != null })
+  const inbound = new InboundHop<E>({ framed: serverStream, events, controller: server, requester: 'proxy' })
+  inbound.setPaid(options.paid ?? options.payer != null)
   const outbound = new OutboundHop<E>({
     framed: requester,
     events,

@@ -25,7 +25,7 @@ import { buildDigest, SimulatedProvider, SimulatedVerifier, simulatedMeasurement
 import { openChannelPair } from '../channel-fixtures.js'
 import { MemoryNet } from '../memory-net.js'
 import type { MemoryHost } from '../memory-net.js'
-import { cleanupTempDirs, tempDir } from '../helpers.js'
+import { cleanupTempDirs, noLog, tempDir } from '../helpers.js'
 import type { ChannelPair } from '../channel-fixtures.js'
 import type { ChannelManager } from '../../src/settlement/channel-manager.js'
 import type { ApiEvent } from '../../src/roles/client/api-types.js'
@@ -39,7 +39,6 @@ import type { PeerId, PrivateKey } from '@libp2p/interface'
 
 const MODEL = 'synthetic-1'
 const MEASUREMENTS = simulatedMeasurements({ buildDigest: buildDigest(), configDigest: new TextEncoder().encode('job roles test') })
-const log = Object.assign(() => {}, { error: () => {}, trace: () => {}, enabled: false, newScope: () => log }) as never
 
 interface Worker {
   id: string
@@ -65,7 +64,7 @@ async function startWorker (net: MemoryNet, tuning: Partial<SyntheticBackendInit
     peerId: peerId.toString(),
     models: [{ name: MODEL, maxConcurrent: 4, contextLength: 4096, pricePromptPerM: 0n, priceCompletionPerM }],
     ...(payments == null ? {} : { payments }),
-    log
+    log: noLog
   })
   await service.start()
   const attestor = new Attestor({ provider: new SimulatedProvider(MEASUREMENTS), libp2pPublicKey: publicKeyToProtobuf(key.publicKey), jobPublicKey })
@@ -152,7 +151,7 @@ async function swarm (firstTuning: Partial<SyntheticBackendInit> = {}, requestTi
     lookup: { find: async () => {} } as unknown as WorkerLookup,
     maxJobs: 16,
     maxJobsPerClient: 8,
-    log,
+    log: noLog,
     ...(channels == null || paid == null
       ? {}
       : {
@@ -182,7 +181,7 @@ async function swarm (firstTuning: Partial<SyntheticBackendInit> = {}, requestTi
     maxPriceCompletionPerM: 10n ** 12n,
     defaultMaxTokens: 64,
     requestTimeoutMs,
-    log,
+    log: noLog,
     ...(channels == null ? {} : { payments: { payerFor: async () => (channels as Channels).clientToProxy.payer } })
   })
   return { channels, client, proxy, first, second, results }

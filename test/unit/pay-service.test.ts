@@ -18,14 +18,13 @@ import { announceOpen, fetchTerms, PayService, requestClose, sendUpdate, syncCha
 import { stateDigest } from '../../src/settlement/channel-state.js'
 import { openChannelStore } from '../../src/settlement/store.js'
 import { FakeChain } from '../fake-chain.js'
-import { cleanupTempDirs, tempDir } from '../helpers.js'
+import { cleanupTempDirs, noLog, tempDir } from '../helpers.js'
 import { MemoryNet } from '../memory-net.js'
 import type { MemoryHost } from '../memory-net.js'
 import type { PayerChannel } from '../../src/settlement/channels.js'
 import type { ChainAdapter, ChannelStore } from '../../src/settlement/types.js'
-import type { Logger, PeerId } from '@libp2p/interface'
+import type { PeerId } from '@libp2p/interface'
 
-const noLog = Object.assign(() => {}, { error: () => {}, trace: () => {}, enabled: false, newScope: () => noLog }) as unknown as Logger
 const PAYER_WALLET = '0:' + '11'.repeat(32)
 const PAYEE_WALLET = '0:' + '22'.repeat(32)
 

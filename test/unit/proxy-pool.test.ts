@@ -4,11 +4,11 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { PeerDirectory, Role } from '../../src/p2p/peer-directory.js'
 import { InferenceError } from '../../src/inference/types.js'
 import { ProxyPool } from '../../src/roles/client/proxy-pool.js'
+import { noLog } from '../helpers.js'
 import type { KnownProxy, ProxyFinder } from '../../src/roles/client/proxy-finder.js'
 import type { PeerAttestations } from '../../src/tee/peer-attestations.js'
-import type { Connection, Logger, PeerId, PeerStore } from '@libp2p/interface'
+import type { Connection, PeerId, PeerStore } from '@libp2p/interface'
 
-const noLog = Object.assign(() => {}, { error: () => {}, trace: () => {}, enabled: false, newScope: () => noLog }) as unknown as Logger
 
 async function newPeerId (): Promise<PeerId> {
   return peerIdFromPrivateKey(await generateKeyPair('Ed25519'))

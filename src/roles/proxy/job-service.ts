@@ -289,7 +289,7 @@ export class ProxyJobService {
       bump(this.byWorker, worker, +1)
       const routeMs = Math.round(performance.now() - startedMs)
       const price = workerPrice(ranked)
-      hop.setPayee(job.clientChannel == null ? undefined : new JobPayee(job.clientChannel, this.clientPrice(price), payments?.manager.terms().creditWindow ?? 0n, { paymentWaitMs: payments?.paymentWaitMs ?? 0, settleWaitMs: payments?.settleWaitMs ?? 0 }))
+      hop.setPayee(job.clientChannel == null ? undefined : new JobPayee(job.clientChannel, this.clientPrice(price), payments?.manager.terms().creditWindow ?? 0n, payments))
       let toWorker: OutboundHop<WorkEvent> | undefined
       try {
         const payer = payments == null ? undefined : new JobPayer(await payments.payerFor(worker, controller.signal), price)
@@ -319,9 +319,9 @@ export class ProxyJobService {
             continue
           }
           if (event.type !== 'final') continue
-          const cost: JobCost | undefined = hop.payee == null || payer == null
-            ? undefined
-            : (() => { const c = (hop.payee as JobPayee).final(event.usage); return { client: c, worker: payer.cost, commission: c - payer.cost } })()
+          const payee = hop.payee
+          const client = payee == null || payer == null ? undefined : payee.final(event.usage)
+          const cost: JobCost | undefined = client == null || payer == null ? undefined : { client, worker: payer.cost, commission: client - payer.cost }
           const totalMs = Math.round(performance.now() - startedMs)
           // the worker's side ends in the background: the final goes to the client without waiting on it
           void toWorker.close()
