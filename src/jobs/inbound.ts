@@ -201,7 +201,7 @@ export class InboundHop<E extends InboundEvents> {
     const payee = this.payeeEnd
     // nothing is owed before the job is routed and a frame went out
     if (payee == null) throw new ProtocolError(ErrorCode.PAYMENT_REFUSED, this.paid ? 'nothing is owed before the first chunk' : 'this job is not paid through a channel')
-    const payeeSignature = payee.accept(payment)
+    const payeeSignature = await payee.accept(payment)
     if (payeeSignature == null) return
     const countersign = { countersign: { channel: payment.channel, seqno: payment.seqno, payeeSignature: new Uint8Array(payeeSignature) } } as Partial<E>
     if (this.lifecycle.finished) {

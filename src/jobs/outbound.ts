@@ -127,7 +127,7 @@ export class OutboundHop<E extends OutboundEvents> {
         this.tokenCount = event.chunk.tokens
         this.chunkCount++
         this.lifecycle.tryTo('streaming')
-        await this.pay(this.payerEnd?.onTokens(this.tokenCount) ?? null)
+        await this.pay(await this.payerEnd?.onTokens(this.tokenCount) ?? null)
         yield { type: 'chunk', chunk: event.chunk, tokens: this.tokenCount, opened }
         continue
       }
@@ -136,7 +136,7 @@ export class OutboundHop<E extends OutboundEvents> {
       if (result.chunks !== this.chunkCount) throw new InferenceError('worker_failed', `worker ${worker} counted ${result.chunks} chunks but ${this.chunkCount} arrived: the stream was cut or altered`)
       const usage = usageFromWire(result.usage)
       if (usage.completionTokens < this.tokenCount) throw new InferenceError('worker_failed', `worker ${worker} signed ${usage.completionTokens} completion tokens after claiming ${this.tokenCount}`)
-      await this.pay(this.payerEnd?.onFinal(usage) ?? null)
+      await this.pay(await this.payerEnd?.onFinal(usage) ?? null)
       this.lifecycle.to('final')
       yield { type: 'final', event, result, usage, worker }
       return

@@ -20,20 +20,20 @@ export interface HopPayment {
   settles?: boolean
 }
 
-/** The requester's side: pays the next hop as frames arrive. */
+/** The requester's side: pays the next hop as frames arrive; a payment it returns is durably stored. */
 export interface HopPayer {
   /** The channel this job is paid through. */
   readonly channel: string
   /** What this job has cost so far, nanoTON. */
   readonly cost: bigint
   /** A frame arrived claiming `tokens` completion tokens so far: the signed payment to send now, or null when none is due. */
-  onTokens(tokens: number): HopPayment | null
+  onTokens(tokens: number): Promise<HopPayment | null>
   /**
    * The signed final usage arrived: the payment settling the job (a new
    * state when something is unpaid, else the latest one again, so the payee
    * knows the payer is done); null only when the channel has no state yet.
    */
-  onFinal(usage: Usage): HopPayment | null
+  onFinal(usage: Usage): Promise<HopPayment | null>
   /** The payee's countersignature of a state we sent. */
   countersigned(seqno: bigint, payeeSignature: Uint8Array): void
 }
@@ -44,11 +44,11 @@ export interface HopPayee {
   /** nanoTON delivered on the channel and not yet paid (all its jobs). */
   readonly unpaid: bigint
   /**
-   * Checks and stores a payment; returns the countersignature, or null for a
+   * Checks and durably stores a payment; returns the countersignature, or null for a
    * state a newer one already superseded. Throws ChannelError for a payment
    * it refuses. One marked `settles` after the final result settles the job.
    */
-  accept(payment: HopPayment): Uint8Array | null
+  accept(payment: HopPayment): Promise<Uint8Array | null>
   /** Waits (bounded) until a frame bringing the job to `tokens` may go out; throws ProtocolError(PAYMENT_REQUIRED) when it may not. */
   awaitCredit(tokens: number, signal: AbortSignal): Promise<void>
   /** A frame claiming `tokens` went out. */

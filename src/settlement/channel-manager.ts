@@ -94,6 +94,11 @@ export class ChannelManager {
     return this.payers.get(channel)
   }
 
+  /** Resolves once every state and record written so far is durable (see ChannelStore.flush). */
+  async flush (): Promise<void> {
+    await this.init.store.flush()
+  }
+
   list (filter?: Parameters<ChannelStore['listChannels']>[0]): ChannelRecord[] {
     return this.init.store.listChannels(filter)
   }

@@ -2,7 +2,8 @@
  * The two ends of an open channel, off chain. Every state is written to the
  * durable store before it is handed to the other side or acted on: the payer
  * stores a state before sending it, the payee stores it before countersigning
- * and before delivering what it pays for.
+ * and before delivering what it pays for. The methods here store; callers
+ * `flush()` before sending (a browser's store commits asynchronously).
  *
  * Credit: the payee delivers (tokens, forwarded chunks) ahead of payment only
  * while what it earned minus what it was paid stays within `creditWindow`, so
@@ -53,6 +54,11 @@ abstract class ChannelEnd {
   /** Highest state both sides signed: what a unilateral close would use. */
   latestBothSigned (): StoredState | undefined {
     return this.store.latestBothSigned(this.address)
+  }
+
+  /** Resolves once every state this side stored so far is durable: send or act on a state only after it. */
+  async flush (): Promise<void> {
+    await this.store.flush()
   }
 
   /** Records a new deposit total or status (after a top-up or close on chain). */

@@ -54,8 +54,10 @@ export class JobPayer implements HopPayer {
   }
 
   /** A frame arrived claiming `completionTokens` so far: the update to send now, or null when none is due yet. */
-  onTokens (completionTokens: number): PaymentUpdate | null {
-    return this.end.owe(this.increase(streamingCost(completionTokens, this.price)))
+  async onTokens (completionTokens: number): Promise<PaymentUpdate | null> {
+    const update = this.end.owe(this.increase(streamingCost(completionTokens, this.price)))
+    if (update != null) await this.end.flush()
+    return update
   }
 
   /**
@@ -63,10 +65,12 @@ export class JobPayer implements HopPayer {
    * (this job at its exact cost), or the latest state again when that is
    * already paid, marked as this job's settlement.
    */
-  onFinal (usage: Usage): PaymentUpdate | null {
+  async onFinal (usage: Usage): Promise<PaymentUpdate | null> {
     this.end.owe(this.increase(costOf(usage, this.price)))
     const update = this.end.settle() ?? this.latestUpdate()
-    return update == null ? null : { ...update, settles: true }
+    if (update == null) return null
+    await this.end.flush()
+    return { ...update, settles: true }
   }
 
   private latestUpdate (): PaymentUpdate | null {
@@ -146,7 +150,7 @@ export class JobPayee implements HopPayee {
    * re-send of its latest state, or by another job's payment on the channel):
    * nothing to store or answer, and no reason to stop the job.
    */
-  accept (update: PaymentUpdate): Uint8Array | null {
+  async accept (update: PaymentUpdate): Promise<Uint8Array | null> {
     if (update.channel !== this.end.address) throw new ChannelError('wrong_channel', `a payment for ${update.channel} arrived on a job paid through ${this.end.address}`)
     const latest = this.end.latest()
     if (latest != null && update.seqno < latest.seqno && update.cumulative <= latest.cumulative) {
@@ -156,6 +160,8 @@ export class JobPayee implements HopPayee {
       return null
     }
     const countersignature = this.end.accept(update)
+    // credit counts, and the countersignature goes out, only once the state is durable
+    await this.end.flush()
     if (this.finalized && update.settles === true) this.paidAfterFinal = true
     this.paid.wake()
     return countersignature

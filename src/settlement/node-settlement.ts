@@ -258,6 +258,7 @@ export class NodeSettlement {
           const payer = this.manager.payer(channel)
           if (payer == null) throw new AdminActionError(409, `${channel} is not a channel this node pays through`)
           const update = payer.payUpTo(payer.paid + nano('amount'))
+          await payer.flush()
           const payeeSignature = await sendUpdate(this.node, peerIdFromString(payer.record.peerId), update)
           const both = payer.countersigned(update.seqno, payeeSignature)
           return { channel, seqno: update.seqno.toString(), cumulative: update.cumulative.toString(), countersigned: both?.seqno === update.seqno }

@@ -46,7 +46,10 @@ export class PayService {
       onError: (code) => { this.init.metrics?.protocolErrors.inc({ protocol: PAY_PROTOCOL, code }) },
       handler: async (req, ctx) => {
         try {
-          return await this.answer(ctx.peer.toString(), req)
+          const answer = await this.answer(ctx.peer.toString(), req)
+          // nothing is acknowledged before what it acknowledges is durable
+          await this.init.manager.flush()
+          return answer
         } catch (err) {
           if (err instanceof ChannelError) throw new ProtocolError(ErrorCode.PAYMENT_REFUSED, err.message)
           throw err

@@ -93,6 +93,7 @@ export class ChannelReconciler {
     if (channel == null || latest == null) return
     this.inFlight.add(address)
     try {
+      await channel.flush()
       const update = { channel: latest.channel, seqno: latest.seqno, cumulative: latest.cumulative, payerSignature: latest.payerSignature }
       const payeeSignature = await this.init.send(peerIdFromString(channel.record.peerId), update)
       channel.countersigned(latest.seqno, payeeSignature)

@@ -16,12 +16,12 @@ import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync } from
 import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
 import { ChannelError, ChannelStoreError } from '../errors.js'
+import { checkBothSignedShape, checkShape, planSave, planSaveBothSigned, storeError, unknownChannel } from './store-rules.js'
+import type { Slot } from './store-rules.js'
 import type { ChannelLifecycle, ChannelRecord, ChannelSide, ChannelStore, StoredState } from './types.js'
 
 /** Bumped on every incompatible change to the schema; a file from a newer build is refused. */
 export const CHANNEL_STORE_SCHEMA_VERSION = 1
-
-const SIGNATURE_BYTES = 64
 
 const SCHEMA = `
 CREATE TABLE channels (
@@ -79,8 +79,6 @@ interface StateRow {
   payee_signature: Buffer | null
   saved_at_ms: number
 }
-
-type Slot = 'latest' | 'both'
 
 export interface ChannelStoreOptions {
   /** How long a write waits for another process's lock before failing (default 2000 ms). */
@@ -160,8 +158,7 @@ export class SqliteChannelStore implements ChannelStore {
   }
 
   saveBothSigned (state: StoredState): void {
-    checkShape(state)
-    if (state.payeeSignature == null) throw new ChannelError('malformed', `seqno ${state.seqno} on ${state.channel} carries no payee signature`)
+    checkBothSignedShape(state)
     this.guard('cannot be written', () => { this.saveBoth(state) })
   }
 
@@ -173,54 +170,24 @@ export class SqliteChannelStore implements ChannelStore {
     return this.readState(channel, 'both')
   }
 
+  /** Every write above is durable when it returns: nothing is ever waiting. */
+  async flush (): Promise<void> {}
+
   close (): void {
     if (this.db.open) this.guard('cannot be closed', () => this.db.close())
   }
 
   /** Runs inside the write transaction; a throw rolls it back. */
   private saveBothLocked (state: StoredState): void {
-    const { channel, seqno, cumulative } = state
-    if (this.stmt.getChannel.get(channel) == null) throw new ChannelError('unknown_channel', `no channel ${channel} in the store`)
-    const latestRow = this.stmt.getState.get(channel, 'latest')
-    const latest = latestRow == null ? undefined : toState(latestRow)
-    if (latest == null || seqno > latest.seqno) throw new ChannelError('stale_state', `seqno ${seqno} on ${channel} was never signed here`)
-    if (cumulative > latest.cumulative) throw new ChannelError('decreasing', `seqno ${seqno} on ${channel} pays more than the latest state`)
-    const bothRow = this.stmt.getState.get(channel, 'both')
-    const both = bothRow == null ? undefined : toState(bothRow)
-    if (both != null && seqno <= both.seqno) return
-    if (both != null && cumulative < both.cumulative) throw new ChannelError('decreasing', `seqno ${seqno} on ${channel} pays less than the stored both-signed state`)
-    if (seqno === latest.seqno) {
-      this.writeState('latest', state)
-    }
-    this.writeState('both', state)
+    if (this.stmt.getChannel.get(state.channel) == null) throw unknownChannel(state.channel)
+    const writes = planSaveBothSigned(state, this.readState(state.channel, 'latest'), this.readState(state.channel, 'both'))
+    for (const w of writes) this.writeState(w.slot, w.state)
   }
 
   /** Runs inside the write transaction; a throw rolls it back. */
   private saveLocked (state: StoredState): void {
-    const { channel, seqno, cumulative } = state
-    if (this.stmt.getChannel.get(channel) == null) throw new ChannelError('unknown_channel', `no channel ${channel} in the store`)
-    const row = this.stmt.getState.get(channel, 'latest')
-    let next = state
-    if (row != null) {
-      const latest = toState(row)
-      if (seqno < latest.seqno) throw new ChannelError('stale_state', `seqno ${seqno} on ${channel} is older than the stored ${latest.seqno}`)
-      if (seqno === latest.seqno) {
-        if (cumulative !== latest.cumulative) {
-          throw new ChannelError('stale_state', `seqno ${seqno} on ${channel} is stored with ${latest.cumulative} nanoTON, not ${cumulative}`)
-        }
-        if (!sameBytes(state.payerSignature, latest.payerSignature) ||
-            (state.payeeSignature != null && latest.payeeSignature != null && !sameBytes(state.payeeSignature, latest.payeeSignature))) {
-          throw new ChannelError('stale_state', `seqno ${seqno} on ${channel} is stored with other signatures`)
-        }
-        // a re-save without the payee's signature must not drop the one stored
-        if (state.payeeSignature == null || latest.payeeSignature != null) return
-        next = { ...latest, payeeSignature: state.payeeSignature, savedAtMs: state.savedAtMs }
-      } else if (cumulative < latest.cumulative) {
-        throw new ChannelError('decreasing', `seqno ${seqno} on ${channel} pays ${cumulative} nanoTON, less than the ${latest.cumulative} already signed`)
-      }
-    }
-    this.writeState('latest', next)
-    if (next.payeeSignature != null) this.writeState('both', next)
+    if (this.stmt.getChannel.get(state.channel) == null) throw unknownChannel(state.channel)
+    for (const w of planSave(state, this.readState(state.channel, 'latest'))) this.writeState(w.slot, w.state)
   }
 
   private writeState (slot: Slot, state: StoredState): void {
@@ -290,28 +257,6 @@ function openDatabase (path: string, busyTimeoutMs: number): Database.Database {
     db.close()
     throw err
   }
-}
-
-function storeError (path: string, what: string, err: unknown): ChannelStoreError {
-  if (err instanceof ChannelStoreError) return err
-  const code = (err as { code?: unknown }).code
-  const detail = typeof code === 'string' ? `${code}: ${(err as Error).message}` : String(err)
-  return new ChannelStoreError(path, `${what} (${detail})`, { cause: err })
-}
-
-/** Refuses a state that cannot be a valid one before touching the file. */
-function checkShape (state: StoredState): void {
-  const bad = (detail: string): never => { throw new ChannelError('malformed', `state ${state.seqno} on ${state.channel}: ${detail}`) }
-  if (typeof state.seqno !== 'bigint' || state.seqno < 0n) bad('seqno must be a non-negative bigint')
-  if (typeof state.cumulative !== 'bigint' || state.cumulative < 0n) bad('cumulative must be a non-negative bigint')
-  if (!(state.payerSignature instanceof Uint8Array) || state.payerSignature.length !== SIGNATURE_BYTES) bad(`the payer signature must be ${SIGNATURE_BYTES} bytes`)
-  if (state.payeeSignature != null && (!(state.payeeSignature instanceof Uint8Array) || state.payeeSignature.length !== SIGNATURE_BYTES)) {
-    bad(`the payee signature must be ${SIGNATURE_BYTES} bytes`)
-  }
-}
-
-function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b)
 }
 
 function toRecord (row: ChannelRow): ChannelRecord {

@@ -54,12 +54,16 @@ export interface StoredState {
 }
 
 /**
- * The durable store of channels and their states. Every write is committed
- * durably (fsync) before the call returns: a caller acknowledges or acts on a
- * state only after saveState returned, so `kill -9` at any moment loses no
- * state anyone was told about.
+ * The durable store of channels and their states. Calls are synchronous, so
+ * nothing runs between checking a state against the stored one and storing
+ * it; a write is visible to reads at once. Durability may come later (a
+ * browser's IndexedDB commits asynchronously): a caller sends, acknowledges
+ * or acts on a state only after `flush()` resolved, so `kill -9` at any
+ * moment loses no state anyone was told about. The SQLite store commits each
+ * write durably before it returns, and its flush resolves at once.
  */
 export interface ChannelStore {
+  /** Where the store lives (a file path, or `indexeddb:<name>`), for messages. */
   readonly path: string
   putChannel(record: ChannelRecord): void
   getChannel(address: string): ChannelRecord | undefined
@@ -81,6 +85,12 @@ export interface ChannelStore {
   latestState(channel: string): StoredState | undefined
   /** The highest-seqno state signed by both (what a unilateral close can use). */
   latestBothSigned(channel: string): StoredState | undefined
+  /**
+   * Resolves once every write made before the call is durable; rejects with
+   * ChannelStoreError when one of them could not be committed (the store
+   * then refuses every further call, as after a crash).
+   */
+  flush(): Promise<void>
   close(): void
 }
 

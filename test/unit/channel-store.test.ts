@@ -2,12 +2,14 @@ import { randomBytes } from 'node:crypto'
 import { statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { expect } from 'chai'
+import { IDBFactory } from 'fake-indexeddb'
 import Database from 'better-sqlite3'
 import { ChannelError, ChannelStoreError } from '../../src/errors.js'
 import { CHANNEL_STORE_SCHEMA_VERSION, openChannelStore } from '../../src/settlement/store.js'
+import { IndexedDbChannelStore } from '../../src/settlement/store-indexeddb.js'
 import { cleanupTempDirs, tempDir } from '../helpers.js'
 import type { SqliteChannelStore } from '../../src/settlement/store.js'
-import type { ChannelRecord, StoredState } from '../../src/settlement/types.js'
+import type { ChannelRecord, ChannelStore, StoredState } from '../../src/settlement/types.js'
 
 const ADDRESS = `0:${'ab'.repeat(32)}`
 const OTHER = `0:${'cd'.repeat(32)}`
@@ -72,7 +74,196 @@ function storeErrorOf (fn: () => unknown): ChannelStoreError {
   expect.fail('expected a ChannelStoreError')
 }
 
-describe('channel store', () => {
+/** What every ChannelStore must do, whatever keeps it: run against SQLite and against IndexedDB. */
+function storeContract (kind: StoreKind): void {
+  describe(`channel store contract: ${kind.name}`, () => {
+    let store: ChannelStore
+
+    beforeEach(async () => {
+      store = await kind.open()
+    })
+
+    afterEach(async () => {
+      store.close()
+      await kind.cleanup()
+    })
+
+    it('round-trips channel records, bigints beyond 2^53 and keys included', () => {
+      const rec = record()
+      store.putChannel(rec)
+      expect(store.getChannel(ADDRESS)).to.deep.equal({ ...rec, payerKey: new Uint8Array(rec.payerKey) })
+      expect(store.getChannel(OTHER)).to.equal(undefined)
+
+      const updated = { ...rec, deposited: BIG, status: 'closing' as const, updatedAtMs: rec.updatedAtMs + 5 }
+      store.putChannel(updated)
+      expect(store.getChannel(ADDRESS)).to.deep.equal({ ...updated, payerKey: new Uint8Array(rec.payerKey) })
+      expect(store.listChannels()).to.have.length(1)
+    })
+
+    it('round-trips states exactly, with and without the payee signature', () => {
+      store.putChannel(record())
+      expect(store.latestState(ADDRESS)).to.equal(undefined)
+      expect(store.latestBothSigned(ADDRESS)).to.equal(undefined)
+
+      const first = state(2n ** 60n, BIG)
+      store.saveState(first)
+      expect(store.latestState(ADDRESS)).to.deep.equal(first)
+      expect(store.latestBothSigned(ADDRESS)).to.equal(undefined)
+
+      const second = state(2n ** 60n + 1n, BIG + 1n, true)
+      store.saveState(second)
+      expect(store.latestState(ADDRESS)).to.deep.equal(second)
+      expect(store.latestBothSigned(ADDRESS)).to.deep.equal(second)
+    })
+
+    it('keeps the latest both-signed state while newer ones are signed by the payer only', () => {
+      store.putChannel(record())
+      store.saveState(state(1n, 100n, true))
+      store.saveState(state(2n, 200n))
+      store.saveState(state(3n, 300n))
+      expect(store.latestState(ADDRESS)?.seqno).to.equal(3n)
+      expect(store.latestBothSigned(ADDRESS)).to.deep.equal(state(1n, 100n, true))
+
+      // the payee countersigns the latest: it becomes both
+      store.saveState(state(3n, 300n, true))
+      expect(store.latestState(ADDRESS)).to.deep.equal(state(3n, 300n, true))
+      expect(store.latestBothSigned(ADDRESS)).to.deep.equal(state(3n, 300n, true))
+    })
+
+    it('moves only the both-signed slot forward for a countersignature of an older state', () => {
+      store.putChannel(record())
+      store.saveState(state(1n, 100n, true))
+      store.saveState(state(2n, 200n))
+      store.saveState(state(3n, 300n))
+      store.saveBothSigned(state(2n, 200n, true))
+      expect(store.latestBothSigned(ADDRESS)).to.deep.equal(state(2n, 200n, true))
+      expect(store.latestState(ADDRESS)).to.deep.equal(state(3n, 300n))
+      // older than the both-signed one: left alone
+      store.saveBothSigned(state(1n, 100n, true))
+      expect(store.latestBothSigned(ADDRESS)?.seqno).to.equal(2n)
+      expect(channelErrorOf(() => { store.saveBothSigned(state(4n, 400n, true)) }).reason, 'never signed').to.equal('stale_state')
+      expect(channelErrorOf(() => { store.saveBothSigned(state(3n, 900n, true)) }).reason, 'more than the latest').to.equal('decreasing')
+      expect(channelErrorOf(() => { store.saveBothSigned(state(3n, 300n)) }).reason, 'no payee signature').to.equal('malformed')
+      // the latest itself: both slots
+      store.saveBothSigned(state(3n, 300n, true))
+      expect(store.latestState(ADDRESS)).to.deep.equal(state(3n, 300n, true))
+      expect(store.latestBothSigned(ADDRESS)).to.deep.equal(state(3n, 300n, true))
+    })
+
+    it('accepts the same state again without losing the payee signature', () => {
+      store.putChannel(record())
+      store.saveState(state(1n, 100n))
+      store.saveState(state(1n, 100n))
+      store.saveState(state(1n, 100n, true))
+      store.saveState(state(1n, 100n, true))
+      store.saveState(state(1n, 100n))
+      expect(store.latestState(ADDRESS)).to.deep.equal(state(1n, 100n, true))
+      expect(store.latestBothSigned(ADDRESS)).to.deep.equal(state(1n, 100n, true))
+    })
+
+    it('refuses every bad state and leaves the stored ones untouched', () => {
+      store.putChannel(record())
+      store.saveState(state(5n, 500n, true))
+      store.saveState(state(6n, 600n))
+      store.saveState(state(6n, 600n, true))
+      const stored = state(6n, 600n, true)
+      const refusals: Array<[string, StoredState, string]> = [
+        ['a lower seqno', state(4n, 700n, true), 'stale_state'],
+        ['the same seqno with another amount', state(6n, 601n, true), 'stale_state'],
+        ['the same state with another payer signature', { ...stored, payerSignature: new Uint8Array(64).fill(7) }, 'stale_state'],
+        ['the same state with another payee signature', { ...stored, payeeSignature: new Uint8Array(64).fill(9) }, 'stale_state'],
+        ['a lower amount', state(7n, 599n, true), 'decreasing'],
+        ['an unknown channel', state(7n, 700n, false, OTHER), 'unknown_channel'],
+        ['a short payer signature', { ...state(7n, 700n), payerSignature: new Uint8Array(63) }, 'malformed'],
+        ['a long payee signature', { ...state(7n, 700n, true), payeeSignature: new Uint8Array(65) }, 'malformed'],
+        ['a negative seqno', state(-1n, 700n), 'malformed'],
+        ['a negative amount', state(7n, -700n), 'malformed']
+      ]
+      for (const [what, bad, reason] of refusals) {
+        expect(channelErrorOf(() => { store.saveState(bad) }).reason, what).to.equal(reason)
+        expect(store.latestState(ADDRESS), what).to.deep.equal(stored)
+        expect(store.latestBothSigned(ADDRESS), what).to.deep.equal(stored)
+      }
+      expect(store.latestState(OTHER)).to.equal(undefined)
+    })
+
+    it('gives the same data after a close and a reopen', async () => {
+      const a = record()
+      const b = record(OTHER, { side: 'payee', channelId: 1n })
+      store.putChannel(a)
+      store.putChannel(b)
+      store.saveState(state(10n, BIG, true))
+      store.saveState(state(11n, BIG + 1n))
+      store.saveState(state(1n, 1n, false, OTHER))
+      store.close()
+      store.close()
+
+      store = await kind.reopen()
+      expect(store.getChannel(ADDRESS)).to.deep.equal({ ...a, payerKey: new Uint8Array(a.payerKey) })
+      expect(store.getChannel(OTHER)).to.deep.equal({ ...b, payerKey: new Uint8Array(b.payerKey) })
+      expect(store.latestState(ADDRESS)).to.deep.equal(state(11n, BIG + 1n))
+      expect(store.latestBothSigned(ADDRESS)).to.deep.equal(state(10n, BIG, true))
+      expect(store.latestState(OTHER)).to.deep.equal(state(1n, 1n, false, OTHER))
+      // the checks still hold against what was reopened
+      expect(channelErrorOf(() => { store.saveState(state(11n, BIG)) }).reason).to.equal('stale_state')
+    })
+
+    it('filters channels by side, peer and status', () => {
+      store.putChannel(record(`0:${'01'.repeat(32)}`, { side: 'payer', peerId: 'p1', status: 'open', createdAtMs: 1 }))
+      store.putChannel(record(`0:${'02'.repeat(32)}`, { side: 'payee', peerId: 'p1', status: 'open', createdAtMs: 2 }))
+      store.putChannel(record(`0:${'03'.repeat(32)}`, { side: 'payee', peerId: 'p2', status: 'closed', createdAtMs: 3 }))
+      const addresses = (filter?: Parameters<ChannelStore['listChannels']>[0]): string[] =>
+        store.listChannels(filter).map(r => r.address.slice(2, 4))
+      expect(addresses()).to.deep.equal(['01', '02', '03'])
+      expect(addresses({})).to.deep.equal(['01', '02', '03'])
+      expect(addresses({ side: 'payee' })).to.deep.equal(['02', '03'])
+      expect(addresses({ peerId: 'p1' })).to.deep.equal(['01', '02'])
+      expect(addresses({ status: 'closed' })).to.deep.equal(['03'])
+      expect(addresses({ side: 'payee', peerId: 'p1', status: 'open' })).to.deep.equal(['02'])
+      expect(addresses({ side: 'payer', status: 'closed' })).to.deep.equal([])
+    })
+  })
+}
+
+interface StoreKind {
+  name: string
+  /** A fresh, empty store. */
+  open(): Promise<ChannelStore>
+  /** The same store opened again (after the test closed it). */
+  reopen(): Promise<ChannelStore>
+  cleanup(): Promise<void>
+}
+
+const sqliteKind: StoreKind = (() => {
+  let path = ''
+  return {
+    name: 'SQLite',
+    async open () {
+      path = join(await tempDir(), 'channels.sqlite')
+      return openChannelStore(path)
+    },
+    async reopen () { return openChannelStore(path) },
+    async cleanup () { await cleanupTempDirs() }
+  }
+})()
+
+const indexedDbKind: StoreKind = (() => {
+  let factory = new IDBFactory()
+  return {
+    name: 'IndexedDB',
+    async open () {
+      factory = new IDBFactory()
+      return await IndexedDbChannelStore.open('channels', { indexedDB: factory, locks: null })
+    },
+    async reopen () { return await IndexedDbChannelStore.open('channels', { indexedDB: factory, locks: null }) },
+    async cleanup () {}
+  }
+})()
+
+storeContract(sqliteKind)
+storeContract(indexedDbKind)
+
+describe('SQLite channel store', () => {
   let dir: string
   let path: string
   let store: SqliteChannelStore
@@ -93,141 +284,6 @@ describe('channel store', () => {
     expect(statSync(path).mode & 0o777).to.equal(0o600)
     store.putChannel(record())
     expect(statSync(`${path}-wal`).mode & 0o777).to.equal(0o600)
-  })
-
-  it('round-trips channel records, bigints beyond 2^53 and keys included', () => {
-    const rec = record()
-    store.putChannel(rec)
-    expect(store.getChannel(ADDRESS)).to.deep.equal({ ...rec, payerKey: new Uint8Array(rec.payerKey) })
-    expect(store.getChannel(OTHER)).to.equal(undefined)
-
-    const updated = { ...rec, deposited: BIG, status: 'closing' as const, updatedAtMs: rec.updatedAtMs + 5 }
-    store.putChannel(updated)
-    expect(store.getChannel(ADDRESS)).to.deep.equal({ ...updated, payerKey: new Uint8Array(rec.payerKey) })
-    expect(store.listChannels()).to.have.length(1)
-  })
-
-  it('round-trips states exactly, with and without the payee signature', () => {
-    store.putChannel(record())
-    expect(store.latestState(ADDRESS)).to.equal(undefined)
-    expect(store.latestBothSigned(ADDRESS)).to.equal(undefined)
-
-    const first = state(2n ** 60n, BIG)
-    store.saveState(first)
-    expect(store.latestState(ADDRESS)).to.deep.equal(first)
-    expect(store.latestBothSigned(ADDRESS)).to.equal(undefined)
-
-    const second = state(2n ** 60n + 1n, BIG + 1n, true)
-    store.saveState(second)
-    expect(store.latestState(ADDRESS)).to.deep.equal(second)
-    expect(store.latestBothSigned(ADDRESS)).to.deep.equal(second)
-  })
-
-  it('keeps the latest both-signed state while newer ones are signed by the payer only', () => {
-    store.putChannel(record())
-    store.saveState(state(1n, 100n, true))
-    store.saveState(state(2n, 200n))
-    store.saveState(state(3n, 300n))
-    expect(store.latestState(ADDRESS)?.seqno).to.equal(3n)
-    expect(store.latestBothSigned(ADDRESS)).to.deep.equal(state(1n, 100n, true))
-
-    // the payee countersigns the latest: it becomes both
-    store.saveState(state(3n, 300n, true))
-    expect(store.latestState(ADDRESS)).to.deep.equal(state(3n, 300n, true))
-    expect(store.latestBothSigned(ADDRESS)).to.deep.equal(state(3n, 300n, true))
-  })
-
-  it('moves only the both-signed slot forward for a countersignature of an older state', () => {
-    store.putChannel(record())
-    store.saveState(state(1n, 100n, true))
-    store.saveState(state(2n, 200n))
-    store.saveState(state(3n, 300n))
-    store.saveBothSigned(state(2n, 200n, true))
-    expect(store.latestBothSigned(ADDRESS)).to.deep.equal(state(2n, 200n, true))
-    expect(store.latestState(ADDRESS)).to.deep.equal(state(3n, 300n))
-    // older than the both-signed one: left alone
-    store.saveBothSigned(state(1n, 100n, true))
-    expect(store.latestBothSigned(ADDRESS)?.seqno).to.equal(2n)
-    expect(channelErrorOf(() => { store.saveBothSigned(state(4n, 400n, true)) }).reason, 'never signed').to.equal('stale_state')
-    expect(channelErrorOf(() => { store.saveBothSigned(state(3n, 900n, true)) }).reason, 'more than the latest').to.equal('decreasing')
-    expect(channelErrorOf(() => { store.saveBothSigned(state(3n, 300n)) }).reason, 'no payee signature').to.equal('malformed')
-    // the latest itself: both slots
-    store.saveBothSigned(state(3n, 300n, true))
-    expect(store.latestState(ADDRESS)).to.deep.equal(state(3n, 300n, true))
-    expect(store.latestBothSigned(ADDRESS)).to.deep.equal(state(3n, 300n, true))
-  })
-
-  it('accepts the same state again without losing the payee signature', () => {
-    store.putChannel(record())
-    store.saveState(state(1n, 100n))
-    store.saveState(state(1n, 100n))
-    store.saveState(state(1n, 100n, true))
-    store.saveState(state(1n, 100n, true))
-    store.saveState(state(1n, 100n))
-    expect(store.latestState(ADDRESS)).to.deep.equal(state(1n, 100n, true))
-    expect(store.latestBothSigned(ADDRESS)).to.deep.equal(state(1n, 100n, true))
-  })
-
-  it('refuses every bad state and leaves the stored ones untouched', () => {
-    store.putChannel(record())
-    store.saveState(state(5n, 500n, true))
-    store.saveState(state(6n, 600n))
-    store.saveState(state(6n, 600n, true))
-    const stored = state(6n, 600n, true)
-    const refusals: Array<[string, StoredState, string]> = [
-      ['a lower seqno', state(4n, 700n, true), 'stale_state'],
-      ['the same seqno with another amount', state(6n, 601n, true), 'stale_state'],
-      ['the same state with another payer signature', { ...stored, payerSignature: new Uint8Array(64).fill(7) }, 'stale_state'],
-      ['the same state with another payee signature', { ...stored, payeeSignature: new Uint8Array(64).fill(9) }, 'stale_state'],
-      ['a lower amount', state(7n, 599n, true), 'decreasing'],
-      ['an unknown channel', state(7n, 700n, false, OTHER), 'unknown_channel'],
-      ['a short payer signature', { ...state(7n, 700n), payerSignature: new Uint8Array(63) }, 'malformed'],
-      ['a long payee signature', { ...state(7n, 700n, true), payeeSignature: new Uint8Array(65) }, 'malformed'],
-      ['a negative seqno', state(-1n, 700n), 'malformed'],
-      ['a negative amount', state(7n, -700n), 'malformed']
-    ]
-    for (const [what, bad, reason] of refusals) {
-      expect(channelErrorOf(() => { store.saveState(bad) }).reason, what).to.equal(reason)
-      expect(store.latestState(ADDRESS), what).to.deep.equal(stored)
-      expect(store.latestBothSigned(ADDRESS), what).to.deep.equal(stored)
-    }
-    expect(store.latestState(OTHER)).to.equal(undefined)
-  })
-
-  it('gives the same data after a close and a reopen', () => {
-    const a = record()
-    const b = record(OTHER, { side: 'payee', channelId: 1n })
-    store.putChannel(a)
-    store.putChannel(b)
-    store.saveState(state(10n, BIG, true))
-    store.saveState(state(11n, BIG + 1n))
-    store.saveState(state(1n, 1n, false, OTHER))
-    store.close()
-    store.close()
-
-    store = openChannelStore(path)
-    expect(store.getChannel(ADDRESS)).to.deep.equal({ ...a, payerKey: new Uint8Array(a.payerKey) })
-    expect(store.getChannel(OTHER)).to.deep.equal({ ...b, payerKey: new Uint8Array(b.payerKey) })
-    expect(store.latestState(ADDRESS)).to.deep.equal(state(11n, BIG + 1n))
-    expect(store.latestBothSigned(ADDRESS)).to.deep.equal(state(10n, BIG, true))
-    expect(store.latestState(OTHER)).to.deep.equal(state(1n, 1n, false, OTHER))
-    // the checks still hold against what was reopened
-    expect(channelErrorOf(() => { store.saveState(state(11n, BIG)) }).reason).to.equal('stale_state')
-  })
-
-  it('filters channels by side, peer and status', () => {
-    store.putChannel(record(`0:${'01'.repeat(32)}`, { side: 'payer', peerId: 'p1', status: 'open', createdAtMs: 1 }))
-    store.putChannel(record(`0:${'02'.repeat(32)}`, { side: 'payee', peerId: 'p1', status: 'open', createdAtMs: 2 }))
-    store.putChannel(record(`0:${'03'.repeat(32)}`, { side: 'payee', peerId: 'p2', status: 'closed', createdAtMs: 3 }))
-    const addresses = (filter?: Parameters<SqliteChannelStore['listChannels']>[0]): string[] =>
-      store.listChannels(filter).map(r => r.address.slice(2, 4))
-    expect(addresses()).to.deep.equal(['01', '02', '03'])
-    expect(addresses({})).to.deep.equal(['01', '02', '03'])
-    expect(addresses({ side: 'payee' })).to.deep.equal(['02', '03'])
-    expect(addresses({ peerId: 'p1' })).to.deep.equal(['01', '02'])
-    expect(addresses({ status: 'closed' })).to.deep.equal(['03'])
-    expect(addresses({ side: 'payee', peerId: 'p1', status: 'open' })).to.deep.equal(['02'])
-    expect(addresses({ side: 'payer', status: 'closed' })).to.deep.equal([])
   })
 
   it('refuses a file written by a newer schema version, saying so', () => {

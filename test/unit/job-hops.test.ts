@@ -22,7 +22,7 @@ import { openRequest, sealRequest } from '../../src/tee/seal.js'
 import { openChannelPair } from '../channel-fixtures.js'
 import { cleanupTempDirs, tempDir } from '../helpers.js'
 import type { OutboundEvents } from '../../src/jobs/outbound.js'
-import type { HopPayer } from '../../src/jobs/payments.js'
+import type { HopPayer, HopPayment } from '../../src/jobs/payments.js'
 import type { MessageCodec } from '../../src/p2p/framing.js'
 import type { SealedChunk, SignedResult } from '../../src/gen/job.pb.js'
 import type { ChannelPair } from '../channel-fixtures.js'
@@ -186,24 +186,24 @@ describe('job hops (src/jobs)', () => {
   it('counts as the job\'s settlement only the payment the payer marks as such, not an earlier one that arrives after the final', async () => {
     const { payer, payee, pair } = await paidEnds(10_000n, 0n, { paymentWaitMs: 2_000, settleWaitMs: 300 })
     const usage = { promptTokens: 0, cachedTokens: 0, completionTokens: 2, reasoningTokens: 0 }
-    const first = payer.onTokens(1) as NonNullable<ReturnType<JobPayer['onTokens']>>
+    const first = await payer.onTokens(1) as HopPayment
     payee.delivered(1)
     payee.delivered(2)
     payee.final(usage)
     // a payment the payer sent before it saw the final, landing after it
-    payee.accept(first)
+    await payee.accept(first)
     expect(payee.settled(), '1 000 of 2 000 paid: not settled').to.equal(false)
-    const settlement = payer.onFinal(usage)
+    const settlement = await payer.onFinal(usage)
     expect(settlement?.settles).to.equal(true)
     expect(settlement?.cumulative).to.equal(2_000n)
-    payee.accept(settlement as NonNullable<typeof settlement>)
+    await payee.accept(settlement as HopPayment)
     expect(payee.settled()).to.equal(true)
     expect(pair.payee.received).to.equal(2_000n)
     // nothing owed at the end: the payer re-sends its latest state as the settlement, and the payee answers it
-    const again = new JobPayer(pair.payer, PRICE).onFinal({ ...usage, completionTokens: 0 })
+    const again = await new JobPayer(pair.payer, PRICE).onFinal({ ...usage, completionTokens: 0 })
     expect(again?.cumulative).to.equal(2_000n)
     expect(again?.settles).to.equal(true)
-    expect(payee.accept(again as NonNullable<typeof again>)).to.be.instanceOf(Uint8Array)
+    expect(await payee.accept(again as HopPayment)).to.be.instanceOf(Uint8Array)
   })
 
   it('rejects a chunk that does not open, and pays nothing for it', async () => {
@@ -289,7 +289,7 @@ describe('job hops (src/jobs)', () => {
   it('stops a requester that stops paying within the credit window, with PAYMENT_REQUIRED', async () => {
     const worker = await newWorker()
     // the requester pays nothing, whatever it owes
-    const freeloader: HopPayer = { channel: '0:' + 'ab'.repeat(32), cost: 0n, onTokens: () => null, onFinal: () => null, countersigned: () => {} }
+    const freeloader: HopPayer = { channel: '0:' + 'ab'.repeat(32), cost: 0n, onTokens: async () => null, onFinal: async () => null, countersigned: () => {} }
     const { payee, pair } = await paidEnds(3_000n, 0n, { paymentWaitMs: 150, settleWaitMs: 150 })
     const { inbound, outbound } = await workPair({ worker: worker.id, payer: freeloader })
     const job = sealedJob()

@@ -74,14 +74,14 @@ describe('channel reconciler', () => {
     expect(payee.received, 'nothing arrived').to.equal(700n)
   })
 
-  it('a job on the payee side takes a state the re-send already superseded without stopping', () => {
+  it('a job on the payee side takes a state the re-send already superseded without stopping', async () => {
     const old = payer.payUpTo(300n)
     const latest = payer.payUpTo(600n)
     payee.accept(latest)
     const job = new JobPayee(payee, { promptPerM: 0n, completionPerM: 1_000_000n, cachedBp: 0, reasoningBp: 0 }, 1_000n)
-    expect(job.accept(old), 'superseded: nothing to store or answer').to.equal(null)
+    expect(await job.accept(old), 'superseded: nothing to store or answer').to.equal(null)
     expect(payee.received).to.equal(600n)
     // a repeat of the latest is answered with its countersignature
-    expect(job.accept(latest)).to.be.instanceOf(Uint8Array)
+    expect(await job.accept(latest)).to.be.instanceOf(Uint8Array)
   })
 })

@@ -6,7 +6,8 @@
  * (OpenSSL for sealing and channel signatures) the core takes the portable
  * `@noble/*` ones by default and Node entry points swap them in
  * (`roles/node-crypto.ts`). Channel states persist through the
- * `ChannelStore` interface: SQLite on Node, and whatever a browser provides.
+ * `ChannelStore` interface: SQLite on Node (`settlement/store.ts`), IndexedDB
+ * in browsers (`IndexedDbChannelStore`, exported here).
  *
  * `npm test` bundles this module for browsers (scripts/check-browser.mjs)
  * and fails on any Node builtin.
@@ -22,4 +23,5 @@ export { EvidenceVerifier } from '../../tee/attestor.js'
 export { ChannelKey, verifySignature } from '../../settlement/channel-key.js'
 export { PayerChannel } from '../../settlement/channels.js'
 export { JobPayer } from '../../settlement/job-payments.js'
+export { IndexedDbChannelStore } from '../../settlement/store-indexeddb.js'
 export type { ChannelStore } from '../../settlement/types.js'
