@@ -53,6 +53,12 @@ export interface OutboundHopInit<E extends OutboundEvents> {
   /** Who pays this hop, when known up front. */
   payer?: HopPayer
   /**
+   * Pay for a chunk only once the consumer handed it on (a relay): it then
+   * never pays for a chunk it could not deliver. By default a chunk is paid
+   * for before the consumer sees it.
+   */
+  payAfterHandOn?: boolean
+  /**
    * The proxy routed the job to `worker` (client ↔ proxy): throw to refuse
    * it; return who pays for it.
    */
@@ -127,8 +133,9 @@ export class OutboundHop<E extends OutboundEvents> {
         this.tokenCount = event.chunk.tokens
         this.chunkCount++
         this.lifecycle.tryTo('streaming')
-        await this.pay(await this.payerEnd?.onTokens(this.tokenCount) ?? null)
+        if (this.init.payAfterHandOn !== true) await this.pay(await this.payerEnd?.onTokens(this.tokenCount) ?? null)
         yield { type: 'chunk', chunk: event.chunk, tokens: this.tokenCount, opened }
+        if (this.init.payAfterHandOn === true) await this.pay(await this.payerEnd?.onTokens(this.tokenCount) ?? null)
         continue
       }
       if (event.final == null) throw new InferenceError('worker_failed', `${upstream} sent an empty job event`)

@@ -49,6 +49,12 @@ export interface HopPayee {
    * it refuses. One marked `settles` after the final result settles the job.
    */
   accept(payment: HopPayment): Promise<Uint8Array | null>
+  /**
+   * The most completion tokens one frame may add: a frame within it never
+   * takes the unpaid credit past the window, so a sender that can split its
+   * output (the worker) keeps its frames this small.
+   */
+  readonly frameTokens: number
   /** Waits (bounded) until a frame bringing the job to `tokens` may go out; throws ProtocolError(PAYMENT_REQUIRED) when it may not. */
   awaitCredit(tokens: number, signal: AbortSignal): Promise<void>
   /** A frame claiming `tokens` went out. */

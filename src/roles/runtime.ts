@@ -5,7 +5,7 @@
  */
 import '../polyfills.js'
 import { Registry } from 'prom-client'
-import { SHUTDOWN_TIMEOUT_MS, COCOON_KAD_PROTOCOL } from '../p2p/constants.js'
+import { SHUTDOWN_TIMEOUT_MS } from '../p2p/constants.js'
 import { loadOrCreateIdentity } from '../p2p/identity.js'
 import { InfoService } from '../p2p/info.js'
 import { BootstrapRedial } from '../p2p/bootstrap-redial.js'
@@ -27,6 +27,8 @@ import { ROLE_PROFILES, roleName } from './profiles.js'
 import { ProxyRole } from './proxy/proxy-role.js'
 import { setupTee, setupVerifier } from './tee-setup.js'
 import { WorkerRole } from './worker/worker-role.js'
+import { nodeStatus } from './node-status.js'
+import type { NodeStatus } from './node-status.js'
 import { AttestService } from '../tee/attest-service.js'
 import type { NodeTee } from './tee-setup.js'
 import type { NodeConfig } from '../config/schema.js'
@@ -55,32 +57,6 @@ export interface StartNodeOptions {
   devnet?: Devnet
   /** Peers this node refuses to connect to, asked on every connection (network partitions in the simulator). */
   denyPeer?: (peerId: string) => boolean
-}
-
-export interface PeerStatus {
-  peerId: string
-  role: string
-  direction: string
-  remoteAddr: string
-  openedAt: string
-}
-
-export interface NodeStatus {
-  peerId: string
-  role: string
-  network: string
-  version: string
-  pid: number
-  startedAt: string
-  uptimeSec: number
-  addrs: string[]
-  peers: PeerStatus[]
-  knownPeers: Array<{ peerId: string, role: string, version: string, lastSeen: string, source: string }>
-  dht: { protocol: string, mode: string, routingTableSize: number }
-  amino: { routingTableSize: number, rendezvous: unknown } | null
-  topics: Array<{ topic: string, subscribers: number }>
-  roleStatus: Record<string, unknown>
-  settlement: Awaited<ReturnType<NodeSettlement['status']>> | null
 }
 
 export class RunningNode {
@@ -253,47 +229,10 @@ export class RunningNode {
   }
 
   async status (): Promise<NodeStatus> {
-    const dht = this.node.services.dht as unknown as { routingTable?: { size: number }, getMode(): string }
-    const amino = this.node.services.amino as unknown as { routingTable?: { size: number } } | undefined
-    const pubsub = this.node.services.pubsub
-    // one line per peer: simultaneous dials can leave two connections to one peer
-    const byPeer = new Map<string, PeerStatus>()
-    for (const c of this.node.getConnections()) {
-      const peerId = c.remotePeer.toString()
-      if (byPeer.has(peerId)) continue
-      byPeer.set(peerId, {
-        peerId,
-        role: this.roleOf(peerId),
-        direction: c.direction,
-        remoteAddr: c.remoteAddr.toString(),
-        openedAt: new Date(c.timeline.open).toISOString()
-      })
-    }
-    const peers = [...byPeer.values()]
-    return {
-      peerId: this.peerId.toString(),
-      role: this.config.role,
-      network: this.config.network,
-      version: packageVersion(),
-      pid: process.pid,
-      startedAt: new Date(this.startedAtMs).toISOString(),
-      uptimeSec: Math.round((Date.now() - this.startedAtMs) / 1000),
-      addrs: this.addrs(),
-      peers,
-      knownPeers: this.directory.list().map(r => ({
-        peerId: r.peerId, role: roleName(r.role), version: r.version, lastSeen: new Date(r.lastSeenMs).toISOString(), source: r.source
-      })),
-      dht: { protocol: COCOON_KAD_PROTOCOL, mode: dht.getMode(), routingTableSize: dht.routingTable?.size ?? 0 },
-      amino: amino == null ? null : { routingTableSize: amino.routingTable?.size ?? 0, rendezvous: this.rendezvous?.status ?? null },
-      topics: pubsub.getTopics().map(topic => ({ topic, subscribers: pubsub.getSubscribers(topic).length })),
-      roleStatus: this.role.status(),
-      settlement: this.settlement == null ? null : await this.settlement.status()
-    }
-  }
-
-  private roleOf (peerId: string): string {
-    const record = this.directory.get(peerId)
-    return record == null ? 'unknown' : roleName(record.role)
+    return await nodeStatus({
+      config: this.config, node: this.node, directory: this.directory, startedAtMs: this.startedAtMs, addrs: this.addrs(),
+      rendezvous: this.rendezvous, role: this.role, settlement: this.settlement
+    })
   }
 
   private schedulePeerLog (): void {
@@ -329,6 +268,8 @@ const SETTLING_ROLES: ReadonlyArray<NodeConfig['role']> = ['client', 'proxy', 'w
 
 /** Roles that present attestation evidence to others. */
 const ATTESTED_ROLES: ReadonlyArray<NodeConfig['role']> = ['worker', 'proxy']
+
+export type { NodeStatus, PeerStatus } from './node-status.js'
 
 /** Creates and starts a node from a validated configuration. */
 export async function startNode (config: NodeConfig, options: StartNodeOptions = {}): Promise<RunningNode> {

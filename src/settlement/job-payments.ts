@@ -126,7 +126,17 @@ export class JobPayee implements HopPayee {
     return this.earned
   }
 
-  /** Whether a frame bringing the job to `completionTokens` may go out now. */
+  get frameTokens (): number {
+    if (this.price.completionPerM <= 0n) return Number.MAX_SAFE_INTEGER
+    const n = this.creditWindow * 1_000_000n / this.price.completionPerM
+    return n < 1n ? 1 : n > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(n)
+  }
+
+  /**
+   * Whether a frame bringing the job to `completionTokens` may go out now:
+   * when it stays within the credit window, or when nothing is unpaid (one
+   * frame of credit, so a window smaller than a frame cannot stall a job).
+   */
   mayDeliver (completionTokens: number): boolean {
     const delta = streamingCost(completionTokens, this.price) - this.earned
     return delta <= 0n || this.end.unpaid === 0n || this.end.mayDeliver(delta, this.creditWindow)

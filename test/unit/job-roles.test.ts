@@ -314,3 +314,36 @@ describe('job roles over in-memory streams', () => {
     expect((proxyToWorker.get(s.second.id) as ChannelPair).payer.paid, 'nothing for the other worker').to.equal(0n)
   })
 })
+
+describe('job roles over in-memory streams: a client that stops paying', () => {
+  afterEach(async () => {
+    for (const p of open.splice(0)) { p.payerStore.close(); p.payeeStore.close() }
+    await cleanupTempDirs()
+  })
+
+  it('is stopped by the proxy within the credit window with PAYMENT_REQUIRED, and the worker stops too', async () => {
+    const window = 2_000n
+    const s = await swarm({ intervalMs: 5 }, 10_000, { creditWindow: window })
+    const { clientToProxy, proxyToWorker } = s.channels as Channels
+    // the client signs for its first two tokens, and never for more however much it owes
+    const honestPayUpTo = clientToProxy.payer.payUpTo.bind(clientToProxy.payer)
+    clientToProxy.payer.payUpTo = (cumulative: bigint) => honestPayUpTo(cumulative < 2_000n ? cumulative : 2_000n)
+    const started = Date.now()
+    const { chunks, error } = await collect(s.client.run(job, new AbortController().signal))
+    const paid = clientToProxy.payer.paid
+    expect(error, `the job ends with an error, not an answer (${chunks} chunks, ${paid} paid, ${clientToProxy.payee.unpaid} unpaid at the proxy, ${clientToProxy.payee.received} received)`).to.be.instanceOf(InferenceError)
+    expect((error as InferenceError).message).to.match(/payment/i)
+    expect(Date.now() - started, 'stopped after the proxy\'s payment wait, not the job deadline').to.be.below(6_000)
+    expect(paid, 'it paid for its first tokens, then stopped').to.equal(2_000n)
+    expect(clientToProxy.payee.received, 'what the client paid, as the proxy stored it').to.equal(paid)
+    // what the proxy delivered and was not paid for: some credit, never more than one window
+    const unpaid = clientToProxy.payee.unpaid
+    expect(unpaid > 0n && unpaid <= window, `${unpaid} nanoTON delivered unpaid (${chunks} chunks for ${paid})`).to.equal(true)
+    const toWorker = proxyToWorker.get(s.first.id) as ChannelPair
+    // the proxy stops paying the worker too: its loss is bounded by its credit window to the client
+    expect(toWorker.payer.paid - paid <= window, `the proxy paid the worker ${toWorker.payer.paid}`).to.equal(true)
+    const stoppedBy = Date.now() + 2_000
+    while (s.first.backend.status().running > 0 && Date.now() < stoppedBy) await new Promise(resolve => setTimeout(resolve, 10))
+    expect(s.first.backend.status().running, 'the worker stopped generating').to.equal(0)
+  })
+})

@@ -306,7 +306,9 @@ export class ProxyJobService {
           signal: controller.signal,
           deadlineAtMs,
           worker,
-          payer
+          payer,
+          // the worker is paid for what reached the client, so a client that stops paying costs this proxy one credit window
+          payAfterHandOn: true
         })
         if (controller.signal.aborted) throw controller.signal.reason
         await workerStream.write(WorkRequest, { header: { ...header, deadlineMs: remainingMs, channel: payer?.channel ?? '' }, sealed }, { signal: controller.signal })

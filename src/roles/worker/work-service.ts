@@ -177,17 +177,20 @@ export class WorkService {
       // nothing waits, since a frame leaves as soon as the backend pauses.
       const pending: InferenceChunk[] = []
       let tokens = 0
+      // A paid frame adds at most the tokens the payer's credit window covers,
+      // so the unpaid credit never passes the window (the payee refuses more).
       const flush = async (): Promise<void> => {
-        if (pending.length === 0) return
-        const claimed = tokens + contentTokens(pending)
-        await hop.sendChunk(claimed, () => {
-          if (chunks === 0) firstChunkMs = Math.round(performance.now() - startedMs)
-          const plaintext = encoder.encode(JSON.stringify(pending.length === 1 ? pending[0] : pending))
-          pending.length = 0
-          return { seq: chunks, ciphertext: new Uint8Array(sealer.seal(chunks, plaintext, tokensAad(claimed))), tokens: claimed }
-        })
-        chunks++
-        tokens = claimed
+        while (pending.length > 0) {
+          const frame = takeFrame(pending, hop.payee?.frameTokens ?? Number.MAX_SAFE_INTEGER)
+          const claimed = tokens + contentTokens(frame)
+          await hop.sendChunk(claimed, () => {
+            if (chunks === 0) firstChunkMs = Math.round(performance.now() - startedMs)
+            const plaintext = encoder.encode(JSON.stringify(frame.length === 1 ? frame[0] : frame))
+            return { seq: chunks, ciphertext: new Uint8Array(sealer.seal(chunks, plaintext, tokensAad(claimed))), tokens: claimed }
+          })
+          chunks++
+          tokens = claimed
+        }
       }
       const events = this.init.backend.generate({
         kind: kindFromWire(header.kind),
@@ -302,4 +305,17 @@ function toAnswer (err: unknown): ProtocolError {
   if (err instanceof SealError) return new ProtocolError(ErrorCode.BAD_REQUEST, `the sealed request does not open with this worker's job key: ${err.message}`)
   const code = errorCodeFor(err)
   return new ProtocolError(code === ErrorCode.INTERNAL ? ErrorCode.WORKER_FAILED : code, code === ErrorCode.INTERNAL ? 'the worker failed' : (err as Error).message)
+}
+
+/** Takes from the front of `pending` the pieces of one frame: at most `maxTokens` tokens (always at least one piece). */
+function takeFrame (pending: InferenceChunk[], maxTokens: number): InferenceChunk[] {
+  let n = 0
+  let tokens = 0
+  while (n < pending.length) {
+    const more = contentTokens([pending[n]])
+    if (n > 0 && tokens + more > maxTokens) break
+    tokens += more
+    n++
+  }
+  return pending.splice(0, n)
 }
