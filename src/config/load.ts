@@ -91,7 +91,7 @@ export function defaults (network: NetworkId, role: RoleName, env: NodeJS.Proces
       minDeposit: 100_000_000,
       creditWindow: 5_000_000,
       commissionBp: 1_000,
-      required: false,
+      required: true,
       paymentWaitMs: 5_000,
       settleWaitMs: 2_000,
       watchIntervalMs: 30_000,

@@ -184,7 +184,7 @@ export const NodeConfigSchema = z.strictObject({
     creditWindow: wholeNumber('an amount in nanoTON', 0, Number.MAX_SAFE_INTEGER),
     /** As proxy: added to workers' prices for clients, basis points (1000 = 10%). */
     commissionBp: wholeNumber('basis points (1000 = 10%)', 0, 100_000),
-    /** As payee: refuse jobs that name no channel. */
+    /** As payee: refuse jobs that name no channel (default true; false only for a private network that works for free). */
     required: z.boolean({ error: 'expected true or false' }),
     /** How long a payee holds a frame for the payment that lets it out, ms. */
     paymentWaitMs: wholeNumber('a time in ms', 10, 600_000),

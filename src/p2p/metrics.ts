@@ -102,7 +102,7 @@ export class NodeMetrics {
     })
     this.channelNanoTon = new Gauge({
       name: 'cocoon_channel_nanoton',
-      help: 'Payment channels not yet closed, by side (payer/payee), peer, channel and kind (deposited, cumulative signed, countersigned)',
+      help: 'Payment channels not yet closed, by side (payer/payee), peer, channel and kind (deposited, cumulative signed, countersigned, unpaid: delivered to the payer and not yet paid)',
       labelNames: ['side', 'peer', 'channel', 'kind'],
       registers: [registry],
       collect () {
@@ -112,6 +112,7 @@ export class NodeMetrics {
           this.set({ ...labels, kind: 'deposited' }, Number(row.deposited))
           this.set({ ...labels, kind: 'cumulative' }, Number(row.cumulative))
           this.set({ ...labels, kind: 'countersigned' }, Number(row.countersigned))
+          if (row.unpaid != null) this.set({ ...labels, kind: 'unpaid' }, Number(row.unpaid))
         }
       }
     })
@@ -131,4 +132,6 @@ export interface ChannelGaugeRow {
   deposited: bigint
   cumulative: bigint
   countersigned: bigint
+  /** payee side: what was delivered on the channel and not yet paid */
+  unpaid?: bigint
 }

@@ -120,7 +120,8 @@ export class NodeSettlement {
     if (metrics != null) {
       metrics.channels = () => this.manager.list().filter(c => c.status !== 'closed').map(c => {
         const a = channelAmounts(c, this.store)
-        return { side: c.side, peer: c.peerId, channel: c.address, deposited: c.deposited, cumulative: a.latest?.cumulative ?? 0n, countersigned: a.both?.cumulative ?? 0n }
+        const unpaid = c.side === 'payee' ? this.manager.payee(c.address)?.unpaid : undefined
+        return { side: c.side, peer: c.peerId, channel: c.address, deposited: c.deposited, cumulative: a.latest?.cumulative ?? 0n, countersigned: a.both?.cumulative ?? 0n, unpaid }
       })
     }
     if (this.config.role === 'client' || this.config.role === 'proxy') await this.fundIfLow()

@@ -36,9 +36,9 @@ interface PaidSwarm {
   clients: RunningNode[]
 }
 
+// `required` is left at its default: with settlement on, jobs must be paid
 const SETTLEMENT = {
   enabled: true,
-  required: true,
   deposit: 2_000_000_000,
   creditWindow: 200_000,
   paymentWaitMs: 1_500,
@@ -339,7 +339,7 @@ describe('paid inference on the devnet', function () {
     }
   })
 
-  it('refuses malformed, oversized and forged /cocoon/pay requests and foreign channels, and keeps serving', async () => {
+  it('refuses malformed, oversized and forged /cocoon/pay requests, foreign channels and jobs that name no channel, and keeps serving', async () => {
     const devnet = await Devnet.open(await tempDir())
     const s = await startPaidSwarm(devnet, { clients: 2 })
     try {
@@ -383,6 +383,23 @@ describe('paid inference on the devnet', function () {
       jobClient.payerFor = own
       expect((stolen as { status?: number }).status).to.equal(402)
       expect(s.proxy.node.status).to.equal('started')
+
+      // a client that runs without settlement (names no channel): 402 from the proxy before any worker is engaged
+      const served = (): number => s.workers.reduce((n, w) => {
+        const jobs = (w.role.status() as { jobs: { completed: number, failed: number, cancelled: number } | null }).jobs
+        return n + (jobs == null ? 0 : jobs.completed + jobs.failed + jobs.cancelled)
+      }, 0)
+      const before402 = served()
+      const freeloader = await startNode(testConfig('client', await tempDir(), s.boot.addrs()))
+      try {
+        await waitFor(() => (freeloader.role as ClientRole).pool.known().length > 0, 20_000, 'the unpaid client to find the proxy')
+        const free = await sdk(freeloader).chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'for free?' }] }).then(() => undefined, (e: unknown) => e)
+        expect((free as { status?: number }).status, 'a job naming no channel').to.equal(402)
+        expect(String((free as Error).message)).to.contain('paid jobs only')
+        expect(served(), 'no worker saw the unpaid job').to.equal(before402)
+      } finally {
+        await freeloader.stop()
+      }
       const ok = await sdk(alice).chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'still there?' }] })
       expect(costOf(ok).cost.channel).to.equal(channel.address)
     } finally {

@@ -143,7 +143,8 @@ export class WorkService {
       requester: 'proxy',
       onUnpaid: (what) => {
         this.counts.unpaid++
-        if (what === 'settlement') this.init.log('job %s ended with %s nanoTON unpaid on %s', header?.requestId, hop.payee?.unpaid, hop.payee?.channel)
+        this.init.log('job %s from %s: %s nanoTON delivered unpaid on %s (%s)', header?.requestId, connection.remotePeer, hop.payee?.unpaid, hop.payee?.channel,
+          what === 'credit' ? 'the payment fell behind the credit window' : 'the job ended without its settlement')
       }
     })
     try {
