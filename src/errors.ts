@@ -133,7 +133,7 @@ export class SealError extends CocoonError {
  */
 export type ChannelErrorReason =
   | 'bad_signature' | 'stale_state' | 'wrong_channel' | 'overspent' | 'decreasing'
-  | 'unknown_channel' | 'not_open' | 'unpaid' | 'malformed'
+  | 'unknown_channel' | 'not_open' | 'unpaid' | 'malformed' | 'seqno_jump' | 'overpaid'
 export class ChannelError extends CocoonError {
   readonly reason: ChannelErrorReason
   constructor (reason: ChannelErrorReason, message: string, options?: { cause?: unknown }) {

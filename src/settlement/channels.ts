@@ -73,6 +73,14 @@ abstract class ChannelEnd {
   }
 }
 
+/**
+ * How far one state may move a channel's seqno forward. A payer signs one
+ * state per payment, so only states lost on the way make a gap; a larger
+ * jump (up to 2^64 - 1) would pin the channel, since no later honest state
+ * could be newer.
+ */
+export const MAX_SEQNO_STEP = 1024n
+
 /** Signed states kept in memory to match countersignatures that arrive after newer states were signed. */
 const RECENT_STATES = 64
 
@@ -180,6 +188,11 @@ export class PayeeChannel extends ChannelEnd {
     return owed > 0n ? owed : 0n
   }
 
+  /** What was delivered on this channel since this process started, plus what was paid before it (nanoTON). */
+  get earned (): bigint {
+    return this.earnedNanoTon
+  }
+
   /** Counts `amount` as delivered (earned, to be paid). */
   earn (amount: bigint): void {
     if (amount < 0n) throw new RangeError('cannot earn a negative amount')
@@ -205,9 +218,12 @@ export class PayeeChannel extends ChannelEnd {
    * Checks a payer's update and durably stores it with this side's
    * countersignature, which it returns. A repeat of the latest state is
    * countersigned again; an older one, another channel's, one over the
-   * deposit, or a bad signature throws ChannelError and stores nothing.
+   * deposit or over `maxCumulative` (what was delivered plus the credit
+   * window, on a job), one that jumps the seqno by more than
+   * MAX_SEQNO_STEP, or a bad signature throws ChannelError and stores
+   * nothing.
    */
-  accept (update: PaymentUpdate): Uint8Array {
+  accept (update: PaymentUpdate, maxCumulative?: bigint): Uint8Array {
     this.requireOpen()
     if (update.channel !== this.address) throw new ChannelError('wrong_channel', `an update for ${update.channel} arrived on ${this.address}`)
     const latest = this.latest()
@@ -218,6 +234,13 @@ export class PayeeChannel extends ChannelEnd {
     }
     if (latest != null && update.seqno <= latest.seqno) throw new ChannelError('stale_state', `seqno ${update.seqno} is not newer than ${latest.seqno} on ${this.address}`)
     if (latest != null && update.cumulative < latest.cumulative) throw new ChannelError('decreasing', `cumulative ${update.cumulative} is below the ${latest.cumulative} already paid on ${this.address}`)
+    const from = latest?.seqno ?? 0n
+    if (update.seqno - from > MAX_SEQNO_STEP) {
+      throw new ChannelError('seqno_jump', `seqno ${update.seqno} jumps more than ${MAX_SEQNO_STEP} past ${from} on ${this.address}`)
+    }
+    if (maxCumulative != null && update.cumulative > maxCumulative) {
+      throw new ChannelError('overpaid', `cumulative ${update.cumulative} is more than the ${maxCumulative} nanoTON delivered and credited on ${this.address}`)
+    }
     if (update.cumulative > spendable(this.record)) {
       throw new ChannelError('overspent', `cumulative ${update.cumulative} exceeds the ${spendable(this.record)} nanoTON ${this.address} can pay out`)
     }

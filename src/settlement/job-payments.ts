@@ -169,7 +169,8 @@ export class JobPayee implements HopPayee {
       this.paid.wake()
       return null
     }
-    const countersignature = this.end.accept(update)
+    // a payer pays for what it received: a state beyond what was delivered plus the window is one this side cannot account for
+    const countersignature = this.end.accept(update, this.end.earned + this.creditWindow)
     // credit counts, and the countersignature goes out, only once the state is durable
     await this.end.flush()
     if (this.finalized && update.settles === true) this.paidAfterFinal = true

@@ -4,7 +4,8 @@ import { toNano } from '@ton/core'
 import { CLOSE_RESERVE } from '../../contracts/payment-channel.js'
 import { ChannelError } from '../../src/errors.js'
 import { ChannelKey, portableEd25519 } from '../../src/settlement/channel-key.js'
-import { PayeeChannel, PayerChannel, spendable } from '../../src/settlement/channels.js'
+import { MAX_SEQNO_STEP, PayeeChannel, PayerChannel, spendable } from '../../src/settlement/channels.js'
+import { signState } from '../../src/settlement/channel-state.js'
 import { openChannelStore } from '../../src/settlement/store.js'
 import { CHANNEL_ADDRESS, channelRecord, openChannelPair } from '../channel-fixtures.js'
 import { nodeEd25519 } from '../../src/settlement/channel-key-node.js'
@@ -96,6 +97,31 @@ describe('payment channel ends', () => {
     expect(payeeStore.latestState(ADDRESS)).to.equal(undefined)
     expect(refusal(() => payer.payUpTo(spendable(payer.record) + 1n)).reason).to.equal('overspent')
     expect(spendable(payer.record)).to.equal(toNano('1') - CLOSE_RESERVE)
+  })
+
+  it('refuses a state that would pin the channel (a seqno far ahead), and the honest states after it still count', () => {
+    payee.accept(payer.payUpTo(100n))
+    // validly signed by the payer, at the highest seqno the contract holds: every later state would be older
+    const pin = { channel: ADDRESS, seqno: 2n ** 64n - 1n, cumulative: 200n }
+    const pinned = { ...pin, payerSignature: signState(payerKey, payer.record, pin) }
+    expect(refusal(() => payee.accept(pinned)).reason).to.equal('seqno_jump')
+    const farButSmaller = { channel: ADDRESS, seqno: 1n + MAX_SEQNO_STEP + 1n, cumulative: 200n }
+    expect(refusal(() => payee.accept({ ...farButSmaller, payerSignature: signState(payerKey, payer.record, farButSmaller) })).reason).to.equal('seqno_jump')
+    expect(payeeStore.latestState(ADDRESS)?.seqno).to.equal(1n)
+    // within the step (states lost on the way): taken
+    const gap = { channel: ADDRESS, seqno: 1n + MAX_SEQNO_STEP, cumulative: 300n }
+    payee.accept({ ...gap, payerSignature: signState(payerKey, payer.record, gap) })
+    expect(payee.received).to.equal(300n)
+  })
+
+  it('refuses, on a job, a state paying more than was delivered plus the credit window', () => {
+    payee.earn(1_000n)
+    const state = { channel: ADDRESS, seqno: 1n, cumulative: 1_501n }
+    const over = { ...state, payerSignature: signState(payerKey, payer.record, state) }
+    expect(refusal(() => payee.accept(over, payee.earned + 500n)).reason).to.equal('overpaid')
+    expect(payeeStore.latestState(ADDRESS)).to.equal(undefined)
+    payee.accept(payer.payUpTo(1_500n), payee.earned + 500n)
+    expect(payee.received).to.equal(1_500n)
   })
 
   it('keeps the unpaid credit within the window, counting only what was delivered', () => {

@@ -15,7 +15,7 @@ import { PayRequest, PayResponse } from '../../src/gen/pay.pb.js'
 import { ChannelKey, verifySignature } from '../../src/settlement/channel-key.js'
 import { ChannelManager } from '../../src/settlement/channel-manager.js'
 import { announceOpen, fetchTerms, PayService, requestClose, sendUpdate, syncChannel } from '../../src/settlement/pay-service.js'
-import { stateDigest } from '../../src/settlement/channel-state.js'
+import { signState, stateDigest } from '../../src/settlement/channel-state.js'
 import { openChannelStore } from '../../src/settlement/store.js'
 import { FakeChain } from '../fake-chain.js'
 import { cleanupTempDirs, noLog, tempDir } from '../helpers.js'
@@ -36,6 +36,7 @@ describe('/cocoon/pay (PayService)', () => {
   let payer: ChannelManager
   let payee: ChannelManager
   let channel: PayerChannel
+  let payerKey: ChannelKey
 
   const manager = async (key: ChannelKey, wallet: string, chain: FakeChain): Promise<ChannelManager> => {
     const store = openChannelStore(join(await tempDir(), 'channels.sqlite'))
@@ -55,7 +56,8 @@ describe('/cocoon/pay (PayService)', () => {
     payerHost = net.add(payerId)
     strangerHost = net.add(peerIdFromPrivateKey(await generateKeyPair('Ed25519')))
     payee = await manager(ChannelKey.generate(), PAYEE_WALLET, chain)
-    payer = await manager(ChannelKey.generate(), PAYER_WALLET, chain)
+    payerKey = ChannelKey.generate()
+    payer = await manager(payerKey, PAYER_WALLET, chain)
     await new PayService(payeeHost, { manager: payee, log: noLog }).start()
     // the payer learns the terms, deploys the channel and announces it: the payee checks it on chain
     const terms = await fetchTerms(payerHost, payeeId)
@@ -101,6 +103,21 @@ describe('/cocoon/pay (PayService)', () => {
     const empty = await refused(request(payerHost, payeeId, PAY_PROTOCOL, { request: PayRequest, response: PayResponse }, {}, { maxFrameBytes: PAY_MAX_FRAME_BYTES }))
     expect(empty.remoteCode).to.equal(ErrorCode.BAD_REQUEST)
     expect((await fetchTerms(payerHost, payeeId)).wallet).to.equal(PAYEE_WALLET)
+  })
+
+  it('refuses a validly signed state that would pin the channel (seqno 2^64 - 1), in an update and in a sync; honest states still count', async () => {
+    await sendUpdate(payerHost, payeeId, channel.payUpTo(400n))
+    const pin = { channel: channel.address, seqno: 2n ** 64n - 1n, cumulative: 500n }
+    const pinned = { ...pin, payerSignature: signState(payerKey, channel.record, pin) }
+    const byUpdate = await refused(sendUpdate(payerHost, payeeId, pinned))
+    expect(byUpdate.remoteCode).to.equal(ErrorCode.PAYMENT_REFUSED)
+    expect(byUpdate.message).to.match(/jumps/)
+    const bySync = await refused(syncChannel(payerHost, payeeId, channel.address, { ...pinned, payeeSignature: null, savedAtMs: 0 }))
+    expect(bySync.remoteCode).to.equal(ErrorCode.PAYMENT_REFUSED)
+    expect(payee.payee(channel.address)?.latest()?.seqno, 'nothing stored').to.equal(1n)
+    // the payer's next honest state is still newer than anything the payee holds
+    await sendUpdate(payerHost, payeeId, channel.payUpTo(600n))
+    expect(payee.payee(channel.address)?.received).to.equal(600n)
   })
 
   it('syncs a state the payee never stored (its answer was lost), and closes cooperatively at or above what was paid', async () => {
