@@ -240,6 +240,12 @@ describe('paid inference on the devnet', function () {
       const payee = settled(s.proxy).manager.payee(channel.address)
       expect(payee?.received).to.equal(paidBefore)
       expect((payee?.unpaid ?? 0n) <= 2_000n + 88n * 64n, `the proxy lost ${payee?.unpaid} nanoTON, at most about one window`).to.equal(true)
+      // and says so in its metrics, per channel and peer
+      const metrics = await s.proxy.metrics.registry.metrics()
+      const line = metrics.split('\n').find(l => l.startsWith('cocoon_channel_nanoton{') && l.includes(`channel="${channel.address}"`) && l.includes('kind="unpaid"'))
+      expect(line, 'an unpaid gauge for the channel').to.be.a('string')
+      expect(line).to.contain(`peer="${client.peerId.toString()}"`)
+      expect(Number(line?.split(' ').at(-1))).to.equal(Number(payee?.unpaid)).and.to.be.above(0)
     } finally {
       await stopAll([...s.clients, ...s.workers, s.proxy, s.boot])
       await devnet.close()
