@@ -232,24 +232,45 @@ export interface RequestHandlerInit<Req, Res> extends FramingOptions {
  */
 export async function handleRequests<Req, Res> (host: Pick<ProtocolHost, 'handle'>, init: RequestHandlerInit<Req, Res>): Promise<void> {
   const deadlineMs = init.deadlineMs ?? DEFAULT_MESSAGE_DEADLINE_MS
+  const limit = init.maxInboundStreams ?? 8
+  const active = new Map<string, number>()
   await host.handle(init.protocol, async (stream, connection) => {
     const framed = new FramedStream(stream, init)
     const signal = AbortSignal.timeout(deadlineMs * 2)
+    const running = active.get(connection.id) ?? 0
+    active.set(connection.id, running + 1)
     try {
+      // over the limit: a typed answer the caller can retry on, not a bare reset
+      if (running >= limit) throw new ProtocolError(ErrorCode.OVERLOADED, `more than ${limit} concurrent ${init.protocol} requests on one connection`, OVERLOADED_RETRY_MS)
       const request = await framed.read(init.request, { signal })
       const response = await init.handler(request, { peer: connection.remotePeer, connection, signal })
       await framed.write(init.response, response, { signal })
       await framed.close({ signal })
+      await awaitRemoteEnd(framed)
     } catch (err) {
       const code = errorCodeFor(err)
       init.onError?.(code, err)
       init.log?.('%s request from %p failed with %s: %s', init.protocol, connection.remotePeer, code, (err as Error).message)
       await answerWithError(framed, code, err)
+    } finally {
+      const left = (active.get(connection.id) ?? 1) - 1
+      if (left > 0) active.set(connection.id, left)
+      else active.delete(connection.id)
     }
-  }, { maxInboundStreams: init.maxInboundStreams ?? 8, runOnLimitedConnection: init.runOnLimitedConnection ?? false })
+    // libp2p resets what comes past the answered overflow: a flood costs no more than this
+  }, { maxInboundStreams: limit + OVERFLOW_ANSWERS, runOnLimitedConnection: init.runOnLimitedConnection ?? false })
 }
 
-/** Sends an error frame and closes; resets the stream if that cannot finish quickly. */
+/** Streams past a protocol's limit that still get a typed OVERLOADED answer before libp2p resets the rest. */
+const OVERFLOW_ANSWERS = 4
+/** When a caller refused for too many concurrent requests may try again. */
+const OVERLOADED_RETRY_MS = 250
+
+/**
+ * Sends an error frame and closes; resets the stream if that cannot finish
+ * quickly, or if the peer keeps its side open after it (an idle or hostile
+ * peer never leaves a half-open stream behind).
+ */
 export async function answerWithError (framed: FramedStream, code: ErrorCode, err: unknown): Promise<void> {
   const message = err instanceof CocoonError ? err.message : 'internal error'
   const retryAfterMs = err instanceof ProtocolError ? err.retryAfterMs : 0
@@ -258,12 +279,35 @@ export async function answerWithError (framed: FramedStream, code: ErrorCode, er
     if (framed.stream.writeStatus === 'writable') {
       await framed.writeError(code, message, retryAfterMs, { signal: grace })
       await framed.close({ signal: grace })
+      await awaitRemoteEnd(framed)
       return
     }
   } catch {
     // fall through to a reset
   }
   framed.abort(err instanceof Error ? err : new Error(String(err)))
+}
+
+/**
+ * After our side closed: waits (at most ERROR_FRAME_GRACE_MS) for the peer to
+ * close its side too, then resets the stream if it did not.
+ */
+export async function awaitRemoteEnd (framed: FramedStream, graceMs = ERROR_FRAME_GRACE_MS): Promise<void> {
+  const stream = framed.stream
+  const ended = (): boolean => stream.remoteWriteStatus !== 'writable' || stream.status !== 'open'
+  if (ended()) return
+  await new Promise<void>(resolve => {
+    const done = (): void => {
+      clearTimeout(timer)
+      stream.removeEventListener('remoteCloseWrite', done)
+      stream.removeEventListener('close', done)
+      resolve()
+    }
+    const timer = setTimeout(done, graceMs)
+    stream.addEventListener('remoteCloseWrite', done)
+    stream.addEventListener('close', done)
+  })
+  if (!ended()) framed.abort(new Error(`the peer kept its side of ${framed.protocol} open after the answer`))
 }
 
 export interface RequestOptions extends AbortOptions {
@@ -303,6 +347,8 @@ export async function request<Req, Res> (
     return response
   } catch (err) {
     framed.abort(err as Error)
+    // a stream the peer reset (over its limit, or it went away) is a typed error too
+    if (!(err instanceof CocoonError) && !signal.aborted) throw new StreamClosedError(protocol, { cause: err })
     throw err
   }
 }

@@ -102,6 +102,12 @@ describe('protocol framing', () => {
     expect((err as RemoteError).remoteCode).to.equal(ErrorCode.TIMEOUT)
     expect(Date.now() - started).to.be.within(250, 1_500)
     expect(errors).to.deep.equal([ErrorCode.TIMEOUT])
+    // the idle peer never closes its side: the server resets the stream rather than leave it half-open
+    await host.served()
+    expect(Date.now() - started, 'ended within the deadline and the grace after the answer').to.be.below(300 + 1_000 + 500)
+    const endBy = Date.now() + 1_000
+    while (stream.status === 'open' && Date.now() < endBy) await new Promise(resolve => setTimeout(resolve, 10))
+    expect(stream.status, 'the stream is over on the idle peer\'s side too').to.not.equal('open')
   })
 
   it('passes a handler ProtocolError code to the caller, and hides internal errors', async () => {
