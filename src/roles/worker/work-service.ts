@@ -28,7 +28,7 @@ import { jobChannel, JobPayee } from '../../settlement/job-payments.js'
 import { DEFAULT_CACHED_BP, DEFAULT_REASONING_BP } from '../../settlement/pricing.js'
 import type { ChannelManager } from '../../settlement/channel-manager.js'
 import type { NodeMetrics } from '../../p2p/metrics.js'
-import type { InferenceBackend, InferenceChunk, Usage } from '../../inference/types.js'
+import type { BackendEvent, InferenceBackend, InferenceChunk, Usage } from '../../inference/types.js'
 import type { JobHeader } from '../../gen/job.pb.js'
 import type { Connection, Logger, PrivateKey, Stream } from '@libp2p/interface'
 
@@ -136,6 +136,7 @@ export class WorkService {
     this.controllers.add(controller)
     let deadline: ReturnType<typeof setTimeout> | undefined
     let chunks = 0
+    let events: AsyncIterator<BackendEvent> | undefined
     const hop = new InboundHop({
       framed,
       events: WorkEvent,
@@ -193,7 +194,7 @@ export class WorkService {
           tokens = claimed
         }
       }
-      const events = this.init.backend.generate({
+      events = this.init.backend.generate({
         kind: kindFromWire(header.kind),
         model: model.name,
         body,
@@ -259,6 +260,8 @@ export class WorkService {
       this.init.log('job %s from %p failed with %s: %s', header?.requestId, connection.remotePeer, answer.errorCode, answer.message)
     } finally {
       clearTimeout(deadline)
+      // a generation left suspended at a chunk (the job failed or was cancelled meanwhile) must end too, or its slot stays taken
+      void events?.return?.(undefined)?.catch(() => {})
       this.controllers.delete(controller)
       if (!controller.signal.aborted) controller.abort()
       if (slot != null) this.setRunning(slot, -1)
