@@ -18,14 +18,14 @@
  * - Faucet: `fund(address, amount)` from a sandbox treasury, bounce off, so
  *   an undeployed wallet keeps the money.
  */
-import { constants as fsConstants } from 'node:fs'
-import { mkdir, open, readFile, unlink } from 'node:fs/promises'
+import { mkdir, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Blockchain, GetMethodError, snapshotFromSerializable, snapshotToSerializable } from '@ton/sandbox'
 import { Cell, loadMessage, loadTransaction, toNano } from '@ton/core'
 import { ChainError } from '../../errors.js'
-import { writeFileAtomic } from '../../ops/atomic-write.js'
 import { describeError } from './adapter.js'
+import { DEVNET_FILE_VERSION, acquireLock, readDevnetFile, writeAtomically } from './devnet-file.js'
+import type { DevnetFile } from './devnet-file.js'
 import type { Address, Message, Transaction, TupleItem } from '@ton/core'
 import type { SendMessageResult, TreasuryContract, SandboxContract } from '@ton/sandbox'
 
@@ -37,21 +37,6 @@ export const DEVNET_TX_LOG = 200
 export const DEVNET_FAUCET_MAX = toNano('1000000')
 
 const FAUCET_SEED = 'cocoon-devnet-faucet'
-const FILE_VERSION = 1
-
-type SerializableSnapshot = ReturnType<typeof snapshotToSerializable>
-
-interface DevnetFile {
-  version: number
-  /** seconds added to the wall clock by advanceTime */
-  offsetS: number
-  /** counts applied sends: the devnet's "block" number */
-  seqno: number
-  chain: SerializableSnapshot
-  /** raw address -> transaction BOCs (base64), newest first */
-  txs: Record<string, string[]>
-}
-
 /** Fees of a wallet's transaction, as toncenter's estimateFee reports them. */
 export interface ExternalFees {
   inFwdFee: bigint
@@ -319,7 +304,7 @@ export class Devnet {
   private async persist (): Promise<void> {
     const snapshot = { ...this.chain.snapshot(), transactions: [] }
     const file: DevnetFile = {
-      version: FILE_VERSION,
+      version: DEVNET_FILE_VERSION,
       offsetS: this.offsetS,
       seqno: this.seqnoValue,
       chain: snapshotToSerializable(snapshot),
@@ -364,62 +349,4 @@ function transactionFees (tx: Transaction): ExternalFees {
 
 function bigintTo32 (n: bigint): Buffer {
   return Buffer.from(n.toString(16).padStart(64, '0'), 'hex')
-}
-
-async function readDevnetFile (path: string): Promise<DevnetFile | null> {
-  let text: string
-  try {
-    text = await readFile(path, 'utf8')
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
-    throw new ChainError(`devnet ${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err })
-  }
-  let file: DevnetFile
-  try {
-    file = JSON.parse(text) as DevnetFile
-  } catch (err) {
-    throw new ChainError(`devnet ${path}: is not valid JSON; move it away to start a fresh devnet`, { cause: err })
-  }
-  if (file?.version !== FILE_VERSION || file.chain == null) throw new ChainError(`devnet ${path}: unknown format (version ${String(file?.version)}); move it away to start a fresh devnet`)
-  return file
-}
-
-/** Writes `path` whole or not at all (the chain state must survive a crash). */
-async function writeAtomically (path: string, text: string): Promise<void> {
-  try {
-    await writeFileAtomic(path, text, { mode: 0o600 })
-  } catch (err) {
-    throw new ChainError(`devnet ${path}: cannot be written (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err })
-  }
-}
-
-async function acquireLock (path: string): Promise<void> {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const handle = await open(path, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, 0o600)
-      try {
-        await handle.writeFile(`${process.pid}\n`)
-      } finally {
-        await handle.close()
-      }
-      return
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new ChainError(`devnet lock ${path}: cannot be created (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err })
-    }
-    const pid = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10)
-    if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
-      throw new ChainError(`the devnet in ${path.replace(/\/[^/]*$/, '')} is in use by process ${pid}${pid === process.pid ? ' (this one: close it first, or share one Devnet)' : ''}; to share one devnet between processes run \`cocoon chain\` and point the nodes at it`)
-    }
-    await unlink(path).catch(() => {})
-  }
-  throw new ChainError(`devnet lock ${path}: taken over by another process meanwhile`)
-}
-
-function alive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }

@@ -24,14 +24,12 @@ import {
   type InferenceRequest,
   type Usage
 } from '../../../inference/types.js'
-import { ensureSyntheticModel, SYNTHETIC_MODEL_NAME } from './gguf.js'
+import { getLlama, loadModel } from './llama-load.js'
 import { prepareChat, prepareCompletion } from './llama-jobs.js'
 import type { LoadedModel, Slot, Waiter } from './llama-jobs.js'
 import { cancelled, parseSampling, PieceStream, StopScanner } from './llama-request.js'
 import type { RunResult } from './llama-request.js'
 import type { Llama } from 'node-llama-cpp'
-
-type NodeLlamaCpp = typeof import('node-llama-cpp')
 
 export interface LlamaBackendInit {
   /** No path: the synthetic model from ensureSyntheticModel(dataDir). */
@@ -49,7 +47,6 @@ export interface LlamaBackendInit {
 
 type Outcome = 'completed' | 'failed' | 'cancelled'
 
-const PROGRESS_STEP = 0.25
 const STOP_GRACE_MS = 5_000
 
 export class LlamaBackend extends EventTarget implements InferenceBackend {
@@ -88,11 +85,11 @@ export class LlamaBackend extends EventTarget implements InferenceBackend {
     this.setState('starting', 'loading models')
     try {
       const nlc = await import('node-llama-cpp')
-      this.llama = await this.getLlama(nlc)
+      this.llama = await getLlama(nlc, this.init.gpu === true, this.log)
       onProgress(`llama.cpp ready (${this.llama.gpu === false ? 'CPU' : this.llama.gpu}, ${this.threads} thread${this.threads === 1 ? '' : 's'})`)
       for (const m of this.init.models) {
         if (!this.stateIs('starting')) throw new Error('stopped while loading models')
-        const entry = await this.loadModel(nlc, this.llama, m, onProgress)
+        const entry = await loadModel(nlc, this.llama, m, { dataDir: this.init.dataDir, maxConcurrent: this.init.maxConcurrent, threads: this.threads, log: this.log }, onProgress)
         this.loaded.set(m.name, entry)
         this.known.set(m.name, entry.info)
       }
@@ -103,84 +100,6 @@ export class LlamaBackend extends EventTarget implements InferenceBackend {
       await this.disposeAll()
       if (this.stateIs('starting')) this.setState('failed', `failed to start: ${message}`)
       throw new InferenceError('unavailable', `llama backend: ${message}`, { cause: err })
-    }
-  }
-
-  private async getLlama (nlc: NodeLlamaCpp): Promise<Llama> {
-    const common = {
-      build: 'never' as const,
-      skipDownload: true,
-      progressLogs: false,
-      logLevel: nlc.LlamaLogLevel.warn,
-      logger: (level: string, message: string) => { this.log(`llama.cpp ${level}: ${message.trim()}`) }
-    }
-    if (this.init.gpu === true) {
-      try {
-        return await nlc.getLlama({ ...common, gpu: 'auto' })
-      } catch (err) {
-        this.log(`no usable GPU build of llama.cpp (${err instanceof Error ? err.message : String(err)}); using the CPU`)
-      }
-    }
-    return await nlc.getLlama({ ...common, gpu: false })
-  }
-
-  private async loadModel (nlc: NodeLlamaCpp, llama: Llama, m: LlamaBackendInit['models'][number], onProgress: (line: string) => void): Promise<LoadedModel> {
-    let path = m.path
-    if (path === undefined) {
-      const made = await ensureSyntheticModel(this.init.dataDir)
-      path = made.path
-      const line = `${m.name}: synthetic test model with random weights: output is noise (${made.created ? 'generated' : 'reusing'} ${path})`
-      onProgress(line)
-      this.log(line)
-    }
-    let reported = -1
-    const model = await llama.loadModel({
-      modelPath: path,
-      gpuLayers: llama.gpu === false ? 0 : 'auto',
-      onLoadProgress: (p: number) => {
-        // A few lines per model, not one per callback.
-        const step = Math.floor(p / PROGRESS_STEP)
-        if (step > reported) {
-          reported = step
-          onProgress(`loading ${m.name}: ${Math.round(p * 100)}%`)
-        }
-      }
-    })
-    try {
-      const contextLength = Math.min(model.trainContextSize > 0 ? model.trainContextSize : m.contextLength, m.contextLength)
-      const context = await model.createContext({
-        contextSize: contextLength,
-        sequences: this.init.maxConcurrent,
-        threads: this.threads
-      })
-      const chatWrapper = nlc.resolveChatWrapper(model, { warningLogs: false })
-      const free: Slot[] = []
-      for (let i = 0; i < this.init.maxConcurrent; i++) {
-        const sequence = context.getSequence()
-        free.push({
-          sequence,
-          chat: new nlc.LlamaChat({ contextSequence: sequence, chatWrapper }),
-          completion: new nlc.LlamaCompletion({ contextSequence: sequence })
-        })
-      }
-      const general = model.fileInfo.metadata.general
-      const synthetic = m.path === undefined || general.name === SYNTHETIC_MODEL_NAME
-      const parameters = model.fileInsights.totalParameters
-      const description = synthetic
-        ? `synthetic test model with random weights (${parameters} parameters, llama architecture): output is noise`
-        : `${general.name ?? basename(path)} (${model.typeDescription}, ${parameters} parameters, file ${basename(path)})`
-      onProgress(`${m.name}: ${description}; context ${contextLength} tokens × ${this.init.maxConcurrent} sequences, chat format ${chatWrapper.wrapperName}`)
-      return {
-        info: { name: m.name, contextLength, weightsPath: path, synthetic, description },
-        model,
-        context,
-        chatWrapper,
-        free,
-        waiters: []
-      }
-    } catch (err) {
-      await model.dispose()
-      throw err
     }
   }
 
