@@ -78,7 +78,7 @@ export function defaults (network: NetworkId, role: RoleName, env: NodeJS.Proces
       upstream: { url: null, apiKeyFile: null, healthIntervalMs: 5_000 },
       synthetic: { chunks: 50, chunkBytes: 128, intervalMs: 0, firstChunkDelayMs: 0 }
     },
-    proxy: { maxJobs: 512, maxJobsPerClient: 64, models: [] },
+    proxy: { maxJobs: 512, maxJobsPerClient: 64, queueDepth: 256, queueWaitMs: 30_000, models: [] },
     settlement: {
       enabled: false,
       chain: 'devnet',
@@ -102,7 +102,10 @@ export function defaults (network: NetworkId, role: RoleName, env: NodeJS.Proces
       maxPricePromptPerM: 10_000_000_000,
       maxPriceCompletionPerM: 10_000_000_000,
       defaultMaxTokens: 512,
-      requestTimeoutMs: 120_000
+      requestTimeoutMs: 120_000,
+      maxConcurrent: 64,
+      queueDepth: 1_024,
+      queueWaitMs: 60_000
     }
   }
 }

@@ -155,8 +155,12 @@ export const NodeConfigSchema = z.strictObject({
   proxy: z.strictObject({
     /** Jobs in flight through this proxy at once; more are refused as overloaded. */
     maxJobs: wholeNumber('a number of jobs', 1, 100_000),
-    /** Jobs in flight per client peer. */
+    /** Jobs in flight per client peer (waiting in the queue included). */
     maxJobsPerClient: wholeNumber('a number of jobs', 1, 100_000),
+    /** Jobs that may wait for a free worker when every worker is busy; more are refused (429 at the client). */
+    queueDepth: wholeNumber('a number of jobs', 0, 100_000),
+    /** The longest a job waits for a free worker, ms. */
+    queueWaitMs: wholeNumber('a time in ms', 0, 600_000),
     /**
      * Models this proxy routes: it hears only their capacity shards. Empty:
      * every model (every shard).
@@ -209,7 +213,13 @@ export const NodeConfigSchema = z.strictObject({
     /** max_tokens when a request names none. */
     defaultMaxTokens: wholeNumber('a number of tokens', 1, 1_000_000),
     /** Whole-job deadline (first byte to last chunk). */
-    requestTimeoutMs: wholeNumber('a timeout in ms', 1_000, 3_600_000)
+    requestTimeoutMs: wholeNumber('a timeout in ms', 1_000, 3_600_000),
+    /** Requests sent into the swarm at once; more wait in line. */
+    maxConcurrent: wholeNumber('a number of requests', 1, 100_000),
+    /** Requests that may wait in line; more are refused (429). */
+    queueDepth: wholeNumber('a number of requests', 0, 1_000_000),
+    /** The longest a request waits in line, ms. */
+    queueWaitMs: wholeNumber('a time in ms', 0, 3_600_000)
   })
 })
 

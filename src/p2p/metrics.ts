@@ -18,6 +18,10 @@ export class NodeMetrics {
   readonly jobSeconds: Histogram<'side' | 'phase'>
   readonly jobTokens: Counter<'side' | 'model' | 'kind'>
   readonly jobsInFlight: Gauge<'side'>
+  readonly queueWait: Histogram<'side' | 'outcome'>
+  readonly queueLength: Gauge<'side'>
+  /** Requests waiting in each side's admission queue (client, proxy), read when metrics are scraped. */
+  queueLengths: Partial<Record<'client' | 'proxy', () => number>> = {}
   /** Counts of known peers by role, read when metrics are scraped. */
   knownPeersByRole: () => Record<string, number> = () => ({})
   /** Worker registry size by state (proxies), read when metrics are scraped. */
@@ -99,6 +103,23 @@ export class NodeMetrics {
       help: 'Inference jobs running now, by side',
       labelNames: ['side'],
       registers: [registry]
+    })
+    this.queueWait = new Histogram({
+      name: 'cocoon_queue_wait_seconds',
+      help: 'Time a request waited in an admission queue for a free slot, by side (client, proxy) and outcome (admitted, full, timeout, aborted)',
+      labelNames: ['side', 'outcome'],
+      buckets: [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [registry]
+    })
+    this.queueLength = new Gauge({
+      name: 'cocoon_queue_length',
+      help: 'Requests waiting in an admission queue now, by side',
+      labelNames: ['side'],
+      registers: [registry],
+      collect () {
+        this.reset()
+        for (const [side, length] of Object.entries(metrics.queueLengths)) this.set({ side }, length())
+      }
     })
     this.channelNanoTon = new Gauge({
       name: 'cocoon_channel_nanoton',

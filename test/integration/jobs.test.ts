@@ -395,6 +395,59 @@ describe('inference jobs end to end', function () {
   })
 })
 
+describe('admission: requests wait in line for a free worker', function () {
+  this.timeout(120_000)
+  let s: Swarm | undefined
+  afterEach(async () => { await stopSwarm(s); s = undefined })
+  after(cleanupTempDirs)
+
+  /** Streams one answer with the official SDK; the text, or the error. */
+  const stream = async (openai: OpenAI, i: number): Promise<string | InstanceType<typeof OpenAI.APIError>> => {
+    try {
+      const chunks = await openai.chat.completions.create({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: `request ${i}` }], stream: true })
+      let text = ''
+      for await (const c of chunks) text += c.choices[0]?.delta?.content ?? ''
+      return text
+    } catch (err) {
+      return err as InstanceType<typeof OpenAI.APIError>
+    }
+  }
+
+  it('completes 20 and then 200 concurrent streaming requests on 2 workers x 4 slots, none refused, and reports the wait', async () => {
+    // 10 chunks 20 ms apart: each job holds its slot about 200 ms
+    s = await startSwarm([synthetic({ chunks: 10, intervalMs: 20 }), synthetic({ chunks: 10, intervalMs: 20 })])
+    const swarm = s
+    for (const n of [20, 200]) {
+      const answers = await Promise.all(Array.from({ length: n }, async (_, i) => await stream(swarm.openai, i)))
+      const failed = answers.filter(a => typeof a !== 'string')
+      expect(failed.map(String), `${n} concurrent requests`).to.deep.equal([])
+      for (const a of answers) expect(a).to.have.length(10 * 32)
+    }
+    // no worker was ever asked to run more than its 4 slots: none refused a job
+    for (const w of swarm.workers) expect(workerRole(w).work?.status().failed).to.equal(0)
+    const clientMetrics = await swarm.client.metrics.registry.metrics()
+    const proxyMetrics = await swarm.proxy.metrics.registry.metrics()
+    expect(clientMetrics).to.match(/cocoon_queue_wait_seconds_count\{side="client",outcome="admitted"\} [1-9]/)
+    expect(proxyMetrics).to.match(/cocoon_queue_wait_seconds_count\{side="proxy",outcome="admitted"\} [1-9]/)
+    expect(proxyMetrics).to.match(/cocoon_queue_length\{side="proxy"\} 0/)
+  })
+
+  it('answers 429 rate_limit_exceeded with Retry-After only when the line is full', async () => {
+    s = await startSwarm([synthetic({ chunks: 10, intervalMs: 30 })], { client: { client: { maxConcurrent: 1, queueDepth: 2 } } })
+    const swarm = s
+    const answers = await Promise.all(Array.from({ length: 6 }, async (_, i) => await stream(swarm.openai, i)))
+    const ok = answers.filter(a => typeof a === 'string')
+    const refused = answers.filter((a): a is InstanceType<typeof OpenAI.APIError> => typeof a !== 'string')
+    expect(ok, 'one running and two waiting complete').to.have.length(3)
+    expect(refused).to.have.length(3)
+    for (const r of refused) {
+      expect(r.status).to.equal(429)
+      expect(r.type).to.equal('rate_limit_exceeded')
+      expect(Number(r.headers?.get('retry-after'))).to.be.above(0)
+    }
+  })
+})
+
 function toBytes (data: Uint8Array | Uint8ArrayList): Uint8Array {
   return data instanceof Uint8Array ? data : data.subarray()
 }

@@ -32,6 +32,7 @@ export class ClientRole implements RoleBehaviour {
       maxPriceCompletionPerM: BigInt(c.maxPriceCompletionPerM),
       defaultMaxTokens: c.defaultMaxTokens,
       requestTimeoutMs: c.requestTimeoutMs,
+      queue: { maxConcurrent: c.maxConcurrent, depth: c.queueDepth, maxWaitMs: c.queueWaitMs },
       payments: ctx.settlement == null
         ? undefined
         : {

@@ -13,6 +13,7 @@ export class HttpProblem extends Error {
 export interface ErrorBody { message: string, type: string, param: string | null, code: string }
 
 export function errorType (status: number): string {
+  if (status === 429) return 'rate_limit_exceeded'
   return status >= 500 ? 'server_error' : 'invalid_request_error'
 }
 

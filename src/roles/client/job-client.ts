@@ -32,6 +32,7 @@ import { OutboundHop } from '../../jobs/outbound.js'
 import { headerAad, kindToWire, sealContext, sha256, tokensAad, toInferenceError } from '../../jobs/wire.js'
 import { InferenceError } from '../../inference/types.js'
 import { ChannelError } from '../../errors.js'
+import { AdmissionQueue, QueueFullError } from '../../ops/admission-queue.js'
 import { JobPayer } from '../../settlement/job-payments.js'
 import { DEFAULT_CACHED_BP, DEFAULT_REASONING_BP } from '../../settlement/pricing.js'
 import type { PayerChannel } from '../../settlement/channels.js'
@@ -59,9 +60,17 @@ export interface JobClientInit {
     /** Proxies with a channel open now. */
     payableProxies?(): Set<string>
   }
+  /**
+   * Jobs this client runs at once, and the line the rest wait in (default
+   * 64 at once, 1024 waiting, 60 s at most): only a full line or an expired
+   * wait is refused, as overloaded (429).
+   */
+  queue?: { maxConcurrent: number, depth: number, maxWaitMs: number }
   metrics?: NodeMetrics
   log: Logger
 }
+
+export const DEFAULT_CLIENT_QUEUE = { maxConcurrent: 64, depth: 1024, maxWaitMs: 60_000 }
 
 export interface JobClientStatus {
   completed: number
@@ -79,14 +88,26 @@ export class JobClient implements CompletionService {
   private readonly init: JobClientInit
   private readonly verified = new Map<string, { attestation: VerifiedAttestation, expiresAtMs: number }>()
   private readonly counts = { completed: 0, failed: 0, cancelled: 0 }
+  private readonly queue: AdmissionQueue
+  private readonly maxConcurrent: number
+  private running = 0
 
   constructor (node: CocoonLibp2p, init: JobClientInit) {
     this.node = node
     this.init = init
+    const q = init.queue ?? DEFAULT_CLIENT_QUEUE
+    this.maxConcurrent = q.maxConcurrent
+    this.queue = new AdmissionQueue({
+      depth: q.depth,
+      maxWaitMs: q.maxWaitMs,
+      what: 'requests',
+      onWait: (ms, outcome) => { init.metrics?.queueWait.observe({ side: 'client', outcome }, ms / 1000) }
+    })
+    if (init.metrics != null) init.metrics.queueLengths.client = () => this.queue.length
   }
 
-  status (): JobClientStatus {
-    return { ...this.counts, verifiedWorkers: this.verified.size }
+  status (): JobClientStatus & { running: number, queued: number } {
+    return { ...this.counts, verifiedWorkers: this.verified.size, running: this.running, queued: this.queue.length }
   }
 
   /** Models the swarm offers, merged over the proxies we know. */
@@ -122,7 +143,25 @@ export class JobClient implements CompletionService {
     }))
   }
 
+  /** Runs a job once it is its turn (at most `queue.maxConcurrent` at once); the rest wait in line. */
   async * run (job: ApiJob, signal: AbortSignal): AsyncGenerator<ApiEvent, void, undefined> {
+    await this.queue.admit(() => {
+      if (this.running >= this.maxConcurrent) return undefined
+      this.running++
+      return true
+    }, signal).catch((err: unknown) => {
+      if (err instanceof QueueFullError) throw new InferenceError('overloaded', `this client is running ${this.running} requests and ${err.message}`, { retryAfterMs: err.retryAfterMs })
+      throw err
+    })
+    try {
+      yield * this.runAdmitted(job, signal)
+    } finally {
+      this.running--
+      this.queue.wake()
+    }
+  }
+
+  private async * runAdmitted (job: ApiJob, signal: AbortSignal): AsyncGenerator<ApiEvent, void, undefined> {
     const plaintext = new TextEncoder().encode(JSON.stringify(job.body))
     if (plaintext.byteLength > JOB_MAX_BODY_BYTES) throw new InferenceError('too_large', `the request body is ${plaintext.byteLength} bytes; at most ${JOB_MAX_BODY_BYTES} can be sealed`)
     const startedMs = performance.now()
@@ -183,7 +222,8 @@ export class JobClient implements CompletionService {
         }
       })
       await framed.write(JobRequest, { header, candidates: JOB_MAX_CANDIDATES }, { signal: jobSignal })
-      const offer = await framed.read(JobOffer, { signal: jobSignal })
+      // the proxy answers once a worker is free: it may queue the job for as long as the job may last
+      const offer = await framed.read(JobOffer, { signal: jobSignal, deadlineMs: Math.max(1, startedMs + this.init.requestTimeoutMs - performance.now()) })
 
       const aad = headerAad(header)
       const context = sealContext(requestId)

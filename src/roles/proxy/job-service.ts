@@ -34,12 +34,13 @@ import { checkHeader, toInferenceError, toProtocolError } from '../../jobs/wire.
 import { InferenceError } from '../../inference/types.js'
 import { ChannelError } from '../../errors.js'
 import { jobChannel, JobPayee, JobPayer } from '../../settlement/job-payments.js'
-import { addCommission, removeCommission, withCommission } from '../../settlement/pricing.js'
+import { addCommission, withCommission } from '../../settlement/pricing.js'
 import type { ChannelManager } from '../../settlement/channel-manager.js'
 import type { PayerChannel } from '../../settlement/channels.js'
 import type { ModelPrice } from '../../settlement/pricing.js'
 import { offerCandidates, workerPrice } from './job-offer.js'
-import { rankWorkers } from './job-router.js'
+import { WorkerChoice } from './worker-choice.js'
+import type { Choice } from './worker-choice.js'
 import type { RankedWorker } from './job-router.js'
 import type { WorkerEvidence } from './worker-evidence.js'
 import type { WorkerRegistry } from './worker-registry.js'
@@ -57,6 +58,8 @@ export interface ProxyJobServiceInit {
   maxJobsPerClient: number
   /** How long a job for an unknown model may wait on the DHT fallback. */
   lookupWaitMs?: number
+  /** Jobs that may wait for a free worker, and for how long at most. */
+  queue?: { depth: number, maxWaitMs: number }
   /** Set when this proxy settles: clients pay it, it pays workers. */
   payments?: ProxyPayments
   metrics?: NodeMetrics
@@ -81,16 +84,14 @@ export interface ProxyJobStatus {
   inFlight: number
   byClient: Record<string, number>
   byWorker: Record<string, number>
+  /** Jobs waiting for a free worker. */
+  queued: number
   relayed: number
   failed: number
   cancelled: number
   retried: number
 }
 
-const DEFAULT_LOOKUP_WAIT_MS = 2_000
-/** Channels to workers opened in the background at once, and how long one may take. */
-const BACKGROUND_OPENS = 2
-const BACKGROUND_OPEN_TIMEOUT_MS = 60_000
 /** Worker errors after which the proxy tries the next candidate (before the first chunk). */
 const RETRYABLE = new Set<string>([
   ErrorCode.OVERLOADED, ErrorCode.UNAVAILABLE, ErrorCode.WORKER_FAILED, ErrorCode.INTERNAL,
@@ -101,16 +102,20 @@ export class ProxyJobService {
   private readonly node: CocoonLibp2p
   private readonly init: ProxyJobServiceInit
   private readonly byClient = new Map<string, number>()
-  private readonly byWorker = new Map<string, number>()
   private readonly controllers = new Set<AbortController>()
   private inFlight = 0
   private readonly counts = { relayed: 0, failed: 0, cancelled: 0, retried: 0, unpaid: 0 }
-  /** Workers a channel is being opened to in the background. */
-  private readonly opening = new Set<string>()
+  private readonly choice: WorkerChoice
 
   constructor (node: CocoonLibp2p, init: ProxyJobServiceInit) {
     this.node = node
     this.init = init
+    this.choice = new WorkerChoice(init)
+  }
+
+  /** A worker announced new capacity: a job waiting for a free worker may fit now. */
+  capacityChanged (): void {
+    this.choice.capacityChanged()
   }
 
   async start (): Promise<void> {
@@ -135,7 +140,7 @@ export class ProxyJobService {
   }
 
   status (): ProxyJobStatus {
-    return { inFlight: this.inFlight, byClient: Object.fromEntries(this.byClient), byWorker: Object.fromEntries(this.byWorker), ...this.counts }
+    return { inFlight: this.inFlight, byClient: Object.fromEntries(this.byClient), byWorker: Object.fromEntries(this.choice.byWorker), queued: this.choice.queued, ...this.counts }
   }
 
   /** Models the registry can route now, for /cocoon/models, at the prices clients pay. */
@@ -165,6 +170,7 @@ export class ProxyJobService {
     const startedMs = performance.now()
     let header: JobHeader | undefined
     let admitted = false
+    let choice: Choice | undefined
     this.controllers.add(controller)
     const hop: InboundHop<JobEvent> = new InboundHop({
       framed,
@@ -190,9 +196,9 @@ export class ProxyJobService {
       const clientChannel = this.clientChannel(header, client)
       hop.setPaid(clientChannel != null)
 
-      const ranked = await this.rank(header, controller.signal)
+      choice = await this.choice.choose(header, controller.signal, deadlineAtMs - JOB_HOP_MARGIN_MS)
       const wanted = Math.max(1, Math.min(request.candidates, JOB_MAX_CANDIDATES))
-      const candidates = await offerCandidates(ranked, wanted, { evidence: this.init.evidence, clientPrice: (p) => this.clientPrice(p), log: this.init.log })
+      const candidates = await offerCandidates(choice.workers, wanted, { evidence: this.init.evidence, clientPrice: (p) => this.clientPrice(p), log: this.init.log })
       if (candidates.length === 0) throw new ProtocolError(ErrorCode.NO_CAPACITY, `no worker for ${header.model} could present evidence; retry shortly`, 1_000)
       await framed.write(JobOffer, { candidates: candidates.map(c => c.wire) }, { signal: controller.signal })
 
@@ -206,7 +212,7 @@ export class ProxyJobService {
 
       // from here on, the client's side carries payments and a cancel (or its close/reset)
       hop.watch(Math.max(1, deadlineAtMs - performance.now()) + (this.init.payments?.settleWaitMs ?? 0) + 1_000)
-      await this.relay({ hop, header, deadlineAtMs, controller, startedMs, clientChannel }, attempts.map(a => ({ ranked: a.ranked, sealed: sealedFor.get(a.wire.peerId) as SealedRequest })))
+      await this.relay({ hop, header, deadlineAtMs, controller, startedMs, clientChannel, reserved: choice }, attempts.map(a => ({ ranked: a.ranked, sealed: sealedFor.get(a.wire.peerId) as SealedRequest })))
     } catch (err) {
       const answer = await hop.fail(err, toAnswer)
       if (answer == null) {
@@ -222,6 +228,7 @@ export class ProxyJobService {
       this.controllers.delete(controller)
       if (!controller.signal.aborted) controller.abort()
       if (admitted) this.admit(client, -1)
+      choice?.release()
     }
   }
 
@@ -236,45 +243,6 @@ export class ProxyJobService {
     this.init.metrics?.jobsInFlight.set({ side: 'proxy' }, this.inFlight)
   }
 
-  /** Ranked workers for the job, asking the DHT (briefly) when the registry knows none. */
-  private async rank (header: JobHeader, signal: AbortSignal): Promise<RankedWorker[]> {
-    // the client's cap is on what it pays: the worker's price plus the commission
-    const bp = this.init.payments?.commissionBp ?? 0
-    const cap = { promptPerM: removeCommission(header.maxPricePromptPerM, bp), completionPerM: removeCommission(header.maxPriceCompletionPerM, bp) }
-    const inFlight = (peerId: string): number => this.byWorker.get(peerId) ?? 0
-    const open = this.init.payments?.payableWorkers?.()
-    const payable = (peerId: string): boolean => open?.has(peerId) ?? true
-    let decision = rankWorkers(header.model, this.init.registry.offersFor(header.model), cap, inFlight, Math.random, payable)
-    if (!decision.ok && decision.code === 'model_unknown') {
-      const wait = AbortSignal.any([signal, AbortSignal.timeout(this.init.lookupWaitMs ?? DEFAULT_LOOKUP_WAIT_MS)])
-      await this.init.lookup.find(header.model, { signal: wait }).catch(() => undefined)
-      decision = rankWorkers(header.model, this.init.registry.offersFor(header.model), cap, inFlight, Math.random, payable)
-    }
-    if (decision.ok) this.prepareChannels(decision.workers, payable)
-    if (!decision.ok) {
-      const code = decision.code === 'model_unknown' ? ErrorCode.MODEL_UNKNOWN : decision.code === 'price_too_low' ? ErrorCode.PRICE_TOO_LOW : ErrorCode.NO_CAPACITY
-      throw new ProtocolError(code, decision.message, decision.code === 'no_capacity' ? 1_000 : 0)
-    }
-    return decision.workers
-  }
-
-  /**
-   * Traffic reached workers we cannot pay yet: open a channel to the best of
-   * them in the background (a few at a time), so the set of workers we can
-   * use without waiting grows with the traffic, and no job waits for it.
-   */
-  private prepareChannels (ranked: RankedWorker[], payable: (peerId: string) => boolean): void {
-    const payments = this.init.payments
-    if (payments == null || this.opening.size >= BACKGROUND_OPENS) return
-    const next = ranked.find(r => !payable(r.entry.peerId) && !this.opening.has(r.entry.peerId))
-    if (next == null) return
-    const worker = next.entry.peerId
-    this.opening.add(worker)
-    payments.payerFor(worker, AbortSignal.timeout(BACKGROUND_OPEN_TIMEOUT_MS))
-      .catch(err => { this.init.log('no channel to worker %s yet - %s', worker, (err as Error).message) })
-      .finally(() => { this.opening.delete(worker) })
-  }
-
   /** Runs the job on the first candidate, on the next if it fails before its first chunk; relays to the client. */
   private async relay (job: RelayJob, attempts: Array<{ ranked: RankedWorker, sealed: SealedRequest }>): Promise<void> {
     const { hop, header, deadlineAtMs, controller, startedMs } = job
@@ -287,7 +255,9 @@ export class ProxyJobService {
       if (index > 0) this.counts.retried++
       hop.routed()
       await hop.send({ routed: { worker, attempt: index + 1 } })
-      bump(this.byWorker, worker, +1)
+      this.choice.started(worker)
+      // the slot held for this job while it was offered is now counted by the attempt itself
+      job.reserved.release()
       const routeMs = Math.round(performance.now() - startedMs)
       const price = workerPrice(ranked)
       hop.setPayee(job.clientChannel == null ? undefined : new JobPayee(job.clientChannel, this.clientPrice(price), payments?.manager.terms().creditWindow ?? 0n, payments))
@@ -357,7 +327,7 @@ export class ProxyJobService {
         lastError = failure
       } finally {
         toWorker?.dispose()
-        bump(this.byWorker, worker, -1)
+        this.choice.ended(worker)
       }
     }
     const last = lastError instanceof InferenceError ? lastError : undefined
@@ -371,6 +341,8 @@ type JobRelayChannel = NonNullable<ReturnType<ChannelManager['payee']>>
 interface RelayJob {
   /** The client's side. */
   hop: InboundHop<JobEvent>
+  /** The slot held on the first worker since the job left the queue. */
+  reserved: Choice
   header: JobHeader
   deadlineAtMs: number
   controller: AbortController

@@ -134,10 +134,13 @@ export class ProxyRole implements RoleBehaviour {
       evidence: this.evidence,
       maxJobs: ctx.config.proxy.maxJobs,
       maxJobsPerClient: ctx.config.proxy.maxJobsPerClient,
+      queue: { depth: ctx.config.proxy.queueDepth, maxWaitMs: ctx.config.proxy.queueWaitMs },
       payments: settlementFor(ctx),
       metrics: ctx.metrics,
       log: ctx.logger.forComponent('cocoon:proxy:jobs')
     })
+    // a worker that announces a free slot lets the next job waiting for one go
+    this.registry.addEventListener('worker:updated', () => { this.jobs.capacityChanged() })
     this.provided = new ProvidedKeys(ctx.node, ctx.log, ctx.console)
     this.topics = ctx.config.proxy.models.length === 0 ? [...CAPACITY_SHARD_TOPICS] : capacityTopicsFor(ctx.config.proxy.models)
   }

@@ -221,6 +221,9 @@ export class WorkService {
       }
       if (!controller.signal.aborted) await flush()
       if (controller.signal.aborted) throw controller.signal.reason
+      // the backend is done: its slot is free for the next job while this one settles
+      this.setRunning(slot, -1)
+      slot = undefined
       if (usage == null) throw new InferenceError('worker_failed', 'the backend ended without usage')
       // never below what was claimed while streaming: what was paid for stays paid for
       if (usage.completionTokens < tokens) usage = { ...usage, completionTokens: tokens }
