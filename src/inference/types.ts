@@ -116,6 +116,7 @@ export type InferenceErrorCode =
   | 'no_capacity'
   | 'overloaded'
   | 'worker_failed'
+  | 'proxy_unreachable'
   | 'unavailable'
   | 'timeout'
   | 'cancelled'
@@ -131,6 +132,7 @@ export const HTTP_STATUS: Record<InferenceErrorCode, number> = {
   too_large: 413,
   overloaded: 429,
   worker_failed: 502,
+  proxy_unreachable: 503,
   no_capacity: 503,
   unavailable: 503,
   timeout: 504,

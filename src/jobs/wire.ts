@@ -62,6 +62,8 @@ const TO_WIRE: Record<InferenceErrorCode, ErrorCode> = {
   no_capacity: ErrorCode.NO_CAPACITY,
   overloaded: ErrorCode.OVERLOADED,
   worker_failed: ErrorCode.WORKER_FAILED,
+  // no proxy answers with it; listed before `unavailable`, which the wire code reads back as
+  proxy_unreachable: ErrorCode.UNAVAILABLE,
   unavailable: ErrorCode.UNAVAILABLE,
   timeout: ErrorCode.TIMEOUT,
   cancelled: ErrorCode.CANCELLED,

@@ -13,6 +13,7 @@ import { IdleConnections } from '../p2p/idle-connections.js'
 import { NodeMetrics } from '../p2p/metrics.js'
 import { NETWORK_PRESETS } from '../p2p/networks.js'
 import { createCocoonNode } from '../p2p/node.js'
+import { rememberListenPorts, stickyListen } from '../p2p/listen-ports.js'
 import { PeerDirectory } from '../p2p/peer-directory.js'
 import { quietPrefixLogger } from '../p2p/quiet-logger.js'
 import { PresenceService } from '../p2p/presence.js'
@@ -286,10 +287,10 @@ export async function startNode (config: NodeConfig, options: StartNodeOptions =
   const logger: ComponentLogger = quietPrefixLogger(options.logPrefix ?? `${config.role}`)
   const log = logger.forComponent(`cocoon:${config.role}`)
 
-  const node = await createCocoonNode({
+  const nodeInit = {
     privateKey: identity.privateKey,
     network: config.network,
-    listen: config.listen,
+    listen: await stickyListen(config.dataDir, config.listen),
     announce: config.announce,
     bootstrap: config.bootstrap,
     aminoBootstrap: options.aminoBootstrap ?? (config.useDefaultBootstrap ? undefined : []),
@@ -301,7 +302,15 @@ export async function startNode (config: NodeConfig, options: StartNodeOptions =
     userAgent: `cocoon-p2p/${packageVersion()} ${config.role}`,
     maxConnections: config.maxConnections,
     denyPeer: options.denyPeer
+  }
+  const node = await createCocoonNode(nodeInit).catch(async (err: unknown) => {
+    if (nodeInit.listen.every((a, i) => a === config.listen[i])) throw err
+    // a port this node had before is taken now: take fresh ones
+    console.warn(`the listen ports used before are not free (${(err as Error).message}); listening on new ones`)
+    return await createCocoonNode({ ...nodeInit, listen: config.listen })
   })
+  await rememberListenPorts(config.dataDir, config.listen, node.getMultiaddrs())
+    .catch((err: unknown) => { console.warn(`cannot store the listen ports in ${config.dataDir}: ${(err as Error).message}`) })
 
   const directory = new PeerDirectory()
   const common = { role: profile.wireRole, network: config.network, version: packageVersion(), metrics }

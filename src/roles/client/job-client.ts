@@ -23,7 +23,7 @@ import {
   JOB_MAX_BODY_BYTES, JOB_MAX_CANDIDATES, JOB_MAX_FRAME_BYTES, JOB_PROTOCOL, JOB_SETUP_DEADLINE_MS,
   MODELS_MAX_FRAME_BYTES, MODELS_PROTOCOL
 } from '../../p2p/constants.js'
-import { FramedStream, request } from '../../p2p/framing.js'
+import { FramedStream, ProtocolError, request } from '../../p2p/framing.js'
 import { Evidence as WireEvidence } from '../../gen/capacity.pb.js'
 import { JobBody, JobEvent, JobOffer, JobRequest, ModelsRequest, ModelsResponse } from '../../gen/job.pb.js'
 import { evidenceFromWire } from '../../tee/attest-service.js'
@@ -31,7 +31,7 @@ import { randomRequestId, sealRequest } from '../../tee/seal.js'
 import { OutboundHop } from '../../jobs/outbound.js'
 import { headerAad, kindToWire, sealContext, sha256, tokensAad, toInferenceError } from '../../jobs/wire.js'
 import { InferenceError } from '../../inference/types.js'
-import { ChannelError } from '../../errors.js'
+import { ChannelError, RemoteError, StreamClosedError } from '../../errors.js'
 import { AdmissionQueue, QueueFullError } from '../../ops/admission-queue.js'
 import { JobPayer } from '../../settlement/job-payments.js'
 import { DEFAULT_CACHED_BP, DEFAULT_REASONING_BP } from '../../settlement/pricing.js'
@@ -82,6 +82,8 @@ export interface JobClientStatus {
 /** Verified worker evidence is reused for the same bytes (it is epoch-bound: at most an hour). */
 const VERIFIED_TTL_MS = 60 * 60_000
 const FINISH_REASONS = new Set<string>(['stop', 'length', 'content_filter', 'tool_calls'])
+/** When to try again after the proxy could not be reached: about when a restarted one is back. */
+const PROXY_RETRY_MS = 2_000
 
 export class JobClient implements CompletionService {
   private readonly node: CocoonLibp2p
@@ -192,10 +194,12 @@ export class JobClient implements CompletionService {
         } catch (err) {
           // Nothing was sent yet: a proxy we cannot reach (crashed, partitioned
           // away) sits out, and the job goes to another one.
-          if (jobSignal.aborted || attempt >= JOB_PROXY_ATTEMPTS) throw err
-          this.init.log('proxy %s unreachable, trying another - %s', proxy, (err as Error).message)
+          const unreachable = new InferenceError('proxy_unreachable', `proxy ${proxy} cannot be reached (${(err as Error).message}); no other attested proxy is known`, { retryAfterMs: PROXY_RETRY_MS, cause: err })
+          if (jobSignal.aborted) throw err
           this.init.proxies.demote(proxy)
-          const next = await this.init.proxies.pick(jobSignal).catch(() => { throw err })
+          if (attempt >= JOB_PROXY_ATTEMPTS) throw unreachable
+          this.init.log('proxy %s unreachable, trying another - %s', proxy, (err as Error).message)
+          const next = await this.init.proxies.pick(jobSignal, undefined, proxy).catch(() => { throw unreachable })
           this.init.proxies.jobEnded(proxy)
           proxy = next
           this.init.proxies.jobStarted(proxy)
@@ -303,7 +307,7 @@ export class JobClient implements CompletionService {
       }
       const failure = deadline.aborted
         ? new InferenceError('timeout', `no complete answer within ${this.init.requestTimeoutMs} ms`, { cause: err })
-        : toInferenceError(err, 'the proxy')
+        : proxyGone(err, proxy) ?? toInferenceError(err, 'the proxy')
       this.counts.failed++
       this.init.metrics?.jobs.inc({ side: 'client', model: job.model, result: failure.code })
       if (failure.code === 'worker_failed' && isProxyFault(err)) this.init.proxies.demote(proxy)
@@ -372,4 +376,13 @@ const JOB_PROXY_ATTEMPTS = 3
 
 function isProxyFault (err: unknown): boolean {
   return err instanceof Error && (err.name === 'MalformedMessageError' || err.name === 'FrameTooLargeError')
+}
+
+/** When the proxy itself went away mid-job (its stream closed or reset, not an error it answered): proxy_unreachable. */
+function proxyGone (err: unknown, proxy: string): InferenceError | undefined {
+  if (err instanceof InferenceError || err instanceof RemoteError || err instanceof ProtocolError || err instanceof ChannelError) return undefined
+  if (err instanceof StreamClosedError || (err instanceof Error && /reset|closed|ECONNRESET|aborted/i.test(`${err.name} ${err.message}`))) {
+    return new InferenceError('proxy_unreachable', `the connection to proxy ${proxy} broke before the job ended (${(err as Error).message})`, { retryAfterMs: PROXY_RETRY_MS, cause: err })
+  }
+  return undefined
 }

@@ -62,9 +62,13 @@ export class ProxyPool {
     return (await this.attestAll(signal)).ok
   }
 
-  private async attestAll (signal: AbortSignal): Promise<{ ok: string[], refused: Array<{ peerId: string, reason: string }> }> {
+  private async attestAll (signal: AbortSignal, avoid?: string): Promise<{ ok: string[], refused: Array<{ peerId: string, reason: string }> }> {
     const now = Date.now()
-    const usable = this.known().filter(id => (this.demoted.get(id) ?? 0) <= now)
+    const known = this.known().filter(id => id !== avoid)
+    let usable = known.filter(id => (this.demoted.get(id) ?? 0) <= now)
+    // every proxy is sitting out: try them again anyway (one may be back), the longest demoted first,
+    // rather than fail every request until a demotion runs out
+    if (usable.length === 0) usable = known.sort((a, b) => (this.demoted.get(a) ?? 0) - (this.demoted.get(b) ?? 0))
     const wait = AbortSignal.any([signal, AbortSignal.timeout(ATTEST_WAIT_MS)])
     const results = await Promise.allSettled(usable.map(async id => {
       if (this.attestations.cached(id) != null) return id
@@ -91,10 +95,10 @@ export class ProxyPool {
    * The proxy for the next job: the least loaded, preferring one in `payable`
    * (a channel is open to it, so the job need not wait for one to open on
    * chain) unless it has PAYABLE_SLACK more jobs in flight than the least
-   * loaded.
+   * loaded. `avoid` (the proxy that just failed) is left out.
    */
-  async pick (signal: AbortSignal, payable?: Set<string>): Promise<string> {
-    const { ok, refused } = await this.attestAll(signal)
+  async pick (signal: AbortSignal, payable?: Set<string>, avoid?: string): Promise<string> {
+    const { ok, refused } = await this.attestAll(signal, avoid)
     if (ok.length === 0) {
       const known = this.known().length
       const why = refused.slice(0, 3).map(r => `${r.peerId.slice(-8)}: ${r.reason}`).join('; ')
