@@ -220,8 +220,16 @@ export async function loadConfig (sources: ConfigSources = {}): Promise<NodeConf
 
 export function validate (raw: RawConfig): NodeConfig {
   const result = NodeConfigSchema.safeParse(raw)
-  if (result.success) return result.data
-  throw toConfigError(result.error)
+  if (!result.success) throw toConfigError(result.error)
+  const config = result.data
+  // the network's price floor: proxies reject announcements under it
+  const floor = NETWORK_PRESETS[config.network].minPriceCompletionPerM
+  for (const [i, m] of config.worker.models.entries()) {
+    if (BigInt(m.priceCompletionPerM) < floor) {
+      throw new ConfigError(`worker.models[${i}].priceCompletionPerM`, `${m.priceCompletionPerM} is under the ${config.network} network's floor of ${floor} nanoTON per 1M completion tokens`)
+    }
+  }
+  return config
 }
 
 /** Validates one top-level key on its own, with the same message the full schema gives. */

@@ -7,7 +7,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { z } from 'zod'
 import { ROLE_NAMES } from './role-names.js'
 import { NETWORK_IDS } from '../p2p/networks.js'
-import { MODEL_NAME_PATTERN } from '../p2p/constants.js'
+import { CAPACITY_MAX_BASE_INTERVAL_MS, MODEL_NAME_PATTERN } from '../p2p/constants.js'
 import { LOG_LEVELS } from '../ops/console-log.js'
 
 
@@ -128,7 +128,7 @@ export const NodeConfigSchema = z.strictObject({
     accelerators: z.union([z.enum(['auto', 'cpu']), acceleratorList], {
       error: 'expected auto, cpu, or a list of { name, memoryTotalMiB, ... }'
     }),
-    announceIntervalMs: wholeNumber('an interval in ms', 1_000, 600_000),
+    announceIntervalMs: wholeNumber('an interval in ms', 1_000, CAPACITY_MAX_BASE_INTERVAL_MS),
     /** false: be found through the DHT and /cocoon/attest only, never announced on gossip. */
     gossip: z.boolean({ error: 'expected true or false' }),
     /** What computes completions: embedded llama.cpp, an upstream OpenAI-compatible server, or the fixed-output test backend. */

@@ -119,6 +119,14 @@ export const ATTESTATION_FAILURE_TTL_MS = 5 * 60_000
 export const CAPACITY_INTERVAL_MS = 5_000
 export const CAPACITY_PER_WORKER_MS = 250
 /**
+ * The network-wide longest heartbeat a worker may choose; only the swarm's
+ * size stretches it further (CAPACITY_PER_WORKER_MS per worker). A proxy
+ * lists a worker for at most CAPACITY_TTL_INTERVALS of the interval its swarm
+ * justifies, whatever the worker claims, so one that announced a 10-minute
+ * heartbeat and went silent is not routed to for half an hour.
+ */
+export const CAPACITY_MAX_BASE_INTERVAL_MS = 60_000
+/**
  * A registry entry lives three of its worker's intervals, but never less than
  * this: a proxy whose event loop stalled for longer than three short
  * intervals (a 1 000-node swarm forming) otherwise dropped nearly every

@@ -32,6 +32,13 @@ export interface NetworkPreset {
   natTraversal: boolean
   /** Default listen hosts: loopback for a local swarm, every interface for public. */
   listenHosts: string[]
+  /**
+   * The least a worker may ask per 1M completion tokens, nanoTON: nobody
+   * works for free, and a worker that claims to would outrank every honest
+   * one. Announcements under it are rejected, and a worker configured under
+   * it does not start.
+   */
+  minPriceCompletionPerM: bigint
 }
 
 export const NETWORK_PRESETS: Record<NetworkId, NetworkPreset> = {
@@ -40,13 +47,15 @@ export const NETWORK_PRESETS: Record<NetworkId, NetworkPreset> = {
     addressFilter: 'all',
     amino: false,
     natTraversal: false,
-    listenHosts: ['/ip4/127.0.0.1']
+    listenHosts: ['/ip4/127.0.0.1'],
+    minPriceCompletionPerM: 1n
   },
   public: {
     id: 'public',
     addressFilter: 'public',
     amino: true,
     natTraversal: true,
-    listenHosts: ['/ip4/0.0.0.0', '/ip6/::']
+    listenHosts: ['/ip4/0.0.0.0', '/ip6/::'],
+    minPriceCompletionPerM: 1_000_000n
   }
 }

@@ -1,9 +1,9 @@
 import { expect } from 'chai'
-import { CAPACITY_MIN_TTL_MS } from '../../src/p2p/constants.js'
+import { CAPACITY_MAX_BASE_INTERVAL_MS, CAPACITY_MIN_TTL_MS, CAPACITY_TTL_INTERVALS } from '../../src/p2p/constants.js'
 import { TopicValidatorResult } from '../../src/p2p/gossip.js'
 import { AcceleratorKind, EvidenceKind } from '../../src/gen/capacity.pb.js'
 import { checkFields } from '../../src/roles/capacity/announcement.js'
-import { WorkerRegistry } from '../../src/roles/proxy/worker-registry.js'
+import { DEMOTION_BASE_MS, DEMOTION_MAX_MS, WorkerRegistry } from '../../src/roles/proxy/worker-registry.js'
 import type { CapacityAnnouncement, ModelOffer } from '../../src/gen/capacity.pb.js'
 import type { VerifiedAttestation } from '../../src/tee/types.js'
 
@@ -85,6 +85,9 @@ describe('worker registry', () => {
     registry.update('full', announcement({ models: [offer({ priceCompletionPerM: 1n, freeSlots: 0 })] }), attestation, 'gossip')
     registry.update('flaky', announcement({ models: [offer({ priceCompletionPerM: 50n })] }), attestation, 'gossip')
     registry.recordResult('flaky', { ok: false })
+    // a failure sits it out while others can take the job
+    expect(registry.workersFor('m').map(w => w.entry.peerId)).to.deep.equal(['cheap', 'dear'])
+    now += DEMOTION_BASE_MS + 1
     expect(registry.workersFor('m').map(w => w.entry.peerId)).to.deep.equal(['cheap', 'dear', 'flaky'])
     expect(registry.workersFor('other')).to.deep.equal([])
     const [summary] = registry.models()
@@ -100,6 +103,44 @@ describe('worker registry', () => {
       synthetic: false,
       description: ''
     })
+  })
+
+  it('demotes a worker that fails for a time that doubles with each failure in a row, and clears it on success', () => {
+    let seq = 0n
+    // both keep announcing, so only the demotion decides who is listed
+    const refresh = (): void => {
+      seq++
+      registry.update('w', announcement({ seq, timestampMs: BigInt(now) }), attestation, 'gossip')
+      registry.update('other', announcement({ seq, timestampMs: BigInt(now), models: [offer({ priceCompletionPerM: 99n })] }), attestation, 'gossip')
+    }
+    const listed = (): string[] => { refresh(); return registry.offersFor('m').map(w => w.entry.peerId).sort() }
+    for (let failures = 1; failures <= 4; failures++) {
+      registry.recordResult('w', { ok: false })
+      const sitsOut = DEMOTION_BASE_MS * 2 ** (failures - 1)
+      expect(registry.demotedUntil('w') - now, `after ${failures} failures`).to.equal(sitsOut)
+      expect(listed()).to.deep.equal(['other'])
+      now += sitsOut + 1
+      expect(listed()).to.deep.equal(['other', 'w'])
+    }
+    registry.recordResult('w', { ok: false })
+    // the only worker for a model is routed to even while demoted: a slow answer beats none
+    registry.recordResult('other', { ok: false })
+    expect(listed()).to.deep.equal(['other', 'w'])
+    registry.recordResult('w', { ok: true })
+    expect(registry.demotedUntil('w')).to.equal(0)
+    expect(listed()).to.deep.equal(['w'])
+    // never longer than the max
+    for (let i = 0; i < 30; i++) registry.recordResult('other', { ok: false })
+    expect(registry.demotedUntil('other') - now).to.equal(DEMOTION_MAX_MS)
+  })
+
+  it('lists a worker that claims a long heartbeat for no longer than its swarm justifies', () => {
+    registry.update('w1', announcement({ intervalMs: 600_000 }), attestation, 'gossip')
+    const capped = registry.intervalCap()
+    expect(capped).to.equal(CAPACITY_MAX_BASE_INTERVAL_MS)
+    now += CAPACITY_TTL_INTERVALS * capped + 1
+    registry.expire()
+    expect(registry.get('w1'), 'gone after three of the intervals a 1-worker swarm justifies, not 30 minutes').to.equal(undefined)
   })
 
   it('decays success history: old failures fade, recent ones count', () => {
@@ -140,6 +181,9 @@ describe('capacity announcement checks', () => {
     expect(verdict(announcement({ models: [offer({ weightsHash: new Uint8Array(7) })] }))).to.equal('reject:bad_weights_hash')
     expect(verdict(announcement({ models: [offer({ contextLength: 0 })] }))).to.equal('reject:bad_context_length')
     expect(verdict(announcement({ models: [offer({ priceCompletionPerM: 10n ** 16n })] }))).to.equal('reject:bad_price')
+    // nobody works for free: under the network's floor (1 nanoTON on a local network, 0.001 TON per 1M tokens on the public one)
+    expect(verdict(announcement({ models: [offer({ priceCompletionPerM: 0n })] }))).to.equal('reject:price_below_floor')
+    expect(checkFields(announcement({ network: 'public', models: [offer({ priceCompletionPerM: 999_999n })] }), 'public', NOW)).to.deep.equal({ result: TopicValidatorResult.Reject, reason: 'price_below_floor' })
     expect(verdict(announcement({ models: [offer({ freeSlots: 5, maxConcurrent: 4 })] }))).to.equal('reject:bad_slots')
     expect(verdict(announcement({ models: [offer(), offer()] }))).to.equal('reject:duplicate_model')
     expect(verdict(announcement({ models: Array.from({ length: 17 }, (_, i) => offer({ name: `m${i}` })) }))).to.equal('reject:too_many_models')

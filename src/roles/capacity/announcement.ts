@@ -11,6 +11,8 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import { CAPACITY_MAX_ADDRS, CAPACITY_MAX_BYTES, CAPACITY_MAX_CLOCK_SKEW_MS, MODEL_NAME_PATTERN } from '../../p2p/constants.js'
 import { TopicValidatorResult } from '../../p2p/gossip.js'
+import { NETWORK_PRESETS } from '../../p2p/networks.js'
+import type { NetworkId } from '../../p2p/networks.js'
 import { CapacityAnnouncement } from '../../gen/capacity.pb.js'
 import {
   MAX_CONCURRENT_JOBS, MAX_CONTEXT_LENGTH, MAX_MODELS_PER_WORKER, MAX_PRICE_NANOTON_PER_M
@@ -64,9 +66,10 @@ export function checkFields (a: CapacityAnnouncement, network: string, nowMs: nu
       return reject('bad_addr')
     }
   }
+  const floor = NETWORK_PRESETS[a.network as NetworkId]?.minPriceCompletionPerM ?? 0n
   const names = new Set<string>()
   for (const m of a.models) {
-    const problem = checkOffer(m)
+    const problem = checkOffer(m, floor)
     if (problem != null) return reject(problem)
     if (names.has(m.name)) return reject('duplicate_model')
     names.add(m.name)
@@ -81,12 +84,13 @@ export function checkFields (a: CapacityAnnouncement, network: string, nowMs: nu
 /** Characters of a model's description. */
 export const MAX_DESCRIPTION = 160
 
-function checkOffer (m: ModelOffer): string | undefined {
+function checkOffer (m: ModelOffer, minPriceCompletionPerM: bigint): string | undefined {
   if (!MODEL_NAME_PATTERN.test(m.name)) return 'bad_model_name'
   if (m.weightsHash.length !== 0 && m.weightsHash.length !== WEIGHTS_HASH_BYTES) return 'bad_weights_hash'
   if (m.contextLength < 1 || m.contextLength > MAX_CONTEXT_LENGTH) return 'bad_context_length'
   const maxPrice = BigInt(MAX_PRICE_NANOTON_PER_M)
   if (m.pricePromptPerM > maxPrice || m.priceCompletionPerM > maxPrice) return 'bad_price'
+  if (m.priceCompletionPerM < minPriceCompletionPerM) return 'price_below_floor'
   if (m.maxConcurrent < 1 || m.maxConcurrent > MAX_CONCURRENT_JOBS || m.freeSlots > m.maxConcurrent) return 'bad_slots'
   if (m.description.length > MAX_DESCRIPTION) return 'bad_description'
   return undefined

@@ -92,6 +92,8 @@ export interface ProxyJobStatus {
   retried: number
 }
 
+/** How long setting up payment to a worker (terms, a channel) may hold a job before it goes to the next worker. */
+const PAY_SETUP_DEADLINE_MS = 10_000
 /** Worker errors after which the proxy tries the next candidate (before the first chunk). */
 const RETRYABLE = new Set<string>([
   ErrorCode.OVERLOADED, ErrorCode.UNAVAILABLE, ErrorCode.WORKER_FAILED, ErrorCode.INTERNAL,
@@ -263,7 +265,8 @@ export class ProxyJobService {
       hop.setPayee(job.clientChannel == null ? undefined : new JobPayee(job.clientChannel, this.clientPrice(price), payments?.manager.terms().creditWindow ?? 0n, payments))
       let toWorker: OutboundHop<WorkEvent> | undefined
       try {
-        const payer = payments == null ? undefined : new JobPayer(await payments.payerFor(worker, controller.signal), price)
+        // a worker whose /cocoon/pay stalls costs the job a few seconds, then the next candidate takes it
+        const payer = payments == null ? undefined : new JobPayer(await payments.payerFor(worker, AbortSignal.any([controller.signal, AbortSignal.timeout(PAY_SETUP_DEADLINE_MS)])), price)
         const stream = await this.node.dialProtocol(peerIdFromString(worker), WORK_PROTOCOL, {
           signal: AbortSignal.any([controller.signal, AbortSignal.timeout(Math.min(remainingMs, JOB_SETUP_DEADLINE_MS))])
         })
@@ -310,7 +313,8 @@ export class ProxyJobService {
       } catch (err) {
         if (controller.signal.aborted) throw controller.signal.reason
         if (err instanceof ProtocolError && (err.errorCode === ErrorCode.PAYMENT_REQUIRED || err.errorCode === ErrorCode.PAYMENT_REFUSED)) throw err
-        if (err instanceof ChannelError) throw new ProtocolError(ErrorCode.PAYMENT_REFUSED, `paying worker ${worker}: ${err.message}`)
+        // our own channel failing mid-job is not the worker's fault; setting one up with it (before toWorker) is
+        if (err instanceof ChannelError && toWorker != null) throw new ProtocolError(ErrorCode.PAYMENT_REFUSED, `paying worker ${worker}: ${err.message}`)
         const blameless = err instanceof RemoteError && (err.remoteCode === ErrorCode.BAD_REQUEST || err.remoteCode === ErrorCode.TOO_LARGE || err.remoteCode === ErrorCode.PAYMENT_REQUIRED || err.remoteCode === ErrorCode.PAYMENT_REFUSED)
         if (!blameless) {
           this.init.registry.recordResult(worker, { ok: false })

@@ -9,7 +9,10 @@
  */
 import { toString as toHex } from 'uint8arrays/to-string'
 import { TypedEventEmitter } from 'main-event'
-import { CAPACITY_INTERVAL_MS, CAPACITY_MIN_TTL_MS, CAPACITY_MAX_CLOCK_SKEW_MS, CAPACITY_TTL_INTERVALS } from '../../p2p/constants.js'
+import {
+  CAPACITY_INTERVAL_MS, CAPACITY_MAX_BASE_INTERVAL_MS, CAPACITY_MIN_TTL_MS, CAPACITY_MAX_CLOCK_SKEW_MS, CAPACITY_PER_WORKER_MS, CAPACITY_TTL_INTERVALS
+} from '../../p2p/constants.js'
+import { MAX_INTERVAL_MS } from '../capacity/announcement.js'
 import { AcceleratorKind } from '../../gen/capacity.pb.js'
 import type { CapacityAnnouncement } from '../../gen/capacity.pb.js'
 import type { EvidenceKind, VerifiedAttestation } from '../../tee/types.js'
@@ -104,7 +107,15 @@ interface History {
   successWeight: number
   totalWeight: number
   updatedAtMs: number
+  /** Failures in a row; each doubles the time the worker sits out. */
+  failStreak: number
+  /** Until then the worker gets jobs only when no other worker can take them. */
+  demotedUntilMs: number
 }
+
+/** A worker's first failure in a row keeps it out of routing this long; each further one doubles it, up to the max. */
+export const DEMOTION_BASE_MS = 5_000
+export const DEMOTION_MAX_MS = 10 * 60_000
 
 export class WorkerRegistry extends TypedEventEmitter<WorkerRegistryEvents> {
   private readonly ttlIntervals: number
@@ -124,6 +135,11 @@ export class WorkerRegistry extends TypedEventEmitter<WorkerRegistryEvents> {
 
   get size (): number {
     return this.entries.size
+  }
+
+  /** The longest heartbeat this swarm's size justifies (twice the per-worker stretch, for estimates that lag). */
+  intervalCap (): number {
+    return Math.min(MAX_INTERVAL_MS, Math.max(CAPACITY_MAX_BASE_INTERVAL_MS, 2 * CAPACITY_PER_WORKER_MS * this.entries.size))
   }
 
   get (peerId: string): WorkerEntry | undefined {
@@ -179,7 +195,7 @@ export class WorkerRegistry extends TypedEventEmitter<WorkerRegistryEvents> {
       seq: a.seq,
       announcedAtMs: Number(a.timestampMs),
       lastSeenMs: nowMs,
-      ttlMs: Math.max(CAPACITY_MIN_TTL_MS, this.ttlIntervals * (a.intervalMs > 0 ? a.intervalMs : CAPACITY_INTERVAL_MS)),
+      ttlMs: Math.max(CAPACITY_MIN_TTL_MS, this.ttlIntervals * Math.min(a.intervalMs > 0 ? a.intervalMs : CAPACITY_INTERVAL_MS, this.intervalCap())),
       state: 'up',
       source,
       latencyMs: previous?.latencyMs,
@@ -225,16 +241,28 @@ export class WorkerRegistry extends TypedEventEmitter<WorkerRegistryEvents> {
         : (a.offer.priceCompletionPerM < b.offer.priceCompletionPerM ? -1 : 1))
   }
 
-  /** Every fresh, up worker offering `model`, free slots or not (routing tells "busy" from "absent"). */
+  /**
+   * Every fresh, up worker offering `model`, free slots or not (routing tells
+   * "busy" from "absent"). Workers sitting out a demotion are left out unless
+   * no other worker offers the model.
+   */
   offersFor (model: string): Array<{ entry: WorkerEntry, offer: WorkerOffer }> {
     const nowMs = this.now()
     const out: Array<{ entry: WorkerEntry, offer: WorkerOffer }> = []
+    const demoted: Array<{ entry: WorkerEntry, offer: WorkerOffer }> = []
     for (const entry of this.entries.values()) {
       if (entry.state !== 'up' || nowMs - entry.lastSeenMs > entry.ttlMs) continue
       const offer = entry.offers.find(o => o.model === model)
-      if (offer != null) out.push({ entry, offer })
+      if (offer == null) continue
+      if ((this.history.get(entry.peerId)?.demotedUntilMs ?? 0) > nowMs) demoted.push({ entry, offer })
+      else out.push({ entry, offer })
     }
-    return out
+    return out.length > 0 ? out : demoted
+  }
+
+  /** Until when a worker sits out after failures in a row (0: it does not). */
+  demotedUntil (peerId: string): number {
+    return this.history.get(peerId)?.demotedUntilMs ?? 0
   }
 
   /** Models on offer now: how many workers serve each, their free slots, context and price ranges. */
@@ -278,6 +306,9 @@ export class WorkerRegistry extends TypedEventEmitter<WorkerRegistryEvents> {
     const h = this.decayed(peerId, nowMs)
     h.totalWeight += 1
     if (result.ok) h.successWeight += 1
+    // a worker that stalls or fails sits out for a growing time; one success clears it
+    h.failStreak = result.ok ? 0 : h.failStreak + 1
+    h.demotedUntilMs = result.ok ? 0 : nowMs + Math.min(DEMOTION_MAX_MS, DEMOTION_BASE_MS * 2 ** Math.min(h.failStreak - 1, 20))
     const entry = this.entries.get(peerId)
     if (entry == null) return
     if (result.ok) entry.jobs.ok++
@@ -293,7 +324,7 @@ export class WorkerRegistry extends TypedEventEmitter<WorkerRegistryEvents> {
   private decayed (peerId: string, nowMs: number): History {
     let h = this.history.get(peerId)
     if (h == null) {
-      h = { successWeight: 0, totalWeight: 0, updatedAtMs: nowMs }
+      h = { successWeight: 0, totalWeight: 0, updatedAtMs: nowMs, failStreak: 0, demotedUntilMs: 0 }
       this.history.set(peerId, h)
     }
     const factor = Math.pow(0.5, Math.max(0, nowMs - h.updatedAtMs) / this.halfLifeMs)
