@@ -163,3 +163,12 @@ export function cocoonGossipsub (init: GossipInit): ReturnType<typeof gossipsub>
     scoreThresholds: SCORE_THRESHOLDS
   })
 }
+
+/**
+ * A peer's gossipsub score. The service's public interface does not carry
+ * `getScore`; its implementation does (0, no opinion, if that ever changes).
+ */
+export function gossipScore (pubsub: unknown, peer: string): number {
+  const impl = pubsub as { getScore?: (peer: string) => number }
+  return typeof impl.getScore === 'function' ? impl.getScore(peer) : 0
+}

@@ -14,6 +14,8 @@ import { NodeMetrics } from '../p2p/metrics.js'
 import { NETWORK_PRESETS } from '../p2p/networks.js'
 import { createCocoonNode } from '../p2p/node.js'
 import { rememberListenPorts, stickyListen } from '../p2p/listen-ports.js'
+import { GraylistGuard, PeerBans } from '../p2p/peer-penalties.js'
+import { gossipScore, SCORE_THRESHOLDS } from '../p2p/gossip.js'
 import { PeerDirectory } from '../p2p/peer-directory.js'
 import { quietPrefixLogger } from '../p2p/quiet-logger.js'
 import { PresenceService } from '../p2p/presence.js'
@@ -83,13 +85,14 @@ export class RunningNode {
   private expiryTimer?: ReturnType<typeof setInterval>
   private readonly redial: BootstrapRedial
   private readonly idle: IdleConnections
+  private readonly graylist: GraylistGuard
   private peerLogTimer?: ReturnType<typeof setTimeout>
   private lastPeerCount = -1
 
   constructor (init: {
     config: NodeConfig, node: CocoonLibp2p, directory: PeerDirectory, presence: PresenceService, info: InfoService,
     metrics: NodeMetrics, role: RoleBehaviour, rendezvous?: RendezvousService, console: ConsoleLog, log: Logger, startedAtMs: number,
-    tee?: NodeTee, attestService?: AttestService, settlement?: NodeSettlement
+    tee?: NodeTee, attestService?: AttestService, settlement?: NodeSettlement, bans: PeerBans
   }) {
     this.config = init.config
     this.node = init.node
@@ -110,6 +113,15 @@ export class RunningNode {
       bootstrap: this.config.bootstrap,
       log: this.log,
       routingTableSize: () => dht.routingTable?.size ?? 0
+    })
+    this.graylist = new GraylistGuard({
+      score: peer => gossipScore(this.node.services.pubsub, peer),
+      threshold: SCORE_THRESHOLDS.graylistThreshold,
+      peers: () => this.node.getPeers(),
+      hangUp: async peer => { await this.node.hangUp(peer) },
+      bans: init.bans,
+      spare: peer => this.redial.peerIds.has(peer),
+      log: this.log
     })
     this.idle = new IdleConnections(this.node, {
       keep: peer => this.redial.peerIds.has(peer) || (this.role.keepConnection?.(peer) ?? false),
@@ -138,6 +150,7 @@ export class RunningNode {
     await this.role.start()
     this.rendezvous?.start()
     this.redial.start()
+    this.graylist.start()
     this.idle.start()
     this.expiryTimer = setInterval(() => {
       const connected = new Set(this.node.getConnections().map(c => c.remotePeer.toString()))
@@ -194,6 +207,7 @@ export class RunningNode {
       this.console.info('stopping')
       clearInterval(this.expiryTimer)
       this.redial.stop()
+      this.graylist.stop()
       this.idle.stop()
       clearTimeout(this.peerLogTimer)
       // each step runs even when an earlier one failed (e.g. the libp2p node already died)
@@ -287,6 +301,7 @@ export async function startNode (config: NodeConfig, options: StartNodeOptions =
   const logger: ComponentLogger = quietPrefixLogger(options.logPrefix ?? `${config.role}`)
   const log = logger.forComponent(`cocoon:${config.role}`)
 
+  const bans = new PeerBans()
   const nodeInit = {
     privateKey: identity.privateKey,
     network: config.network,
@@ -301,7 +316,8 @@ export async function startNode (config: NodeConfig, options: StartNodeOptions =
     logger,
     userAgent: `cocoon-p2p/${packageVersion()} ${config.role}`,
     maxConnections: config.maxConnections,
-    denyPeer: options.denyPeer
+    // graylisted peers are kept out for a while (and partitions, in the simulator)
+    denyPeer: (peer: string) => bans.has(peer) || (options.denyPeer?.(peer) ?? false)
   }
   const node = await createCocoonNode(nodeInit).catch(async (err: unknown) => {
     if (nodeInit.listen.every((a, i) => a === config.listen[i])) throw err
@@ -352,7 +368,7 @@ export async function startNode (config: NodeConfig, options: StartNodeOptions =
     ? new RendezvousService(node, { ...options.rendezvous, network: config.network, provide: profile.provideRendezvous, log: logger.forComponent('cocoon:rendezvous') })
     : undefined
   const running = new RunningNode({
-    config, node, directory, presence, info, metrics, role, rendezvous, console, log, startedAtMs, tee, attestService, settlement
+    config, node, directory, presence, info, metrics, role, rendezvous, console, log, startedAtMs, tee, attestService, settlement, bans
   })
   try {
     await running.start()

@@ -2,7 +2,8 @@ import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { expect } from 'chai'
-import { INFO_MAX_FRAME_BYTES, INFO_PROTOCOL, PRESENCE_TOPIC } from '../../src/p2p/constants.js'
+import { CAPACITY_SHARD_TOPICS, INFO_MAX_FRAME_BYTES, INFO_PROTOCOL, PRESENCE_TOPIC } from '../../src/p2p/constants.js'
+import { CapacityAnnouncement, EvidenceKind } from '../../src/gen/capacity.pb.js'
 import { request } from '../../src/p2p/framing.js'
 import { SCORE_THRESHOLDS } from '../../src/p2p/gossip.js'
 import { createCocoonNode } from '../../src/p2p/node.js'
@@ -13,20 +14,37 @@ import type { CocoonLibp2p } from '../../src/p2p/node.js'
 import type { RunningNode } from '../../src/roles/runtime.js'
 
 describe('gossip under attack', function () {
-  this.timeout(30_000)
+  this.timeout(60_000)
   let honest: RunningNode
   let forger: CocoonLibp2p
 
-  before(async () => {
-    honest = await startNode(testConfig('proxy', join(await tempDir(), 'honest')), { logPrefix: 'honest' })
-    // the forger runs the same stack but none of our validators
-    forger = await createCocoonNode({
+  /** A node that runs the same stack but none of our validators, connected to the honest one and subscribed to `topic`. */
+  async function newForger (topic: string): Promise<CocoonLibp2p> {
+    const node = await createCocoonNode({
       privateKey: await generateKeyPair('Ed25519'), network: 'local', listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [],
       dhtServer: true, relayServer: false, addressFilter: 'all'
     })
-    forger.services.pubsub.subscribe(PRESENCE_TOPIC)
-    await forger.dial(honest.node.getMultiaddrs()[0])
-    await waitFor(() => honest.node.services.pubsub.getSubscribers(PRESENCE_TOPIC).some(p => p.equals(forger.peerId)), 5_000, 'the forger to subscribe')
+    node.services.pubsub.subscribe(topic)
+    await node.dial(honest.node.getMultiaddrs()[0])
+    await waitFor(() => honest.node.services.pubsub.getSubscribers(topic).some(p => p.equals(node.peerId)), 5_000, 'the forger to subscribe')
+    return node
+  }
+  const scoreOf = (peer: CocoonLibp2p): number => (honest.node.services.pubsub as unknown as { getScore(id: string): number }).getScore(peer.peerId.toString())
+
+  /** The honest node hangs up on a graylisted peer and does not let it back in. */
+  async function expectKeptOut (peer: CocoonLibp2p): Promise<void> {
+    await waitFor(() => honest.node.getConnections(peer.peerId).length === 0, 8_000, 'the honest node to disconnect the graylisted peer')
+    const again = await peer.dial(honest.node.getMultiaddrs()[0]).then(() => 'connected', (e: unknown) => e)
+    if (again === 'connected') {
+      // the connection may open before the gater's verdict closes it: it must not stay
+      await waitFor(() => honest.node.getConnections(peer.peerId).length === 0, 3_000, 'the banned peer to be refused again')
+    }
+    expect(honest.node.getConnections(peer.peerId)).to.have.length(0)
+  }
+
+  before(async () => {
+    honest = await startNode(testConfig('proxy', join(await tempDir(), 'honest')), { logPrefix: 'honest' })
+    forger = await newForger(PRESENCE_TOPIC)
   })
 
   after(async () => {
@@ -35,9 +53,9 @@ describe('gossip under attack', function () {
     await cleanupTempDirs()
   })
 
-  it('graylists a peer that announces presence for another peer id, and keeps serving', async () => {
+  it('graylists a peer that announces presence for another peer id, disconnects it and keeps it out, and keeps serving', async () => {
     const victim = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
-    const score = (): number => (honest.node.services.pubsub as unknown as { getScore(id: string): number }).getScore(forger.peerId.toString())
+    const score = (): number => scoreOf(forger)
     expect(score()).to.be.at.least(0)
     for (let i = 0; i < 3; i++) {
       const forged = Presence.encode({
@@ -50,8 +68,39 @@ describe('gossip under attack', function () {
     expect(honest.directory.get(victim.toString())).to.equal(undefined)
     const metrics = await honest.metrics.registry.getSingleMetricAsString('cocoon_gossip_validation_total')
     expect(metrics).to.match(/result="reject",reason="signer_mismatch"\} 3/)
-    // the honest node still answers and still accepts honest presence
-    expect((await fetchInfoFrom(honest, forger)).role).to.equal(Role.PROXY)
+    await expectKeptOut(forger)
+    // the honest node still answers everyone else
+    const bystander = await createCocoonNode({
+      privateKey: await generateKeyPair('Ed25519'), network: 'local', listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [],
+      dhtServer: false, relayServer: false, addressFilter: 'all'
+    })
+    try {
+      await bystander.dial(honest.node.getMultiaddrs()[0])
+      expect((await fetchInfoFrom(honest, bystander)).role).to.equal(Role.PROXY)
+    } finally {
+      await bystander.stop()
+    }
+  })
+
+  it('counts a flood of ignored capacity messages against the sender: past a small allowance they are rejected, and it is graylisted and kept out', async () => {
+    const topic = CAPACITY_SHARD_TOPICS[0]
+    const spammer = await newForger(topic)
+    try {
+      // another network's announcements: an honest worker's mistake, ignored; a thousand of them are an attack
+      for (let i = 0; i < 300; i++) {
+        const msg = CapacityAnnouncement.encode({
+          peerId: spammer.peerId.toMultihash().bytes, network: 'public', models: [], accelerators: [], attestationKind: EvidenceKind.SIMULATED,
+          attestationDigest: new Uint8Array(32), timestampMs: BigInt(Date.now()), seq: BigInt(i + 1), intervalMs: 5_000, addrs: []
+        })
+        await spammer.services.pubsub.publish(topic, msg).catch(() => {})
+      }
+      await waitFor(() => scoreOf(spammer) < SCORE_THRESHOLDS.graylistThreshold || honest.node.getConnections(spammer.peerId).length === 0, 10_000, 'the spammer to be graylisted')
+      const metrics = await honest.metrics.registry.getSingleMetricAsString('cocoon_gossip_validation_total')
+      expect(metrics).to.match(/result="ignore",reason="other_network"\} \d+/)
+      await expectKeptOut(spammer)
+    } finally {
+      await spammer.stop()
+    }
   })
 })
 

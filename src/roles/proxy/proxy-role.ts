@@ -13,6 +13,8 @@ import { CAPACITY_SHARD_TOPICS } from '../../p2p/constants.js'
 import { capacityTopicsFor } from '../../p2p/capacity-shards.js'
 import { proxyKey } from '../../p2p/dht-keys.js'
 import { ProvidedKeys } from '../../p2p/provided-keys.js'
+import { TopicValidatorResult } from '../../p2p/gossip.js'
+import { IgnoredRate } from '../../p2p/peer-penalties.js'
 import { CapacityValidator } from './capacity-validator.js'
 import { PeerAttestations } from '../../tee/peer-attestations.js'
 import { WorkerLookup } from './worker-lookup.js'
@@ -74,6 +76,7 @@ export class ProxyRole implements RoleBehaviour {
   readonly topics: string[]
   private sweepTimer?: ReturnType<typeof setInterval>
   private readonly downCheck: DownCheck
+  private readonly ignored = new IgnoredRate()
   private readonly onConnectionClose = (evt: CustomEvent<Connection>): void => {
     const conn = evt.detail
     // a connection this proxy opened (a challenge, a job) closes when it is idle, by either side;
@@ -151,7 +154,9 @@ export class ProxyRole implements RoleBehaviour {
       pubsub.topicValidators.set(topic, async (from, message) => {
         // straight from the worker: the connection it came on is the worker's link here
         if (message.type === 'signed' && from.equals(message.from)) this.downCheck.heardDirect(from.toString())
-        return this.validator.validateGossip(message)
+        const result = await this.validator.validateGossip(message)
+        // ignored messages past a small allowance count against the peer that sent them
+        return result === TopicValidatorResult.Ignore && this.ignored.over(from.toString()) ? TopicValidatorResult.Reject : result
       })
       pubsub.subscribe(topic)
     }
