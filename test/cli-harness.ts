@@ -4,11 +4,13 @@
  * long-running ones after the suite.
  */
 import { execFile, spawn } from 'node:child_process'
+import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { readNodeFile } from '../src/ops/node-file.js'
 import { cleanupTempDirs, tempDir, waitFor } from './helpers.js'
 import type { ChildProcess } from 'node:child_process'
 import type { NodeFile } from '../src/ops/node-file.js'
+import type { AddressInfo } from 'node:net'
 
 export const COCOON_BIN = fileURLToPath(new URL('../../bin/cocoon.js', import.meta.url))
 
@@ -79,4 +81,26 @@ export class CliSuite extends CliHarness {
     await waitFor(async () => { file = await readNodeFile(dataDir); return file != null }, timeoutMs, `the node in ${dataDir} to start; its output:\n${proc.output()}`)
     return file as NodeFile
   }
+
+  /** The client's API URL, once it sees a worker's model through a proxy. */
+  async clientApi (dir: string, client: { output: () => string }, timeoutMs = 40_000): Promise<string> {
+    let api = ''
+    await waitFor(async () => {
+      const st = await this.run(['status', '--data-dir', dir, '--json'], 60_000)
+      api = (JSON.parse(st.stdout || '{}') as { roleStatus?: { api?: string } }).roleStatus?.api ?? ''
+      if (api === '') return false
+      const models = await fetch(`${api}/v1/models`).then(async r => r.ok ? await r.json() as { data: unknown[] } : { data: [] }, () => ({ data: [] }))
+      return models.data.length > 0
+    }, timeoutMs, `the client to see a worker's model; client output:\n${client.output()}`)
+    return api
+  }
+}
+
+/** A TCP port free on loopback now. */
+export async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as AddressInfo).port
+  await new Promise<void>(resolve => server.close(() => { resolve() }))
+  return port
 }

@@ -5,13 +5,11 @@
  * through the client's admin endpoint.
  */
 import { readFile, stat, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { expect } from 'chai'
 import { waitFor } from '../helpers.js'
-import { CliSuite } from '../cli-harness.js'
+import { CliSuite, freePort } from '../cli-harness.js'
 import type { NodeFile } from '../../src/ops/node-file.js'
-import type { AddressInfo } from 'node:net'
 
 describe('settlement from the command line, across processes', function () {
   this.timeout(90_000)
@@ -38,7 +36,7 @@ describe('settlement from the command line, across processes', function () {
     expect(proxy.output()).to.match(/settles on devnet: wallet 0:[0-9a-f]{64} holds [\d.]+ TON/)
 
     // the client's API, once it knows the proxy and the proxy knows the worker
-    const api = await clientApi(dirs.client, client)
+    const api = await cli.clientApi(dirs.client, client)
 
     const wallet = await cocoon(['wallet', '--data-dir', dirs.client])
     expect(wallet.code, wallet.stderr).to.equal(0)
@@ -139,7 +137,7 @@ describe('settlement from the command line, across processes', function () {
     await nodeFile(dirs.proxy, proxy)
     await nodeFile(dirs.worker, worker)
     await nodeFile(dirs.client, client)
-    const api = await clientApi(dirs.client, client)
+    const api = await cli.clientApi(dirs.client, client)
 
     // stream a long answer and kill -9 the proxy after some paid chunks
     const res = await fetch(`${api}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'cocoon-synthetic', messages: [{ role: 'user', content: 'long' }], stream: true }) })
@@ -185,25 +183,4 @@ describe('settlement from the command line, across processes', function () {
     expect(BigInt(after.cumulative ?? '0') > BigInt(mine.cumulative ?? '0')).to.equal(true)
     expect(BigInt(after.seqno ?? '0') > BigInt(mine.seqno ?? '0')).to.equal(true)
   })
-
-  /** The client's API URL, once it sees the worker's model through the proxy. */
-  async function clientApi (dir: string, client: { output: () => string }): Promise<string> {
-    let api = ''
-    await waitFor(async () => {
-      const st = await cocoon(['status', '--data-dir', dir, '--json'])
-      api = (JSON.parse(st.stdout || '{}') as { roleStatus?: { api?: string } }).roleStatus?.api ?? ''
-      if (api === '') return false
-      const models = await fetch(`${api}/v1/models`).then(async r => r.ok ? await r.json() as { data: unknown[] } : { data: [] }, () => ({ data: [] }))
-      return models.data.length > 0
-    }, 40_000, `the client to see the worker's model; client output:\n${client.output()}`)
-    return api
-  }
 })
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as AddressInfo).port
-  await new Promise<void>(resolve => server.close(() => { resolve() }))
-  return port
-}
