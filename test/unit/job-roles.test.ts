@@ -113,7 +113,7 @@ function manager (pairs: ChannelPair[], creditWindow: bigint): ChannelManager {
   } as unknown as ChannelManager
 }
 
-async function swarm (firstTuning: Partial<SyntheticBackendInit> = {}, requestTimeoutMs = 10_000, paid?: { creditWindow: bigint }): Promise<Swarm> {
+async function swarm (firstTuning: Partial<SyntheticBackendInit> = {}, requestTimeoutMs = 10_000, paid?: { creditWindow: bigint, firstPayHangs?: boolean }): Promise<Swarm> {
   const net = new MemoryNet()
   const workerPrice = paid == null ? 1_000n : PAID_PRICE_PER_TOKEN * 1_000_000n
   const proxyId = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
@@ -159,9 +159,14 @@ async function swarm (firstTuning: Partial<SyntheticBackendInit> = {}, requestTi
             manager: manager([channels.clientToProxy], paid.creditWindow),
             required: true,
             commissionBp: 0,
-            payerFor: async (worker: string) => (channels as Channels).proxyToWorker.get(worker)?.payer ?? (() => { throw new Error(`no channel to ${worker}`) })(),
+            payerFor: async (worker: string, signal: AbortSignal) => {
+              // a worker whose /cocoon/pay never answers: setting up payment hangs until the proxy gives up
+              if (paid.firstPayHangs === true && worker === first.id) await new Promise((_resolve, reject) => { signal.addEventListener('abort', () => { reject(signal.reason) }, { once: true }) })
+              return (channels as Channels).proxyToWorker.get(worker)?.payer ?? (() => { throw new Error(`no channel to ${worker}`) })()
+            },
             paymentWaitMs: 2_000,
-            settleWaitMs: 500
+            settleWaitMs: 500,
+            setupWaitMs: 300
           }
         })
   })
@@ -312,6 +317,24 @@ describe('job roles over in-memory streams', () => {
     // the proxy paid the worker for the frames the worker delivered, never more than the client paid it
     expect(toWorker.payer.paid <= clientToProxy.payer.paid, `worker paid ${toWorker.payer.paid}, client paid ${clientToProxy.payer.paid}`).to.equal(true)
     expect((proxyToWorker.get(s.second.id) as ChannelPair).payer.paid, 'nothing for the other worker').to.equal(0n)
+  })
+})
+
+describe('job roles over in-memory streams: a worker whose payment setup hangs', () => {
+  afterEach(async () => {
+    for (const p of open.splice(0)) { p.payerStore.close(); p.payeeStore.close() }
+    await cleanupTempDirs()
+  })
+
+  it('costs the job only the setup wait: the next worker answers, and the first is marked as failed', async () => {
+    const s = await swarm({}, 10_000, { creditWindow: 5_000n, firstPayHangs: true })
+    const started = Date.now()
+    const { chunks, done, error } = await collect(s.client.run(job, new AbortController().signal))
+    expect(error).to.equal(undefined)
+    expect(chunks).to.equal(9)
+    expect(done?.cocoon?.worker, 'the second worker answered').to.equal(s.second.id)
+    expect(Date.now() - started, 'held for the setup wait, not the job deadline').to.be.below(3_000)
+    expect(s.results).to.deep.include({ worker: s.first.id, ok: false })
   })
 })
 

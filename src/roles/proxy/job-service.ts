@@ -78,6 +78,8 @@ export interface ProxyPayments {
   payableWorkers?(): Set<string>
   paymentWaitMs: number
   settleWaitMs: number
+  /** How long setting up payment to a worker may hold a job before the next worker takes it (default 10 s). */
+  setupWaitMs?: number
 }
 
 export interface ProxyJobStatus {
@@ -266,7 +268,7 @@ export class ProxyJobService {
       let toWorker: OutboundHop<WorkEvent> | undefined
       try {
         // a worker whose /cocoon/pay stalls costs the job a few seconds, then the next candidate takes it
-        const payer = payments == null ? undefined : new JobPayer(await payments.payerFor(worker, AbortSignal.any([controller.signal, AbortSignal.timeout(PAY_SETUP_DEADLINE_MS)])), price)
+        const payer = payments == null ? undefined : new JobPayer(await payments.payerFor(worker, AbortSignal.any([controller.signal, AbortSignal.timeout(payments.setupWaitMs ?? PAY_SETUP_DEADLINE_MS)])), price)
         const stream = await this.node.dialProtocol(peerIdFromString(worker), WORK_PROTOCOL, {
           signal: AbortSignal.any([controller.signal, AbortSignal.timeout(Math.min(remainingMs, JOB_SETUP_DEADLINE_MS))])
         })
