@@ -82,6 +82,30 @@ describe('gossip under attack', function () {
     }
   })
 
+  it('returns to its memory baseline after a flood of 3000 ignored messages', async function () {
+    const gc = (globalThis as { gc?: () => void }).gc
+    if (gc == null) throw new Error('run mocha with --expose-gc (.mocharc.json node-option) to measure memory')
+    const heap = (): number => { gc(); gc(); return process.memoryUsage().heapUsed }
+    const topic = CAPACITY_SHARD_TOPICS[1]
+    const spammer = await newForger(topic)
+    try {
+      const baseline = heap()
+      for (let i = 0; i < 3_000; i++) {
+        const msg = CapacityAnnouncement.encode({
+          peerId: spammer.peerId.toMultihash().bytes, network: 'public', models: [], accelerators: [], attestationKind: EvidenceKind.SIMULATED,
+          attestationDigest: new Uint8Array(32), timestampMs: BigInt(Date.now()), seq: BigInt(i + 1), intervalMs: 5_000, addrs: [new Uint8Array(64).fill(i % 256)]
+        })
+        await spammer.services.pubsub.publish(topic, msg).catch(() => {})
+      }
+      await expectKeptOut(spammer)
+      const after = heap()
+      // this process holds the spammer too; the honest node must not keep what it was flooded with
+      expect(after - baseline, `heap grew by ${((after - baseline) / 2 ** 20).toFixed(1)} MiB`).to.be.below(8 * 2 ** 20)
+    } finally {
+      await spammer.stop()
+    }
+  })
+
   it('counts a flood of ignored capacity messages against the sender: past a small allowance they are rejected, and it is graylisted and kept out', async () => {
     const topic = CAPACITY_SHARD_TOPICS[0]
     const spammer = await newForger(topic)
