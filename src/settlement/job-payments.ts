@@ -29,6 +29,13 @@ function streamingCost (completionTokens: number, price: ModelPrice): bigint {
   return costOf({ promptTokens: 0, cachedTokens: 0, completionTokens, reasoningTokens: 0 }, price)
 }
 
+/** The most completion tokens that `creditWindow` covers at `price` (at least one). */
+function frameTokensFor (creditWindow: bigint, price: ModelPrice): number {
+  if (price.completionPerM <= 0n) return Number.MAX_SAFE_INTEGER
+  const n = creditWindow * 1_000_000n / price.completionPerM
+  return n < 1n ? 1 : n > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(n)
+}
+
 /** The payer's side of one job. */
 export class JobPayer implements HopPayer {
   readonly end: PayerChannel
@@ -101,6 +108,7 @@ export class JobPayee implements HopPayee {
   readonly creditWindow: bigint
   readonly waits: PayeeWaits
   private earned = 0n
+  private frameTokensOnce: number | undefined
   private finalized = false
   private paidAfterFinal = false
   private payerDone = false
@@ -127,9 +135,8 @@ export class JobPayee implements HopPayee {
   }
 
   get frameTokens (): number {
-    if (this.price.completionPerM <= 0n) return Number.MAX_SAFE_INTEGER
-    const n = this.creditWindow * 1_000_000n / this.price.completionPerM
-    return n < 1n ? 1 : n > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(n)
+    this.frameTokensOnce ??= frameTokensFor(this.creditWindow, this.price)
+    return this.frameTokensOnce
   }
 
   /**
