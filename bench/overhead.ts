@@ -6,7 +6,10 @@
  *       layer the client serves, in its own process), and
  *   (b) through client → proxy → worker: four `cocoon node` processes
  *       (bootstrap, proxy, worker, client) on loopback, sealed end to end, and
- *   (c) the same, paid as it streams, settling on a `cocoon chain` devnet.
+ *   (c) the same, paid as it streams, settling on a `cocoon chain` devnet, and
+ *   (d) through one plain HTTP reverse proxy (Node's `http`) in front of (a):
+ *       the minimal gateway a user could pick instead, for the added latency
+ *       per hop next to the swarm's.
  * Prints requests/s, time to first chunk and total latency (p50/p99) for
  * each, the ratios, and each node's CPU time per request (from /proc).
  * Writes bench/results/overhead.json.
@@ -14,6 +17,7 @@
  * Options: --seconds N (20), --concurrency N (30), --chunks N (50), --chunk-bytes N (128), --no-paid (skip c).
  */
 import { spawn } from 'node:child_process'
+import { Agent, createServer, request as httpRequest } from 'node:http'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -27,6 +31,7 @@ import { packageRoot } from '../src/package-info.js'
 import { median, quantile, round, settle, writeResult } from './stats.js'
 import type { ApiEvent, ApiJob, CompletionService } from '../src/roles/client/api-types.js'
 import type { ChildProcess } from 'node:child_process'
+import type { AddressInfo } from 'node:net'
 
 const { values } = parseArgs({
   options: {
@@ -35,6 +40,7 @@ const { values } = parseArgs({
     chunks: { type: 'string', default: '50' },
     'chunk-bytes': { type: 'string', default: '128' },
     'serve-direct': { type: 'boolean' },
+    'serve-relay': { type: 'string' },
     'no-paid': { type: 'boolean' }
   }
 })
@@ -90,9 +96,13 @@ function summary (r: RunResult): Record<string, number> {
   }
 }
 
-/** The direct baseline: the synthetic backend behind the same HTTP layer, in a child process. */
-async function directServer (): Promise<{ url: string, child: ChildProcess }> {
-  const child = spawn(process.execPath, [join(packageRoot(), 'dist', 'bench', 'overhead.js'), '--serve-direct'], {
+/**
+ * A child process of this script serving HTTP: the direct baseline (the
+ * synthetic backend behind the same HTTP layer) or the relay baseline (a
+ * plain reverse proxy in front of it).
+ */
+async function childServer (args: string[]): Promise<{ url: string, child: ChildProcess }> {
+  const child = spawn(process.execPath, [join(packageRoot(), 'dist', 'bench', 'overhead.js'), ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, OVERHEAD_CHUNKS: String(CHUNKS), OVERHEAD_CHUNK_BYTES: String(CHUNK_BYTES) }
   })
@@ -101,7 +111,7 @@ async function directServer (): Promise<{ url: string, child: ChildProcess }> {
       const match = /^listening (\S+)/m.exec(data.toString())
       if (match != null) resolve(match[1])
     })
-    child.on('exit', code => { reject(new Error(`direct server exited with ${String(code)}`)) })
+    child.on('exit', code => { reject(new Error(`${args.join(' ')} exited with ${String(code)}`)) })
   })
   return { url, child }
 }
@@ -119,6 +129,37 @@ async function serveDirect (): Promise<void> {
   }
   const server = await startApiServer({ host: '127.0.0.1', port: 0, service })
   process.stdout.write(`listening ${server.url}\n`)
+}
+
+/**
+ * The baseline a user would otherwise pick: one plain HTTP reverse proxy
+ * (Node's `http`, keep-alive to the backend, bodies piped as they come) in
+ * front of the direct server, so the report can show what one minimal hop
+ * adds next to what the swarm's hops add.
+ */
+async function serveRelay (target: string): Promise<void> {
+  const upstream = new URL(target)
+  const agent = new Agent({ keepAlive: true, maxSockets: 1024 })
+  const server = createServer((req, res) => {
+    const up = httpRequest({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers, agent }, upRes => {
+      res.writeHead(upRes.statusCode ?? 502, upRes.headers)
+      upRes.pipe(res)
+    })
+    up.on('error', () => { res.destroy() })
+    req.pipe(up)
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  // the same URL as the target's, on the relay's port
+  process.stdout.write(`listening ${target.replace(upstream.origin, `http://127.0.0.1:${(server.address() as AddressInfo).port}`)}\n`)
+}
+
+/** One measured load against a child server: its run and its CPU per request. */
+async function measureChild (url: string, pid: number): Promise<{ run: RunResult, cpu: number }> {
+  await streamOne(url)
+  await settle()
+  const before = await cpuMs(pid)
+  const run = await load(url)
+  return { run, cpu: round((await cpuMs(pid) - before) / Math.max(1, run.requests), 3) }
 }
 
 /** utime + stime of a process, in ms. */
@@ -203,15 +244,19 @@ async function throughSwarm (paid: boolean): Promise<{ run: RunResult, cpu: Reco
 
 async function main (): Promise<void> {
   console.log(`overhead: ${CONCURRENCY} concurrent streaming clients for ${SECONDS} s; the synthetic backend streams ${CHUNKS} chunks of ${CHUNK_BYTES} bytes`)
-  const direct = await directServer()
+  const direct = await childServer(['--serve-direct'])
   let directRun: RunResult
   let directCpu: number
+  let relayRun: RunResult
+  let relayCpu: number
   try {
-    await streamOne(direct.url)
-    await settle()
-    const before = await cpuMs(direct.child.pid as number)
-    directRun = await load(direct.url)
-    directCpu = round((await cpuMs(direct.child.pid as number) - before) / Math.max(1, directRun.requests), 3)
+    ({ run: directRun, cpu: directCpu } = await measureChild(direct.url, direct.child.pid as number))
+    const relay = await childServer(['--serve-relay', direct.url])
+    try {
+      ({ run: relayRun, cpu: relayCpu } = await measureChild(relay.url, relay.child.pid as number))
+    } finally {
+      relay.child.kill('SIGTERM')
+    }
   } finally {
     direct.child.kill('SIGTERM')
   }
@@ -220,6 +265,7 @@ async function main (): Promise<void> {
   await settle()
   const paidSwarm = values['no-paid'] === true ? undefined : await throughSwarm(true)
   const a = summary(directRun)
+  const d = summary(relayRun)
   const b = summary(swarm.run)
   const c = paidSwarm == null ? undefined : summary(paidSwarm.run)
   const ratio = {
@@ -231,7 +277,15 @@ async function main (): Promise<void> {
   }
   const row = (name: string, s: Record<string, number>): string =>
     `  ${name.padEnd(30)} ${String(s.requestsPerSecond).padStart(7)} req/s   first chunk p50 ${String(s.firstChunkP50Ms).padStart(7)} ms  p99 ${String(s.firstChunkP99Ms).padStart(7)} ms   total p50 ${String(s.totalP50Ms).padStart(7)} ms  p99 ${String(s.totalP99Ms).padStart(7)} ms   (${s.requests} requests, ${s.errors} errors)`
+  // added time to first chunk: one plain relay hop, and the swarm's two hops (client, proxy) in front of the worker
+  const added = {
+    relayFirstChunkP50Ms: round(d.firstChunkP50Ms - a.firstChunkP50Ms, 1),
+    swarmFirstChunkP50Ms: round(b.firstChunkP50Ms - a.firstChunkP50Ms, 1),
+    swarmPerHopFirstChunkP50Ms: round((b.firstChunkP50Ms - a.firstChunkP50Ms) / 2, 1)
+  }
   console.log(row('(a) straight to the backend', a))
+  console.log(row('(d) one plain HTTP relay', d))
+  console.log(`  CPU per request: relay ${relayCpu} ms; first chunk p50 added: relay ${added.relayFirstChunkP50Ms} ms (one hop), swarm ${added.swarmFirstChunkP50Ms} ms (two hops, ${added.swarmPerHopFirstChunkP50Ms} ms each)`)
   console.log(row('(b) client → proxy → worker', b))
   console.log(`  ratio b/a: req/s ${ratio.requestsPerSecond}, first chunk p50 ${ratio.firstChunkP50} p99 ${ratio.firstChunkP99}, total p50 ${ratio.totalP50} p99 ${ratio.totalP99}`)
   console.log(`  CPU per request: proxy ${swarm.cpu.proxy} ms, worker ${swarm.cpu.worker} ms, client ${swarm.cpu.client} ms (direct backend server: ${directCpu} ms)`)
@@ -244,6 +298,8 @@ async function main (): Promise<void> {
     date: new Date().toISOString(),
     setup: { seconds: SECONDS, concurrency: CONCURRENCY, chunks: CHUNKS, chunkBytes: CHUNK_BYTES, cores: (await import('node:os')).availableParallelism() },
     direct: { ...a, cpuMsPerRequest: directCpu },
+    relay: { ...d, cpuMsPerRequest: relayCpu },
+    added,
     network: { ...b, cpuMsPerRequest: swarm.cpu },
     ratio,
     ...(c == null || paidSwarm == null ? {} : { paid: { ...c, cpuMsPerRequest: paidSwarm.cpu, vsUnpaid: { requestsPerSecond: round(c.requestsPerSecond / b.requestsPerSecond, 2), totalP50: round(c.totalP50Ms / b.totalP50Ms, 2) } } })
@@ -252,6 +308,8 @@ async function main (): Promise<void> {
 
 if (values['serve-direct'] === true) {
   await serveDirect()
+} else if (values['serve-relay'] != null) {
+  await serveRelay(values['serve-relay'])
 } else {
   await main()
   process.exit(0)
