@@ -89,7 +89,8 @@ export class NodeSettlement {
     const faucet = chain instanceof DevnetAdapter
       ? async (address: string, amount: bigint) => { await chain.fund(address, amount) }
       : server == null ? undefined : async (address: string, amount: bigint) => { await server.fund(address, amount) }
-    const store = openChannelStore(join(config.dataDir, CHANNEL_STORE_FILE))
+    // states are acknowledged only after flush() (every payer and payee path awaits it), so they can share commits
+    const store = openChannelStore(join(config.dataDir, CHANNEL_STORE_FILE), { groupCommit: true })
     try {
       const key = await loadOrCreateChannelKey(config.dataDir)
       const wallet = (await chain.wallet()).address

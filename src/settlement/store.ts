@@ -83,6 +83,14 @@ interface StateRow {
 export interface ChannelStoreOptions {
   /** How long a write waits for another process's lock before failing (default 2000 ms). */
   busyTimeoutMs?: number
+  /**
+   * Group commit: states saved in one turn of the event loop share one
+   * transaction and one fsync, committed on the next turn; `flush()`
+   * resolves once it is. Channel records still commit before `putChannel`
+   * returns. Off by default: every caller that acts on a state must await
+   * `flush()` first.
+   */
+  groupCommit?: boolean
 }
 
 export class SqliteChannelStore implements ChannelStore {
@@ -98,9 +106,14 @@ export class SqliteChannelStore implements ChannelStore {
 
   private readonly save: (state: StoredState) => void
   private readonly saveBoth: (state: StoredState) => void
+  private readonly groupCommit: boolean
+  /** The open group transaction's waiters; undefined while none is open. */
+  private batch: Array<{ resolve: () => void, reject: (err: Error) => void }> | undefined
+  private failure: ChannelStoreError | undefined
 
   constructor (path: string, options: ChannelStoreOptions = {}) {
     this.path = path
+    this.groupCommit = options.groupCommit === true
     this.db = this.guard('cannot be opened', () => openDatabase(path, options.busyTimeoutMs ?? 2000))
     try {
       this.stmt = {
@@ -129,6 +142,7 @@ export class SqliteChannelStore implements ChannelStore {
   }
 
   putChannel (record: ChannelRecord): void {
+    this.usable()
     this.guard('cannot be written', () => {
       this.stmt.putChannel.run({
         ...record,
@@ -138,6 +152,8 @@ export class SqliteChannelStore implements ChannelStore {
         payeeKey: Buffer.from(record.payeeKey)
       })
     })
+    // a record is durable when this returns, with whatever states its transaction carried
+    this.commit()
   }
 
   getChannel (address: string): ChannelRecord | undefined {
@@ -153,13 +169,15 @@ export class SqliteChannelStore implements ChannelStore {
   }
 
   saveState (state: StoredState): void {
+    this.usable()
     checkShape(state)
-    this.guard('cannot be written', () => { this.save(state) })
+    this.guard('cannot be written', () => { this.begin(); this.save(state) })
   }
 
   saveBothSigned (state: StoredState): void {
+    this.usable()
     checkBothSignedShape(state)
-    this.guard('cannot be written', () => { this.saveBoth(state) })
+    this.guard('cannot be written', () => { this.begin(); this.saveBoth(state) })
   }
 
   latestState (channel: string): StoredState | undefined {
@@ -170,11 +188,44 @@ export class SqliteChannelStore implements ChannelStore {
     return this.readState(channel, 'both')
   }
 
-  /** Every write above is durable when it returns: nothing is ever waiting. */
-  async flush (): Promise<void> {}
+  /** Without group commit every write is durable when it returns: nothing is ever waiting. */
+  async flush (): Promise<void> {
+    if (this.failure != null) throw this.failure
+    if (this.batch == null) return
+    await new Promise<void>((resolve, reject) => { this.batch?.push({ resolve, reject }) })
+  }
 
   close (): void {
+    this.commit()
     if (this.db.open) this.guard('cannot be closed', () => this.db.close())
+  }
+
+  /** With group commit: opens the shared transaction (IMMEDIATE: the write lock first) and schedules its commit. */
+  private begin (): void {
+    if (!this.groupCommit || this.batch != null) return
+    this.db.exec('BEGIN IMMEDIATE')
+    this.batch = []
+    setImmediate(() => { this.commit() })
+  }
+
+  /** Commits the open group transaction (one fsync) and answers its flushes; a failure fails the store. */
+  private commit (): void {
+    const waiters = this.batch
+    if (waiters == null) return
+    this.batch = undefined
+    try {
+      this.db.exec('COMMIT')
+    } catch (err) {
+      try { this.db.exec('ROLLBACK') } catch {}
+      this.failure = storeError(this.path, 'cannot commit', err)
+      for (const w of waiters) w.reject(this.failure)
+      return
+    }
+    for (const w of waiters) w.resolve()
+  }
+
+  private usable (): void {
+    if (this.failure != null) throw this.failure
   }
 
   /** Runs inside the write transaction; a throw rolls it back. */

@@ -260,8 +260,55 @@ const indexedDbKind: StoreKind = (() => {
   }
 })()
 
+const sqliteGroupKind: StoreKind = (() => {
+  let path = ''
+  return {
+    name: 'SQLite with group commit',
+    async open () {
+      path = join(await tempDir(), 'channels.sqlite')
+      return openChannelStore(path, { groupCommit: true })
+    },
+    async reopen () { return openChannelStore(path, { groupCommit: true }) },
+    async cleanup () { await cleanupTempDirs() }
+  }
+})()
+
 storeContract(sqliteKind)
+storeContract(sqliteGroupKind)
 storeContract(indexedDbKind)
+
+describe('SQLite channel store with group commit', () => {
+  afterEach(cleanupTempDirs)
+
+  it('commits the states of one turn together: another connection sees them once flush resolved, not before', async () => {
+    const path = join(await tempDir(), 'channels.sqlite')
+    const store = openChannelStore(path, { groupCommit: true })
+    store.putChannel(record())
+    const other = new Database(path, { readonly: true })
+    const committed = (): string | undefined => (other.prepare("SELECT seqno FROM states WHERE channel = ? AND slot = 'latest'").get(ADDRESS) as { seqno: string } | undefined)?.seqno
+    try {
+      for (let i = 1n; i <= 100n; i++) store.saveState(state(i, i * 10n))
+      expect(store.latestState(ADDRESS)?.seqno, 'this store reads its own writes at once').to.equal(100n)
+      expect(committed(), 'not committed yet').to.equal(undefined)
+      await store.flush()
+      expect(committed(), 'one commit for the hundred').to.equal('100')
+      // a refused state rolls back alone; the batch goes on
+      store.saveState(state(101n, 1_010n))
+      expect(channelErrorOf(() => { store.saveState(state(50n, 1n)) }).reason).to.equal('stale_state')
+      await store.flush()
+      expect(committed()).to.equal('101')
+      // a channel record is durable when putChannel returns, with the states before it
+      store.saveState(state(102n, 1_020n))
+      store.putChannel(record(OTHER))
+      expect(committed(), 'committed with the record').to.equal('102')
+      store.saveState(state(103n, 1_030n))
+      store.close()
+      expect(committed(), 'close commits what is open').to.equal('103')
+    } finally {
+      other.close()
+    }
+  })
+})
 
 describe('SQLite channel store', () => {
   let dir: string
