@@ -1,9 +1,12 @@
 /**
  * The durable channel store: one SQLite file in the data dir, WAL journal
- * with synchronous = FULL, so every write is one transaction that is fsynced
- * before the call returns; `kill -9` or a power cut afterwards loses nothing
- * a caller acted on. Calls are synchronous on purpose: nothing can run
- * between checking a state against the stored one and storing it.
+ * with synchronous = FULL. By default every write is one transaction that is
+ * fsynced before the call returns; with group commit (what nodes use) the
+ * states of one turn of the event loop share a transaction, and `flush()`
+ * resolves once it is fsynced. Either way `kill -9` or a power cut loses
+ * nothing a caller acted on, since callers act only after `flush()`. Calls
+ * are synchronous on purpose: nothing can run between checking a state
+ * against the stored one and storing it.
  *
  * Per channel it keeps two states, not a history: the latest (highest seqno,
  * perhaps signed by the payer only) and the latest both-signed one, which is
