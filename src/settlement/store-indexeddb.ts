@@ -17,8 +17,8 @@
  * a clear error instead of the two drifting apart.
  */
 import { ChannelStoreError } from '../errors.js'
-import { checkBothSignedShape, checkRecord, checkShape, planSave, planSaveBothSigned, storeError, unknownChannel } from './store-rules.js'
-import type { Slot, SlotWrite } from './store-rules.js'
+import { checkBothSignedShape, checkRecord, checkShape, planSave, planSaveBothSigned, stateFromText, storeError, unknownChannel } from './store-rules.js'
+import type { Slot, SlotWrite, StateText } from './store-rules.js'
 import type { ChannelLifecycle, ChannelRecord, ChannelSide, ChannelStore, StoredState } from './types.js'
 
 /** The IndexedDB schema version; a database from a newer build is refused. */
@@ -40,14 +40,8 @@ interface ChannelEntry extends Omit<ChannelRecord, 'channelId' | 'deposited'> {
   deposited: string
 }
 
-interface StateEntry {
-  channel: string
+interface StateEntry extends StateText {
   slot: Slot
-  seqno: string
-  cumulative: string
-  payerSignature: Uint8Array
-  payeeSignature: Uint8Array | null
-  savedAtMs: number
 }
 
 interface Slots {
@@ -307,12 +301,5 @@ function toStateEntry (slot: Slot, s: StoredState): StateEntry {
 }
 
 function fromStateEntry (e: StateEntry): StoredState {
-  return {
-    channel: e.channel,
-    seqno: BigInt(e.seqno),
-    cumulative: BigInt(e.cumulative),
-    payerSignature: new Uint8Array(e.payerSignature),
-    payeeSignature: e.payeeSignature == null ? null : new Uint8Array(e.payeeSignature),
-    savedAtMs: e.savedAtMs
-  }
+  return stateFromText(e)
 }

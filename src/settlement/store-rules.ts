@@ -111,3 +111,19 @@ export function checkRecord (path: string, record: ChannelRecord): void {
   if (typeof record.channelId !== 'bigint' || typeof record.deposited !== 'bigint') bad('channelId and deposited must be bigints')
   if (!(record.payerKey instanceof Uint8Array) || !(record.payeeKey instanceof Uint8Array)) bad('the keys must be bytes')
 }
+
+/** How a store keeps a state: amounts and seqno as decimal text (they exceed 2^53), signatures as bytes. */
+export interface StateText {
+  channel: string
+  seqno: string
+  cumulative: string
+  payerSignature: Uint8Array
+  payeeSignature: Uint8Array | null
+  savedAtMs: number
+}
+
+/** A state as a store keeps it, back as a StoredState (the signatures copied). */
+export function stateFromText (t: StateText): StoredState {
+  const payeeSignature = t.payeeSignature == null ? null : new Uint8Array(t.payeeSignature)
+  return { channel: t.channel, seqno: BigInt(t.seqno), cumulative: BigInt(t.cumulative), payerSignature: new Uint8Array(t.payerSignature), payeeSignature, savedAtMs: t.savedAtMs }
+}

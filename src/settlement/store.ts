@@ -19,7 +19,7 @@ import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync } from
 import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
 import { ChannelError, ChannelStoreError } from '../errors.js'
-import { checkBothSignedShape, checkShape, planSave, planSaveBothSigned, storeError, unknownChannel } from './store-rules.js'
+import { checkBothSignedShape, checkShape, planSave, planSaveBothSigned, stateFromText, storeError, unknownChannel } from './store-rules.js'
 import type { Slot } from './store-rules.js'
 import type { ChannelLifecycle, ChannelRecord, ChannelSide, ChannelStore, StoredState } from './types.js'
 
@@ -333,12 +333,5 @@ function toRecord (row: ChannelRow): ChannelRecord {
 }
 
 function toState (row: StateRow): StoredState {
-  return {
-    channel: row.channel,
-    seqno: BigInt(row.seqno),
-    cumulative: BigInt(row.cumulative),
-    payerSignature: new Uint8Array(row.payer_signature),
-    payeeSignature: row.payee_signature == null ? null : new Uint8Array(row.payee_signature),
-    savedAtMs: row.saved_at_ms
-  }
+  return stateFromText({ ...row, payerSignature: row.payer_signature, payeeSignature: row.payee_signature, savedAtMs: row.saved_at_ms })
 }
