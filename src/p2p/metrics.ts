@@ -143,6 +143,16 @@ export class NodeMetrics {
       registers: [registry]
     })
   }
+
+  /**
+   * Reports an admission queue on `side`: its length when metrics are
+   * scraped, and (through the returned callback) each request's wait and
+   * how it ended.
+   */
+  observeQueue (side: 'client' | 'proxy', length: () => number): (waitedMs: number, outcome: string) => void {
+    this.queueLengths[side] = length
+    return (waitedMs, outcome) => { this.queueWait.observe({ side, outcome }, waitedMs / 1000) }
+  }
 }
 
 /** One channel's amounts for the gauges, nanoTON. */

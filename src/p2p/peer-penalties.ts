@@ -4,14 +4,19 @@
  * Gossipsub penalises messages a validator rejects, but not those it
  * ignores (another network's, an attestation that cannot be reached): an
  * honest peer causes those now and then, a flood of them is an attack that
- * costs every receiver a validation. `IgnoredRate` allows each peer a few
- * ignored messages a second and turns the rest into rejections, which lower
- * the peer's score.
+ * costs every receiver a validation. `IgnoredRate.guard` wraps a topic
+ * validator: it allows each author a few ignored messages a second and turns
+ * the rest into rejections, which lower the sender's score. Only messages
+ * their author delivered itself count: ignored messages are never forwarded
+ * by our nodes, and a relay that accepted what this node cannot check (an
+ * attestation it could reach and we cannot) must not pay for it.
  *
  * A peer whose score falls under the graylist threshold is ignored by
  * gossipsub but stays connected. `GraylistGuard` disconnects it and keeps it
  * out (`PeerBans`, asked by the connection gater) for a while.
  */
+import { TopicValidatorResult } from './gossip.js'
+import type { Message } from '@libp2p/gossipsub'
 import type { Logger, PeerId } from '@libp2p/interface'
 
 /** Ignored messages a peer may send per second, on average... */
@@ -32,6 +37,15 @@ export class IgnoredRate {
 
   constructor (now: () => number = () => performance.now()) {
     this.now = now
+  }
+
+  /** `validate`, with the ignored messages an author sends past its allowance rejected instead. */
+  guard (validate: (from: PeerId, message: Message) => TopicValidatorResult | Promise<TopicValidatorResult>): (from: PeerId, message: Message) => Promise<TopicValidatorResult> {
+    return async (from, message) => {
+      const result = await validate(from, message)
+      const authored = message.type === 'signed' && from.equals(message.from)
+      return result === TopicValidatorResult.Ignore && authored && this.over(from.toString()) ? TopicValidatorResult.Reject : result
+    }
   }
 
   /** Counts an ignored message from `peer`; true when it is over its allowance (reject it instead). */

@@ -18,6 +18,7 @@ import {
   PRESENCE_COALESCE_MS, PRESENCE_MAX_BYTES, PRESENCE_MAX_CLOCK_SKEW_MS, PRESENCE_FIRST_MAX_DELAY_MS, PRESENCE_PER_PEER_MS, PRESENCE_REACHED_PEERS, PRESENCE_TOPIC
 } from './constants.js'
 import { TopicValidatorResult } from './gossip.js'
+import { IgnoredRate } from './peer-penalties.js'
 import { Presence, Role } from '../gen/node.pb.js'
 import type { GossipSub } from './gossip.js'
 import type { NodeMetrics } from './metrics.js'
@@ -74,6 +75,8 @@ export class PresenceService {
   private readonly directory: PeerDirectory
   private readonly init: PresenceInit
   private readonly now: () => number
+  /** Ignored presence past a small allowance counts against its author. */
+  private readonly ignored = new IgnoredRate()
   private timer?: ReturnType<typeof setTimeout>
   private running = false
   private lastSeq = 0n
@@ -128,7 +131,7 @@ export class PresenceService {
   start (): void {
     const pubsub = this.host.services.pubsub
     if (this.init.listen !== false) {
-      pubsub.topicValidators.set(PRESENCE_TOPIC, (_from, message) => this.validateAndRecord(message))
+      pubsub.topicValidators.set(PRESENCE_TOPIC, this.ignored.guard((_from, message) => this.validateAndRecord(message)))
       pubsub.subscribe(PRESENCE_TOPIC)
     }
     this.host.addEventListener('self:peer:update', this.onAddressChange)

@@ -35,18 +35,24 @@ describe('admission queue', () => {
   })
 
   it('makes a newcomer wait behind those already waiting, even when a slot is free', async () => {
-    const p = pool(1)
-    await p.take()
-    const first = p.take()
-    await new Promise(resolve => setTimeout(resolve, 5))
-    // a newcomer arrives while one waits; when one slot frees, the one that waited longer gets it
+    let free = 0
+    const queue = new AdmissionQueue({ depth: 10, maxWaitMs: 2_000, what: 'jobs' })
+    const take = async (): Promise<boolean> => await queue.admit(() => { if (free === 0) return undefined; free--; return true })
+    let firstDone = false
+    const first = take().then(() => { firstDone = true })
+    // a slot frees, and before anyone tells the line, a newcomer asks: it must not take the slot
+    free = 1
     let newcomerDone = false
-    const newcomer = p.take().then(() => { newcomerDone = true })
-    p.free()
-    expect(await first).to.equal(2)
-    await new Promise(resolve => setTimeout(resolve, 5))
-    expect(newcomerDone).to.equal(false)
-    p.free()
+    const newcomer = take().then(() => { newcomerDone = true })
+    await new Promise(resolve => setTimeout(resolve, 10))
+    expect(newcomerDone, 'the newcomer did not overtake').to.equal(false)
+    expect(queue.length).to.equal(2)
+    queue.wake()
+    await first
+    expect(firstDone).to.equal(true)
+    expect(newcomerDone, 'one slot, one admission').to.equal(false)
+    free = 1
+    queue.wake()
     await newcomer
   })
 

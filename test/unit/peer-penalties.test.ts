@@ -1,7 +1,9 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import { expect } from 'chai'
 import { GRAYLIST_BAN_MS, GraylistGuard, IGNORED_BURST, IGNORED_PER_S, IgnoredRate, PeerBans } from '../../src/p2p/peer-penalties.js'
+import { TopicValidatorResult } from '../../src/p2p/gossip.js'
 import { noLog } from '../helpers.js'
+import type { Message } from '@libp2p/gossipsub'
 
 const A = '12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN'
 const B = '12D3KooWGRUVh7YF1sXY3U3eA1x4E4Jmr8WKbmY3x7FLRzBWHzPC'
@@ -16,6 +18,19 @@ describe('peer penalties', () => {
     now += 1000
     for (let i = 0; i < IGNORED_PER_S; i++) expect(rate.over(A)).to.equal(false)
     expect(rate.over(A)).to.equal(true)
+  })
+
+  it('turns ignored messages their author sent itself into rejections past the allowance, never those a relay forwarded', async () => {
+    const rate = new IgnoredRate(() => 0)
+    const validate = rate.guard(() => TopicValidatorResult.Ignore)
+    const author = peerIdFromString(A)
+    const relay = peerIdFromString(B)
+    const message = { type: 'signed', from: author } as unknown as Message
+    const verdicts: TopicValidatorResult[] = []
+    for (let i = 0; i <= IGNORED_BURST; i++) verdicts.push(await validate(author, message))
+    expect(verdicts.slice(0, IGNORED_BURST).every(v => v === TopicValidatorResult.Ignore)).to.equal(true)
+    expect(verdicts[IGNORED_BURST]).to.equal(TopicValidatorResult.Reject)
+    for (let i = 0; i <= IGNORED_BURST; i++) expect(await validate(relay, message), 'relayed').to.equal(TopicValidatorResult.Ignore)
   })
 
   it('keeps a banned peer out until its ban ends', () => {

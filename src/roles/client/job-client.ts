@@ -23,7 +23,7 @@ import {
   JOB_MAX_BODY_BYTES, JOB_MAX_CANDIDATES, JOB_MAX_FRAME_BYTES, JOB_PROTOCOL, JOB_SETUP_DEADLINE_MS,
   MODELS_MAX_FRAME_BYTES, MODELS_PROTOCOL
 } from '../../p2p/constants.js'
-import { FramedStream, ProtocolError, request } from '../../p2p/framing.js'
+import { FramedStream, request } from '../../p2p/framing.js'
 import { Evidence as WireEvidence } from '../../gen/capacity.pb.js'
 import { JobBody, JobEvent, JobOffer, JobRequest, ModelsRequest, ModelsResponse } from '../../gen/job.pb.js'
 import { evidenceFromWire } from '../../tee/attest-service.js'
@@ -31,7 +31,7 @@ import { randomRequestId, sealRequest } from '../../tee/seal.js'
 import { OutboundHop } from '../../jobs/outbound.js'
 import { headerAad, kindToWire, sealContext, sha256, tokensAad, toInferenceError } from '../../jobs/wire.js'
 import { InferenceError } from '../../inference/types.js'
-import { ChannelError, RemoteError, StreamClosedError } from '../../errors.js'
+import { ChannelError, StreamClosedError } from '../../errors.js'
 import { AdmissionQueue, QueueFullError } from '../../ops/admission-queue.js'
 import { JobPayer } from '../../settlement/job-payments.js'
 import { DEFAULT_CACHED_BP, DEFAULT_REASONING_BP } from '../../settlement/pricing.js'
@@ -77,6 +77,9 @@ export interface JobClientStatus {
   failed: number
   cancelled: number
   verifiedWorkers: number
+  /** Jobs in the swarm now, and waiting in line for their turn. */
+  running: number
+  queued: number
 }
 
 /** Verified worker evidence is reused for the same bytes (it is epoch-bound: at most an hour). */
@@ -103,12 +106,11 @@ export class JobClient implements CompletionService {
       depth: q.depth,
       maxWaitMs: q.maxWaitMs,
       what: 'requests',
-      onWait: (ms, outcome) => { init.metrics?.queueWait.observe({ side: 'client', outcome }, ms / 1000) }
+      onWait: init.metrics?.observeQueue('client', () => this.queue.length)
     })
-    if (init.metrics != null) init.metrics.queueLengths.client = () => this.queue.length
   }
 
-  status (): JobClientStatus & { running: number, queued: number } {
+  status (): JobClientStatus {
     return { ...this.counts, verifiedWorkers: this.verified.size, running: this.running, queued: this.queue.length }
   }
 
@@ -380,9 +382,11 @@ function isProxyFault (err: unknown): boolean {
 
 /** When the proxy itself went away mid-job (its stream closed or reset, not an error it answered): proxy_unreachable. */
 function proxyGone (err: unknown, proxy: string): InferenceError | undefined {
-  if (err instanceof InferenceError || err instanceof RemoteError || err instanceof ProtocolError || err instanceof ChannelError) return undefined
-  if (err instanceof StreamClosedError || (err instanceof Error && /reset|closed|ECONNRESET|aborted/i.test(`${err.name} ${err.message}`))) {
-    return new InferenceError('proxy_unreachable', `the connection to proxy ${proxy} broke before the job ended (${(err as Error).message})`, { retryAfterMs: PROXY_RETRY_MS, cause: err })
-  }
-  return undefined
+  if (!(err instanceof Error) || !CONNECTION_LOST.has(err.name)) return undefined
+  return new InferenceError('proxy_unreachable', `the connection to proxy ${proxy} broke before the job ended (${err.message})`, { retryAfterMs: PROXY_RETRY_MS, cause: err })
 }
+
+/** Errors (ours and libp2p's, by name) that mean the stream or connection itself went away. */
+const CONNECTION_LOST = new Set([
+  StreamClosedError.name, 'StreamResetError', 'StreamAbortedError', 'StreamStateError', 'ConnectionClosedError', 'ConnectionClosingError', 'MuxerClosedError'
+])

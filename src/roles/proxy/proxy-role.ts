@@ -13,7 +13,6 @@ import { CAPACITY_SHARD_TOPICS } from '../../p2p/constants.js'
 import { capacityTopicsFor } from '../../p2p/capacity-shards.js'
 import { proxyKey } from '../../p2p/dht-keys.js'
 import { ProvidedKeys } from '../../p2p/provided-keys.js'
-import { TopicValidatorResult } from '../../p2p/gossip.js'
 import { IgnoredRate } from '../../p2p/peer-penalties.js'
 import { CapacityValidator } from './capacity-validator.js'
 import { PeerAttestations } from '../../tee/peer-attestations.js'
@@ -151,13 +150,11 @@ export class ProxyRole implements RoleBehaviour {
   async start (): Promise<void> {
     const pubsub = this.ctx.node.services.pubsub
     for (const topic of this.topics) {
-      pubsub.topicValidators.set(topic, async (from, message) => {
+      pubsub.topicValidators.set(topic, this.ignored.guard(async (from, message) => {
         // straight from the worker: the connection it came on is the worker's link here
         if (message.type === 'signed' && from.equals(message.from)) this.downCheck.heardDirect(from.toString())
-        const result = await this.validator.validateGossip(message)
-        // ignored messages past a small allowance count against the peer that sent them
-        return result === TopicValidatorResult.Ignore && this.ignored.over(from.toString()) ? TopicValidatorResult.Reject : result
-      })
+        return await this.validator.validateGossip(message)
+      }))
       pubsub.subscribe(topic)
     }
     this.ctx.node.addEventListener('connection:close', this.onConnectionClose)

@@ -67,9 +67,8 @@ export class WorkerChoice {
       depth: q.depth,
       maxWaitMs: q.maxWaitMs,
       what: 'jobs',
-      onWait: (ms, outcome) => { init.metrics?.queueWait.observe({ side: 'proxy', outcome }, ms / 1000) }
+      onWait: init.metrics?.observeQueue('proxy', () => this.queue.length)
     })
-    if (init.metrics != null) init.metrics.queueLengths.proxy = () => this.queue.length
   }
 
   /** Jobs waiting for a free worker now. */
@@ -98,15 +97,17 @@ export class WorkerChoice {
       if (d.ok) this.started(d.workers[0].entry.peerId)
       return d
     }
-    let decision = (this.queue.length > 0) ? rank() : route()
+    // whoever waits already goes first: while anyone does, a newcomer is only ranked (to learn whether
+    // the model is known and affordable), not given a slot, and joins the line
+    const now = (): RouteDecision => this.queue.length > 0 ? rank() : route()
+    let decision = now()
     if (!decision.ok && decision.code === 'model_unknown') {
       const wait = AbortSignal.any([signal, AbortSignal.timeout(this.init.lookupWaitMs ?? DEFAULT_LOOKUP_WAIT_MS)])
       await this.init.lookup.find(header.model, { signal: wait }).catch(() => undefined)
-      decision = this.queue.length > 0 ? rank() : route()
+      decision = now()
     }
-    // whoever waits already goes first: a newcomer joins the line even when a slot is free
-    const held = decision.ok && this.queue.length === 0
-    if (!held && (decision.ok || decision.code === 'no_capacity')) {
+    const holdsSlot = decision.ok && this.queue.length === 0
+    if (!holdsSlot && (decision.ok || decision.code === 'no_capacity')) {
       const waitMs = Math.max(0, deadlineAtMs - performance.now())
       decision = await this.queue.admit(() => {
         const d = route()
